@@ -1,0 +1,24 @@
+"""bpnn — backpropagation neural networks for Python, done properly.
+
+Build multilayer perceptrons from layers that own their forward and backward math,
+choose any initializer and optimizer of the BP literature, train with one
+:class:`Trainer`, and check every gradient numerically.
+"""
+from . import backend, init, losses, metrics, nn, optim
+from .diagnostics import GradcheckResult, gradcheck
+from .losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy
+from .nn import (
+    ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, Module, ReLU, Residual,
+    Sequential, Sigmoid, Softmax, Softplus, Tanh,
+)
+from .train import Callback, History, NonFiniteLossWarning, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "backend", "init", "losses", "metrics", "nn", "optim", "gradcheck", "GradcheckResult",
+    "Module", "Sequential", "Residual", "Dense", "Flatten", "Dropout", "BatchNorm", "Identity",
+    "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax", "MSE",
+    "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "Trainer", "Callback", "History",
+    "NonFiniteLossWarning", "__version__",
+]

@@ -1,0 +1,106 @@
+"""Batch normalization over the channel axis (1-d and 2-d inputs share one class)."""
+from __future__ import annotations
+
+from .. import backend
+from .. import init as initializers
+from .._checks import in_range, positive
+from .module import Module, layers
+
+
+@layers.register("batch_norm", "batchnorm", "batch_norm1d", "batch_norm2d")
+class BatchNorm(Module):
+    r"""Batch normalization (Ioffe & Szegedy 2015), as ``torch.nn.BatchNorm1d/2d``.
+
+    Input (N, C) or (N, C, ...): statistics are per channel C, over the batch and any
+    trailing axes; m is the number of values per channel.
+
+    Notes
+    -----
+    Training:  μ = mean(x), σ² = mean((x − μ)²) (biased), x̂ = (x − μ)/√(σ² + ε),
+               y = γ x̂ + β; running statistics r ← (1 − momentum) r + momentum · s with
+               the *unbiased* variance σ² m/(m − 1), as PyTorch.
+    Evaluation: x̂ = (x − r_mean)/√(r_var + ε).
+    Backward (training), G = ∂L/∂y:
+        ∂L/∂γ = Σ G x̂,   ∂L/∂β = Σ G,
+        ∂L/∂x = γ / (m √(σ² + ε)) · (m G − ∂L/∂β − x̂ ∂L/∂γ).
+    Backward (evaluation): ∂L/∂x = G γ / √(r_var + ε).
+
+    Parameters
+    ----------
+    momentum : float, default 0.1 (PyTorch's convention; Keras' momentum is 1 − this).
+    eps : float, default 1e-5.
+    affine : bool, default True: learn γ (init 1) and β (init 0).
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
+                 trainable: bool = True):
+        super().__init__(trainable)
+        self.momentum = float(in_range("momentum", momentum, 0.0, 1.0))
+        self.eps = float(positive("eps", eps))
+        self.affine = bool(affine)
+
+    def _build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"x: BatchNorm needs inputs (N, C, ...), got samples of shape {input_shape}")
+        c = input_shape[0]
+        if self.affine:
+            self._add_param("weight", initializers.get("ones"), (c,))
+            self._add_param("bias", initializers.get("zeros"), (c,))
+        xp = backend.xp
+        self.buffers["running_mean"] = xp.zeros(c, dtype=self.dtype)
+        self.buffers["running_var"] = xp.ones(c, dtype=self.dtype)
+        self._axes = (0, *range(2, len(input_shape) + 1))
+        self._bshape = (1, c) + (1,) * (len(input_shape) - 1)
+        return input_shape
+
+    def forward(self, x, training=False):
+        self._check_built(x)
+        xp = backend.xp
+        axes, bshape = self._axes, self._bshape
+        m = x.size // x.shape[1]
+        if training:
+            if m < 2:
+                raise ValueError(
+                    f"x: BatchNorm in training mode needs more than one value per channel, got an "
+                    f"input of shape {tuple(x.shape)}; use a larger batch or evaluation mode"
+                )
+            mean = x.mean(axis=axes)
+            centered = x - mean.reshape(bshape)
+            var = (centered * centered).mean(axis=axes)
+            mom = self.momentum
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1 - mom
+            rm += mom * mean
+            rv *= 1 - mom
+            rv += (mom * m / (m - 1)) * var
+        else:
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+            centered = x - mean.reshape(bshape)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = centered * inv_std.reshape(bshape)
+        self._xhat, self._inv_std, self._training, self._m = xhat, inv_std, training, m
+        if not self.affine:
+            return xhat
+        return xhat * self.params["weight"].reshape(bshape) + self.params["bias"].reshape(bshape)
+
+    def backward(self, grad_out, input_grad=True):
+        axes, bshape = self._axes, self._bshape
+        xhat = self._xhat
+        dbeta = grad_out.sum(axis=axes)
+        dgamma = (grad_out * xhat).sum(axis=axes)
+        if self.affine and self._trainable:
+            self.grads["weight"][...] = dgamma
+            self.grads["bias"][...] = dbeta
+        if not input_grad:
+            return None
+        scale = self._inv_std * (self.params["weight"] if self.affine else 1.0)
+        if not self._training:
+            return grad_out * scale.reshape(bshape)
+        m = self._m
+        dx = grad_out * m - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape)
+        dx *= (scale / m).reshape(bshape)
+        return dx
+
+    def get_config(self):
+        return {"momentum": self.momentum, "eps": self.eps, "affine": self.affine,
+                **super().get_config()}

@@ -1,0 +1,76 @@
+"""Fully connected layer."""
+from __future__ import annotations
+
+from .. import backend
+from .. import init as initializers
+from .._checks import positive
+from .module import Module, layers
+
+
+@layers.register("dense", "linear")
+class Dense(Module):
+    r"""Fully connected layer ``y = x W + b``.
+
+    Shapes: x (N, n_in), W (n_in, n_out), b (n_out,), y (N, n_out). ``n_in`` is inferred
+    from the first input (lazy shapes). W is stored as (in, out) as the BP texts write
+    it; PyTorch's ``nn.Linear`` stores the transpose.
+
+    Notes
+    -----
+    Forward:  y = x W + b.
+    Backward, with G = ∂L/∂y:
+        ∂L/∂W = xᵀ G,   ∂L/∂b = Σ_n G_n,   ∂L/∂x = G Wᵀ.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs n_out.
+    init : initializer name, config, class or instance, default ``"xavier_uniform"``
+        Initializer of W (Keras' default; PyTorch's default is ``"uniform"`` with
+        bound 1/√fan_in). Any name of :data:`bpnn.init.initializers`.
+    bias_init : default ``"zeros"``.
+    use_bias : bool, default True.
+    trainable : bool, default True. False freezes W and b (fine-tuning).
+    """
+
+    def __init__(self, units: int, init="xavier_uniform", bias_init="zeros",
+                 use_bias: bool = True, trainable: bool = True):
+        super().__init__(trainable)
+        self.units = positive("units", units, integer=True)
+        self.init = initializers.get(init)
+        self.bias_init = initializers.get(bias_init)
+        self.use_bias = bool(use_bias)
+
+    def _build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"x: Dense expects inputs of shape (batch, features), got samples of shape "
+                f"{input_shape}; put a Flatten() before it"
+            )
+        self._add_param("weight", self.init, (input_shape[0], self.units))
+        if self.use_bias:
+            self._add_param("bias", self.bias_init, (self.units,))
+        return (self.units,)
+
+    def forward(self, x, training=False):
+        self._check_built(x)
+        self._x = x
+        y = x @ self.params["weight"]
+        if self.use_bias:
+            y += self.params["bias"]
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        xp = backend.xp
+        if self._trainable:
+            xp.matmul(self._x.T, grad_out, out=self.grads["weight"])
+            if self.use_bias:
+                grad_out.sum(axis=0, out=self.grads["bias"])
+        if input_grad:
+            return grad_out @ self.params["weight"].T
+        return None
+
+    def get_config(self):
+        return {"units": self.units, "init": initializers.initializers.serialize(self.init),
+                "bias_init": initializers.initializers.serialize(self.bias_init),
+                "use_bias": self.use_bias, **super().get_config()}

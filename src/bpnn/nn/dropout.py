@@ -1,0 +1,39 @@
+"""Inverted dropout."""
+from __future__ import annotations
+
+from .. import backend
+from .._checks import in_range
+from .module import Module, layers
+
+
+@layers.register("dropout")
+class Dropout(Module):
+    """Inverted dropout (Srivastava et al. 2014), as ``torch.nn.Dropout``.
+
+    Training: y = x ⊙ m / (1 − p) with m_i ~ Bernoulli(1 − p), drawn from the model's
+    seeded generator; evaluation: y = x. Backward: ∂L/∂x = ∂L/∂y ⊙ m / (1 − p).
+    Scaling at training time keeps E[y] = x, so nothing changes at inference.
+    """
+
+    def __init__(self, rate: float = 0.5):
+        super().__init__()
+        self.rate = float(in_range("rate", rate, 0.0, 1.0, high_open=True))
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.rate
+        u = self.rng.random(size=x.shape, dtype=self.dtype)
+        mask = backend.to_device(u >= self.rate).astype(x.dtype)
+        mask *= 1.0 / keep
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad_out, input_grad=True):
+        if not input_grad:
+            return None
+        return grad_out if self._mask is None else grad_out * self._mask
+
+    def get_config(self):
+        return {"rate": self.rate}

@@ -1,0 +1,209 @@
+"""The Module protocol: explicit backpropagation, layer by layer.
+
+- ``build(input_shape, rng, dtype)`` creates the parameters once the input shape is
+  known (lazy shapes: ``Dense(128)``, not ``Dense(784, 128)``) and returns the output shape.
+- ``forward(x, training)`` computes the output and keeps exactly what ``backward`` reads.
+- ``backward(grad_out, input_grad=True)`` stores the gradients of the layer's own
+  parameters in ``grads`` (same keys as ``params``) and returns ∂L/∂x, or None when
+  ``input_grad`` is False (the first layer of a network need not compute it).
+
+Parameters and gradients are arrays owned by the module and are updated **in place**
+(never rebound): optimizers, clipping, checkpoints and histograms then all walk one
+structure, and a model may pack them into one flat buffer (see
+:meth:`bpnn.nn.Sequential.flat_parameters`). Shapes exclude the batch axis.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .._registry import Configurable, Registry
+
+layers = Registry("layer")
+
+
+class Module(Configurable):
+    """Base class of layers and containers."""
+
+    def __init__(self, trainable: bool = True):
+        if not isinstance(trainable, bool):
+            raise ValueError(f"trainable: got {trainable!r}; expected True or False")
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.buffers: dict = {}  # state that is not trained (e.g. BatchNorm running statistics)
+        self._trainable = trainable
+        self.built = False
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+        self.dtype = None
+        self.rng = None
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def trainable(self) -> bool:
+        """Whether the optimizer updates this module's parameters (False: frozen)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"trainable: got {value!r}; expected True or False")
+        self._trainable = value
+        for _, child in self.children():
+            child.trainable = value
+
+    def children(self) -> list[tuple[str, "Module"]]:
+        """Direct sub-modules as (name, module); empty for plain layers."""
+        return []
+
+    def modules(self):
+        """This module and all its descendants, depth first."""
+        yield self
+        for _, child in self.children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "", trainable_only: bool = False):
+        """Yield ``(name, value, grad)``, names as torch's ``nn.Sequential``: ``"0.weight"``."""
+        if not (trainable_only and not self._trainable):
+            for key, value in self.params.items():
+                yield prefix + key, value, self.grads[key]
+        for name, child in self.children():
+            yield from child.named_parameters(f"{prefix}{name}.", trainable_only)
+
+    def named_buffers(self, prefix: str = ""):
+        """Yield ``(name, array)`` for non-trained state such as running statistics."""
+        for key, value in self.buffers.items():
+            yield prefix + key, value
+        for name, child in self.children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def num_parameters(self) -> int:
+        return sum(int(v.size) for _, v, _ in self.named_parameters())
+
+    # ----------------------------------------------------------------- building
+    def build(self, input_shape, rng=None, dtype=None) -> tuple:
+        """Create parameters for inputs of ``input_shape`` (no batch axis); return the output shape."""
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dtype = backend.as_dtype(dtype)
+        self.rng = backend.rng(rng)
+        self.output_shape = tuple(self._build(self.input_shape))
+        self.built = True
+        return self.output_shape
+
+    def _build(self, input_shape) -> tuple:
+        """Subclasses create ``params``/``grads``/``buffers`` here; default: shape-preserving."""
+        return input_shape
+
+    def _add_param(self, key, init, shape) -> None:
+        self.params[key] = init(shape, self.rng, self.dtype)
+        self.grads[key] = backend.xp.zeros_like(self.params[key])
+
+    # ----------------------------------------------------------------- computing
+    def forward(self, x, training: bool = False):
+        raise NotImplementedError
+
+    def backward(self, grad_out, input_grad: bool = True):
+        raise NotImplementedError
+
+    def __call__(self, x, training: bool = False):
+        return self.forward(x, training)
+
+    def zero_grad(self) -> None:
+        for _, _, grad in self.named_parameters():
+            grad[...] = 0
+
+    def astype(self, dtype) -> "Module":
+        """Convert parameters, gradients and buffers to ``dtype`` in this module tree.
+
+        This rebinds the arrays, so any packed flat buffer is dropped (see
+        :meth:`bpnn.nn.Sequential.flat_parameters`).
+        """
+        dtype = backend.as_dtype(dtype)
+        for m in self.modules():
+            m.dtype = dtype
+            for store in (m.params, m.grads, m.buffers):
+                for k in store:
+                    store[k] = store[k].astype(dtype)
+            m._flat = None
+        return self
+
+    def get_config(self) -> dict:
+        return {} if self._trainable else {"trainable": False}
+
+    def _check_built(self, x, name: str = "x"):
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{name}: {type(self).__name__} was built for samples of shape {self.input_shape} "
+                f"but got an input of shape {tuple(x.shape)} (samples of shape {tuple(x.shape[1:])})"
+            )
+
+    # ----------------------------------------------------------------- flat view
+    def flat_parameters(self) -> "FlatParameters":
+        """Pack the trainable parameters and their gradients into two flat buffers.
+
+        Each parameter (and gradient) becomes a view into one contiguous vector, so an
+        optimizer updates the whole network with a few vector operations, and
+        second-order methods see θ as one vector. Packing happens once and is redone
+        only when the set of trainable parameters changes (freezing, unfreezing).
+        """
+        names = tuple(name for name, _, _ in self.named_parameters(trainable_only=True))
+        flat = getattr(self, "_flat", None)
+        if flat is not None and flat.names == names:
+            return flat
+        self._flat = FlatParameters(self, names)
+        return self._flat
+
+    # ----------------------------------------------------------------- inference
+    def predict(self, x, batch_size: int = 1024):
+        """Outputs for ``x`` in evaluation mode, computed in batches, as a NumPy array."""
+        import numpy as np  # result type only; arrays of the backend are moved back
+
+        from .._checks import array, positive
+
+        x = array("x", x, min_ndim=1)
+        positive("batch_size", batch_size, integer=True)
+        outs = [backend.to_numpy(self.forward(backend.to_device(x[i:i + batch_size]), training=False))
+                for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs, axis=0)
+
+
+class FlatParameters:
+    """Trainable parameters of a module tree as views into one vector (see ``flat_parameters``).
+
+    Attributes: ``params`` and ``grads`` (1-d arrays), ``names`` (parameter names in
+    order) and ``slices`` (name → slice of the flat vector).
+    """
+
+    def __init__(self, root: Module, names: tuple):
+        xp = backend.xp
+        entries = []
+        for m, prefix in _walk(root, ""):
+            if not m._trainable:
+                continue
+            for key in m.params:
+                entries.append((prefix + key, m, key))
+        assert tuple(e[0] for e in entries) == names
+        total = sum(int(m.params[k].size) for _, m, k in entries)
+        dtype = root.dtype if root.dtype is not None else backend.default_dtype()
+        self.params = xp.empty(total, dtype=dtype)
+        self.grads = xp.zeros(total, dtype=dtype)
+        self.names = names
+        self.slices = {}
+        offset = 0
+        for name, m, key in entries:
+            value = m.params[key]
+            n = int(value.size)
+            sl = slice(offset, offset + n)
+            self.params[sl] = value.ravel()
+            self.grads[sl] = m.grads[key].ravel()
+            m.params[key] = self.params[sl].reshape(value.shape)
+            m.grads[key] = self.grads[sl].reshape(value.shape)
+            self.slices[name] = sl
+            offset += n
+
+    def __len__(self) -> int:
+        return int(self.params.size)
+
+
+def _walk(module: Module, prefix: str):
+    yield module, prefix
+    for name, child in module.children():
+        yield from _walk(child, f"{prefix}{name}.")

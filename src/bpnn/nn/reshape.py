@@ -1,0 +1,21 @@
+"""Shape-only layers."""
+from __future__ import annotations
+
+import math
+
+from .module import Module, layers
+
+
+@layers.register("flatten")
+class Flatten(Module):
+    """(N, d1, d2, ...) → (N, d1·d2·…). Backward reshapes the gradient back."""
+
+    def _build(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out, input_grad=True):
+        return grad_out.reshape(self._shape) if input_grad else None

@@ -1,0 +1,285 @@
+"""The training loop: one loop for full-batch, mini-batch and stochastic descent."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .. import _checks, backend, losses
+from .. import metrics as metrics_mod
+from .. import optim
+from ..init import lsuv
+from .callbacks import CallbackList, History
+
+
+class NonFiniteLossWarning(RuntimeWarning):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+_MODES = {"full": None, "full_batch": None, "batch": None, "stochastic": 1, "online": 1}
+
+
+class Trainer:
+    """Trains a model with backpropagation.
+
+    Parameters
+    ----------
+    model : a built or unbuilt :class:`bpnn.nn.Module` (usually ``Sequential``).
+    loss : loss name, config, class or instance, default ``"softmax_cross_entropy"``.
+    optimizer : optimizer name or instance (``bpnn.optim.Adam(lr=1e-3)``), default ``"adam"``.
+    metrics : metric names; default the loss's (accuracy for classification losses).
+    seed : int or Generator for shuffling; default the model's generator, so the model's
+        one seed drives init, dropout and shuffling.
+
+    Gradient-descent modes are chosen by ``fit``'s ``batch_size``: ``"full"`` (batch
+    gradient descent: every step sees the whole training set), ``"stochastic"`` or 1
+    (online: one sample per step), or an integer (mini-batch).
+    """
+
+    def __init__(self, model, loss="softmax_cross_entropy", optimizer="adam", metrics=None, seed=None):
+        self.model = model
+        self.loss = losses.get(loss)
+        self.optimizer = optim.get(optimizer)
+        names = self.loss.default_metrics if metrics is None else tuple(metrics)
+        self.metrics = {(m if isinstance(m, str) else m.__name__): metrics_mod.get(m) for m in names}
+        self.rng = getattr(model, "rng", None) if seed is None else backend.rng(seed)
+        if self.rng is None:
+            self.rng = backend.rng(None)
+        self.stop_training = False
+        self.history: History | None = None
+
+    # ------------------------------------------------------------------ data
+    def _prepare(self, X, y, name_x="X", name_y="y"):
+        X = _checks.array(name_x, X, min_ndim=2)
+        y_arr = _checks.array(name_y, y, min_ndim=1)
+        if len(X) != len(y_arr):
+            raise ValueError(f"{name_x}, {name_y}: {name_x} has {len(X)} samples but {name_y} has {len(y_arr)}")
+        model = self.model
+        if not model.built:
+            model.build(X.shape[1:], model.rng, model.dtype)
+        if X.shape[1:] != model.input_shape:
+            raise ValueError(
+                f"{name_x}: samples have shape {X.shape[1:]} but the model expects {model.input_shape}"
+            )
+        y_arr = self.loss.check_target(y_arr, model.output_shape[-1], name_y)
+        if y_arr.dtype.kind == "f" or y_arr.ndim > 1:
+            y_arr = y_arr.astype(model.dtype, copy=False)
+        return backend.to_device(X.astype(model.dtype, copy=False)), backend.to_device(y_arr)
+
+    @staticmethod
+    def _batch_size(batch_size, n):
+        if isinstance(batch_size, str):
+            if batch_size not in _MODES:
+                raise ValueError(f"batch_size: got {batch_size!r}; expected a positive int or one of "
+                                 f"{', '.join(map(repr, _MODES))}")
+            batch_size = _MODES[batch_size] or n
+        _checks.positive("batch_size", batch_size, integer=True)
+        return min(int(batch_size), n)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, epochs: int = 1, batch_size=32, validation_data=None,
+            validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: bool = True) -> History:
+        """Train for ``epochs`` passes over (X, y); return the :class:`History`.
+
+        ``validation_data=(X_val, y_val)`` or ``validation_split`` (the last fraction
+        of X, y before shuffling, as Keras) is evaluated after every epoch. ``verbose``
+        shows a progress bar (tqdm). If the loss becomes NaN or infinite, training stops,
+        a warning names the step and the first layer with a non-finite value or
+        gradient, and the weights of the best epoch so far are restored.
+        """
+        _checks.positive("epochs", epochs, integer=True, allow_zero=True)
+        _checks.in_range("validation_split", validation_split, 0.0, 1.0, high_open=True)
+        if validation_split and validation_data is not None:
+            raise ValueError("validation_split, validation_data: give one or the other, not both")
+        if validation_split:
+            n_val = int(math.floor(len(X) * validation_split))
+            if n_val < 1 or n_val >= len(X):
+                raise ValueError(f"validation_split: {validation_split} of {len(X)} samples leaves no "
+                                 f"training or no validation samples")
+            X_arr, y_arr = np.asarray(X), np.asarray(y)
+            validation_data = (X_arr[-n_val:], y_arr[-n_val:])
+            X, y = X_arr[:-n_val], y_arr[:-n_val]
+        Xd, yd = self._prepare(X, y)
+        val = None
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise ValueError("validation_data: expected a pair (X_val, y_val)")
+            val = self._prepare(*validation_data, name_x="validation_data[0]", name_y="validation_data[1]")
+        n = len(Xd)
+        bs = self._batch_size(batch_size, n)
+        model, loss, opt = self.model, self.loss, self.optimizer
+        self._run_data_dependent_init(Xd)
+        opt.attach(model)
+
+
+        history = History()
+        self.history = history
+        cbs = CallbackList([history, *callbacks], self)
+        self.stop_training = False
+        best = _Best(model)
+        cbs.on_train_begin({})
+
+        n_batches = -(-n // bs)
+        progress = _progress(verbose, epochs, n_batches)
+        global_step = 0
+        try:
+            for epoch in range(epochs):
+                cbs.on_epoch_begin(epoch, {})
+                order = self.rng.permutation(n) if shuffle else None
+                sums = {"loss": 0.0, **{k: 0.0 for k in self.metrics}}
+                lr = opt.current_lr
+                for b in range(n_batches):
+                    if order is None:
+                        xb, yb = Xd[b * bs:(b + 1) * bs], yd[b * bs:(b + 1) * bs]
+                    else:
+                        idx = backend.to_device(order[b * bs:(b + 1) * bs])
+                        xb, yb = Xd[idx], yd[idx]
+                    if cbs.wants_batch_hooks:
+                        cbs.on_batch_begin(b, {"size": len(xb)})
+                    out = model.forward(xb, training=True)
+                    value = float(loss.forward(out, yb))
+                    if not math.isfinite(value):
+                        model.backward(loss.backward(), input_grad=False)
+                        self._stop_nonfinite(value, epoch, b, global_step, best, history)
+                        return history
+                    model.backward(loss.backward(), input_grad=False)
+                    opt.step()
+                    global_step += 1
+                    m = len(xb)
+                    sums["loss"] += value * m
+                    for k, fn in self.metrics.items():
+                        sums[k] += float(fn(out, yb)) * m
+                    if cbs.wants_batch_hooks:
+                        cbs.on_batch_end(b, {"loss": value, "size": m})
+                    progress.update(value)
+                logs = {k: v / n for k, v in sums.items()}
+                if val is not None:
+                    logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                logs["lr"] = lr
+                best.consider(logs.get("val_loss", logs["loss"]), epoch)
+                cbs.on_epoch_end(epoch, logs)
+                progress.epoch_done(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            progress.close()
+        cbs.on_train_end({})
+        return history
+
+    def _run_data_dependent_init(self, Xd) -> None:
+        pending = [m for m in self.model.modules()
+                   if getattr(getattr(m, "init", None), "data_dependent", False) and not getattr(m, "_lsuv_done", False)]
+        if not pending:
+            return
+        take = min(len(Xd), 512)
+        idx = self.rng.choice(len(Xd), size=take, replace=False)
+        lsuv(self.model, backend.to_numpy(Xd[backend.to_device(idx)]))
+        for m in pending:
+            m._lsuv_done = True
+
+    def _stop_nonfinite(self, value, epoch, batch, step, best, history) -> None:
+        culprit = None
+        for name, p, g in self.model.named_parameters():
+            xp = backend.xp
+            if not bool(xp.isfinite(p).all()):
+                culprit = f"parameter '{name}' is non-finite"
+                break
+            if not bool(xp.isfinite(g).all()):
+                culprit = f"the gradient of '{name}' is non-finite"
+                break
+        where = culprit or "no parameter or gradient is non-finite (the loss overflowed on this batch)"
+        restored = best.restore()
+        message = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
+                   f"first layer at fault: {where}. Training stopped; {restored}.")
+        history.stopped_reason = message
+        warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ inference
+    def _evaluate(self, Xd, yd, batch_size: int = 1024) -> dict:
+        sums = {"loss": 0.0, **{k: 0.0 for k in self.metrics}}
+        n = len(Xd)
+        for i in range(0, n, batch_size):
+            xb, yb = Xd[i:i + batch_size], yd[i:i + batch_size]
+            out = self.model.forward(xb, training=False)
+            m = len(xb)
+            sums["loss"] += float(self.loss.forward(out, yb)) * m
+            for k, fn in self.metrics.items():
+                sums[k] += float(fn(out, yb)) * m
+        return {k: v / n for k, v in sums.items()}
+
+    def evaluate(self, X, y, batch_size: int = 1024) -> dict:
+        """Loss and metrics on (X, y) in evaluation mode, e.g. ``{"loss": .., "accuracy": ..}``."""
+        _checks.positive("batch_size", batch_size, integer=True)
+        return self._evaluate(*self._prepare(X, y), batch_size=batch_size)
+
+    def predict(self, X, batch_size: int = 1024):
+        """The model's outputs for X (logits for the cross-entropy losses), as a NumPy array."""
+        X = _checks.array("X", X, min_ndim=2)
+        if self.model.built and X.shape[1:] != self.model.input_shape:
+            raise ValueError(f"X: samples have shape {X.shape[1:]} but the model expects {self.model.input_shape}")
+        return self.model.predict(X, batch_size)
+
+
+class _Best:
+    """Keeps a copy of the parameters and buffers of the best epoch so far."""
+
+    def __init__(self, model):
+        self.model = model
+        self.value = math.inf
+        self.epoch = None
+        self.saved = self._snapshot()
+
+    def _snapshot(self):
+        return ([p.copy() for _, p, _ in self.model.named_parameters()],
+                [b.copy() for _, b in self.model.named_buffers()])
+
+    def consider(self, value, epoch) -> None:
+        if math.isfinite(value) and value < self.value:
+            self.value, self.epoch = value, epoch
+            self.saved = self._snapshot()
+
+    def restore(self) -> str:
+        params, buffers = self.saved
+        for (_, p, _), s in zip(self.model.named_parameters(), params):
+            p[...] = s
+        for (_, b), s in zip(self.model.named_buffers(), buffers):
+            b[...] = s
+        if self.epoch is None:
+            return "weights restored to their values before training"
+        return f"weights restored from epoch {self.epoch} (loss {self.value:.6g})"
+
+
+class _progress:
+    """tqdm progress bar over batches, one line per epoch; silent when not verbose."""
+
+    def __init__(self, verbose, epochs, n_batches):
+        self.bar = None
+        self.verbose = verbose
+        self.epochs, self.n_batches = epochs, n_batches
+        self._count = 0
+
+    def update(self, loss):
+        if not self.verbose:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.n_batches, leave=True, unit="batch", dynamic_ncols=True)
+        self.bar.update(1)
+        self._count += 1
+        if self._count % 16 == 0:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def epoch_done(self, epoch, logs):
+        if not self.verbose or self.bar is None:
+            return
+        self.bar.set_description(f"epoch {epoch + 1}/{self.epochs}")
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+        self.bar.close()
+        self.bar = None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
