@@ -117,7 +117,7 @@ class SoftmaxCrossEntropy(Loss):
         return loss
 
     def backward(self):
-        g, t = self._p, self._t
+        g, t = self._p.copy(), self._t  # a copy: the cached softmax stays valid for a second call
         n = g.shape[0]
         if t.ndim == 1:
             g[backend.xp.arange(n), t] -= 1

@@ -1,7 +1,7 @@
 """The optimizer facade: a chain of transforms with a familiar ``step()``."""
 from __future__ import annotations
 
-from .. import _checks, backend
+from .. import _checks, _kernels, backend
 from .._registry import Configurable, Registry
 
 optimizers = Registry("optimizer")
@@ -55,6 +55,7 @@ class Optimizer(Configurable):
         self._flat = flat
         self.state = [t.init(flat.params) for t in self.transforms]
         self._u = backend.xp.empty_like(flat.params)
+        self._tmp = backend.xp.empty_like(flat.params)
         self.step_count = 0
         return self
 
@@ -77,8 +78,7 @@ class Optimizer(Configurable):
         u[...] = flat.grads
         for transform, state in zip(self.transforms, self.state):
             u = transform.update(u, state, flat.params, self.step_count)
-        u *= lr
-        flat.params -= u
+        _kernels.axpy(flat.params, -lr, u, self._tmp)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

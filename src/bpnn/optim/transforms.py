@@ -8,7 +8,7 @@ parameters θ, the 1-based step count t, and returns the new u. The
 """
 from __future__ import annotations
 
-from .. import _checks, backend
+from .. import _checks, _kernels, backend
 from .._registry import Configurable
 
 
@@ -32,14 +32,13 @@ class AddWeightDecay(Transform):
     def __init__(self, weight_decay: float):
         self.weight_decay = float(_checks.positive("weight_decay", weight_decay, allow_zero=True))
 
+    def init(self, params):
+        return {"_tmp": backend.xp.empty_like(params)} if self.weight_decay else {}
+
     def update(self, u, state, params, t):
         if self.weight_decay:
-            backend.xp.multiply(params, self.weight_decay, out=state.setdefault("_tmp", backend.xp.empty_like(u)))
-            u += state["_tmp"]
+            _kernels.axpy(u, self.weight_decay, params, state["_tmp"])
         return u
-
-    def init(self, params):
-        return {}
 
     def get_config(self):
         return {"weight_decay": self.weight_decay}
@@ -114,26 +113,9 @@ class ScaleByAdam(Transform):
         return state
 
     def update(self, u, state, params, t):
-        xp = backend.xp
         b1, b2 = self.betas
-        m, v, tmp = state["exp_avg"], state["exp_avg_sq"], state["_tmp"]
-        m *= b1
-        xp.multiply(u, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        xp.multiply(u, u, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
-        if self.amsgrad:
-            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
-        bc1 = 1.0 - b1**t
-        bc2_sqrt = (1.0 - b2**t) ** 0.5
-        xp.sqrt(v, out=tmp)
-        tmp *= 1.0 / bc2_sqrt
-        tmp += self.eps
-        xp.divide(m, tmp, out=u)
-        u *= 1.0 / bc1
+        _kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                                b1, b2, self.eps, t, state["_tmp"])
         return u
 
     def get_config(self):

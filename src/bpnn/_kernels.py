@@ -1,0 +1,117 @@
+"""Fused CPU kernels for the hot loops, compiled with numba when it is installed.
+
+numba is optional (``pip install "bpnn[fast]"``): every kernel has a NumPy fallback
+with the same arithmetic, and the test suite runs both. Setting the environment
+variable ``BPNN_DISABLE_NUMBA=1`` forces the fallbacks. The kernels are used only for
+NumPy arrays; other backends take the fallback path (written with ``backend.xp``).
+
+Measured reason (one epoch of 784-256-128-10, batch 32, Adam): the update written as
+NumPy vector operations makes ~15 passes over the parameter vector and took about 30 %
+of the epoch; fused into one pass it costs a third of that.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+from . import backend
+
+_available = importlib.util.find_spec("numba") is not None
+_active = _available and os.environ.get("BPNN_DISABLE_NUMBA", "") in ("", "0")
+_compiled = None  # (adam, axpy), compiled on first use so `import bpnn` stays fast
+
+
+def enabled() -> bool:
+    """Whether the compiled kernels are in use (numba importable and not disabled)."""
+    return _active
+
+
+def set_enabled(flag: bool) -> None:
+    """Switch between the compiled kernels and the NumPy fallbacks (tests run both)."""
+    global _active
+    if flag and not _available:
+        raise ImportError("the compiled kernels need numba: pip install 'bpnn[fast]'")
+    _active = bool(flag)
+
+
+def _adam_kernel(u, m, v, vmax, b1, b2, eps, inv_bc1, inv_bc2_sqrt, amsgrad):
+    for i in range(u.shape[0]):
+        g = u[i]
+        mi = m[i] + (1.0 - b1) * (g - m[i])
+        vi = b2 * v[i] + (1.0 - b2) * (g * g)
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            if vi > vmax[i]:
+                vmax[i] = vi
+            vi = vmax[i]
+        u[i] = (mi * inv_bc1) / (np.sqrt(vi) * inv_bc2_sqrt + eps)
+
+
+def _axpy_kernel(y, a, x):
+    for i in range(y.shape[0]):
+        y[i] += a * x[i]
+
+
+def _kernels():
+    """The compiled kernels (numba compiles on first call and caches them on disk).
+
+    Serial on purpose: numba's parallel threads and BLAS's threads spin-wait on the same
+    cores, and a parallel update made every matrix product of the step ~3x slower here.
+    """
+    global _compiled
+    if _compiled is None:
+        import numba
+
+        jit = numba.njit(fastmath=False, cache=True, nogil=True)
+        _compiled = (jit(_adam_kernel), jit(_axpy_kernel))
+    return _compiled
+
+
+def _use_numba(*arrays) -> bool:
+    return _active and all(isinstance(a, np.ndarray) for a in arrays)
+
+
+def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp) -> None:
+    """In place: m, v ← Adam moments of gradient u; u ← (m/(1−β₁ᵗ)) / (√v/√(1−β₂ᵗ) + ε).
+
+    ``vmax`` (or None) holds the running maximum of v for AMSGrad; ``tmp`` is scratch
+    space for the NumPy path.
+    """
+    inv_bc1 = 1.0 / (1.0 - b1**t)
+    inv_bc2_sqrt = 1.0 / (1.0 - b2**t) ** 0.5
+    if _use_numba(u, m, v):
+        ams = vmax is not None
+        _kernels()[0](u, m, v, vmax if ams else v, b1, b2, eps, inv_bc1, inv_bc2_sqrt, ams)
+        return
+    xp = backend.xp
+    # m ← m + (1 − β₁)(u − m): the lerp form torch.optim.Adam uses.
+    xp.subtract(u, m, out=tmp)
+    tmp *= 1.0 - b1
+    m += tmp
+    xp.multiply(u, u, out=tmp)
+    v -= tmp
+    v *= b2
+    v += tmp
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+        v = vmax
+    xp.sqrt(v, out=tmp)
+    tmp *= inv_bc2_sqrt
+    tmp += eps
+    xp.divide(m, tmp, out=u)
+    u *= inv_bc1
+
+
+def axpy(y, a: float, x, tmp=None) -> None:
+    """In place: y ← y + a·x."""
+    if _use_numba(y, x):
+        _kernels()[1](y, a, x)
+        return
+    if tmp is None:
+        y += a * x
+    else:
+        backend.xp.multiply(x, a, out=tmp)
+        y += tmp

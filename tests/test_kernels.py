@@ -1,0 +1,50 @@
+"""The compiled kernels and their NumPy fallbacks compute the same thing."""
+import numpy as np
+import pytest
+
+from bpnn import _kernels
+
+
+def _adam_reference(g, m, v, vmax, b1, b2, eps, t):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    if vmax is not None:
+        vmax = np.maximum(vmax, v)
+    denom = np.sqrt(v if vmax is None else vmax) / np.sqrt(1 - b2**t) + eps
+    return (m / (1 - b1**t)) / denom, m, v, vmax
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_direction_matches_the_formula(kernels, dtype, amsgrad, rng):
+    n = 1001
+    m = rng.normal(size=n).astype(dtype)
+    v = rng.random(n).astype(dtype)
+    vmax = (v + rng.random(n) * (rng.random(n) < 0.5)).astype(dtype) if amsgrad else None
+    g = rng.normal(size=n).astype(dtype)
+    expected = _adam_reference(g.astype(np.float64), m.astype(np.float64), v.astype(np.float64),
+                               None if vmax is None else vmax.astype(np.float64), 0.8, 0.99, 1e-3, 3)
+    u = g.copy()
+    _kernels.adam_direction(u, m, v, vmax, 0.8, 0.99, 1e-3, 3, np.empty_like(u))
+    # float32 rounding of the moment updates: compare on the scale of the values
+    rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-13, 0)
+    for got, want in zip((u, m, v, vmax), expected):
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def test_axpy(kernels, rng):
+    y, x = rng.normal(size=300), rng.normal(size=300)
+    want = y - 0.3 * x
+    _kernels.axpy(y, -0.3, x, np.empty_like(y))
+    np.testing.assert_allclose(y, want, rtol=1e-15)
+
+
+def test_the_switch_changes_the_path():
+    before = _kernels.enabled()
+    try:
+        _kernels.set_enabled(False)
+        assert not _kernels.enabled()
+        assert not _kernels._use_numba(np.zeros(3))
+    finally:
+        _kernels.set_enabled(before)
