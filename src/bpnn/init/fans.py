@@ -29,6 +29,7 @@ def compute_fans(shape) -> tuple[int, int]:
 
 _GAINS = {
     "linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0,
+    "conv_transpose1d": 1.0, "conv_transpose2d": 1.0, "conv_transpose3d": 1.0,
     "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 3.0 / 4.0,
 }
 
@@ -36,15 +37,16 @@ _GAINS = {
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """Recommended gain for an activation, as ``torch.nn.init.calculate_gain``.
 
-    ======================  =============================
-    nonlinearity            gain
-    ======================  =============================
-    linear, conv, sigmoid   1
-    tanh                    5/3
-    relu                    √2
-    leaky_relu              √(2 / (1 + negative_slope²)), slope default 0.01
-    selu                    3/4
-    ======================  =============================
+    ============================================  =================================================
+    nonlinearity                                  gain
+    ============================================  =================================================
+    linear, conv{1,2,3}d, conv_transpose{1,2,3}d  1
+    sigmoid                                       1
+    tanh                                          5/3
+    relu                                          √2
+    leaky_relu                                    √(2 / (1 + negative_slope²)), slope default 0.01
+    selu                                          3/4
+    ============================================  =================================================
     """
     if nonlinearity == "leaky_relu":
         slope = 0.01 if param is None else param

@@ -240,7 +240,7 @@ class HeUniform(_Preset):
     _DIST = "uniform"
 
     def __init__(self, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
-        self.a = float(_checks.positive("a", a, allow_zero=True))
+        self.a = float(_checks.in_range("a", a, -math.inf, math.inf, True, True))
         self.nonlinearity = nonlinearity
         gain = calculate_gain(nonlinearity, self.a)
         if mode == "fan_avg":

@@ -48,6 +48,11 @@ class Sequential(Module):
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
+    def build(self, input_shape, rng=None, dtype=None):
+        """Build every layer; without ``rng``/``dtype`` the model's own seed and dtype are used."""
+        return super().build(input_shape, self.rng if rng is None else rng,
+                             self.dtype if dtype is None else dtype)
+
     def __getitem__(self, i):
         return self.layers[i]
 

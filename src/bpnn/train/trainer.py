@@ -86,7 +86,9 @@ class Trainer:
         of X, y before shuffling, as Keras) is evaluated after every epoch. ``verbose``
         shows a progress bar (tqdm). If the loss becomes NaN or infinite, training stops,
         a warning names the step and the first layer with a non-finite value or
-        gradient, and the weights of the best epoch so far are restored.
+        gradient (or, when only the loss overflowed, the parameter of largest magnitude),
+        the weights of the best epoch so far are restored, and callbacks still get
+        ``on_train_end``.
         """
         _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         _checks.in_range("validation_split", validation_split, 0.0, 1.0, high_open=True)
@@ -142,7 +144,8 @@ class Trainer:
                     if not math.isfinite(value):
                         model.backward(loss.backward(), input_grad=False)
                         self._stop_nonfinite(value, epoch, b, global_step, best, history)
-                        return history
+                        self.stop_training = True
+                        break
                     model.backward(loss.backward(), input_grad=False)
                     opt.step()
                     global_step += 1
@@ -153,6 +156,8 @@ class Trainer:
                     if cbs.wants_batch_hooks:
                         cbs.on_batch_end(b, {"loss": value, "size": m})
                     progress.update(value)
+                if history.stopped_reason is not None:
+                    break  # non-finite loss: no epoch-end logs for the broken epoch; on_train_end still runs
                 logs = {k: v / n for k, v in sums.items()}
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
@@ -179,19 +184,28 @@ class Trainer:
             m._lsuv_done = True
 
     def _stop_nonfinite(self, value, epoch, batch, step, best, history) -> None:
+        xp = backend.xp
         culprit = None
+        largest, largest_abs = None, -1.0
         for name, p, g in self.model.named_parameters():
-            xp = backend.xp
             if not bool(xp.isfinite(p).all()):
                 culprit = f"parameter '{name}' is non-finite"
                 break
             if not bool(xp.isfinite(g).all()):
                 culprit = f"the gradient of '{name}' is non-finite"
                 break
-        where = culprit or "no parameter or gradient is non-finite (the loss overflowed on this batch)"
+            size = float(xp.abs(p).max()) if p.size else 0.0
+            if size > largest_abs:
+                largest, largest_abs = name, size
+        if culprit is None:
+            # Every parameter is still finite: the loss itself overflowed (the usual way a
+            # too-large learning rate shows in float32). Name the largest parameter instead.
+            culprit = "no parameter or gradient is non-finite (the loss overflowed on this batch)"
+            if largest is not None:
+                culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
         restored = best.restore()
         message = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
-                   f"first layer at fault: {where}. Training stopped; {restored}.")
+                   f"first layer at fault: {culprit}. Training stopped; {restored}.")
         history.stopped_reason = message
         warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
 

@@ -1,0 +1,375 @@
+"""Optimizers: parity with torch.optim, schedules, hand-worked golden examples,
+state round trips and convergence.
+
+Tests taking the ``kernels`` fixture (tests/conftest.py) run twice: with the compiled
+numba kernels and with the NumPy fallbacks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import bpnn
+from bpnn import optim
+
+N_IN, N_HID, N_OUT, BATCH, STEPS = 5, 8, 3, 16, 20
+
+
+# --------------------------------------------------------------------------- helpers
+def make_pair(seed=0):
+    """A bpnn MLP and the same torch MLP with copied weights (float64)."""
+    model = bpnn.Sequential([bpnn.Dense(N_HID, init="he_uniform", bias_init=bpnn.init.Uniform(-0.5, 0.5)),
+                             bpnn.Tanh(),
+                             bpnn.Dense(N_OUT, init="xavier_normal", bias_init=bpnn.init.Uniform(-0.5, 0.5))],
+                            input_shape=(N_IN,), seed=seed, dtype="float64")
+    tmodel = torch.nn.Sequential(torch.nn.Linear(N_IN, N_HID), torch.nn.Tanh(),
+                                 torch.nn.Linear(N_HID, N_OUT)).double()
+    with torch.no_grad():
+        for i in (0, 2):  # bpnn's (n_in, n_out) is the transpose of torch's (out, in)
+            tmodel[i].weight.copy_(torch.from_numpy(model[i].params["weight"].T.copy()))
+            tmodel[i].bias.copy_(torch.from_numpy(model[i].params["bias"].copy()))
+    return model, tmodel
+
+
+def assert_same_params(model, tmodel, rtol=1e-6, atol=1e-12, step=None):
+    for i in (0, 2):
+        np.testing.assert_allclose(model[i].params["weight"], tmodel[i].weight.detach().numpy().T,
+                                   rtol=rtol, atol=atol, err_msg=f"step {step}: layer {i} weight")
+        np.testing.assert_allclose(model[i].params["bias"], tmodel[i].bias.detach().numpy(),
+                                   rtol=rtol, atol=atol, err_msg=f"step {step}: layer {i} bias")
+
+
+def batches(loss, n=STEPS, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.standard_normal((BATCH, N_IN))
+        y = rng.standard_normal((BATCH, N_OUT)) if loss == "mse" else rng.integers(0, N_OUT, BATCH)
+        out.append((x, y))
+    return out
+
+
+LOSSES = {"mse": (bpnn.MSE, torch.nn.MSELoss), "ce": (bpnn.SoftmaxCrossEntropy, torch.nn.CrossEntropyLoss)}
+
+
+def bpnn_step(model, opt, loss, x, y):
+    out = model.forward(x, training=True)
+    value = float(loss.forward(out, y))
+    model.backward(loss.backward())
+    opt.step()
+    return value
+
+
+def torch_step(tmodel, topt, tloss, x, y):
+    topt.zero_grad()
+    yt = torch.from_numpy(y)
+    value = tloss(tmodel(torch.from_numpy(x)), yt)
+    value.backward()
+    topt.step()
+    return float(value.detach())
+
+
+def run_parity(bpnn_opt, torch_opt_factory, loss_name, steps=STEPS, scheduler_factory=None):
+    model, tmodel = make_pair()
+    bpnn_opt.attach(model)
+    topt = torch_opt_factory(tmodel.parameters())
+    sched = scheduler_factory(topt) if scheduler_factory else None
+    loss, tloss = LOSSES[loss_name][0](), LOSSES[loss_name][1]()
+    moved = 0.0
+    w0 = model[0].params["weight"].copy()
+    for step, (x, y) in enumerate(batches(loss_name, steps)):
+        if sched is not None:
+            assert bpnn_opt.current_lr == pytest.approx(sched.get_last_lr()[0], rel=1e-15)
+        v = bpnn_step(model, bpnn_opt, loss, x, y)
+        tv = torch_step(tmodel, topt, tloss, x, y)
+        assert v == pytest.approx(tv, rel=1e-9)
+        if sched is not None:
+            sched.step()
+        assert_same_params(model, tmodel, step=step)
+        moved = max(moved, float(np.abs(model[0].params["weight"] - w0).max()))
+    assert bpnn_opt.step_count == steps
+    assert moved > 1e-3, "the parameters should move noticeably for the comparison to mean something"
+    return model
+
+
+# --------------------------------------------------------------------------- parity
+SGD_CONFIGS = [
+    dict(lr=0.1),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.1, momentum=0.9, dampening=0.5),
+    dict(lr=0.1, momentum=0.9, nesterov=True),
+    dict(lr=0.1, weight_decay=0.05),
+    dict(lr=0.05, momentum=0.8, weight_decay=0.1),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.02),
+]
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "ce"])
+@pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_sgd_matches_torch(cfg, loss_name, kernels):
+    run_parity(optim.SGD(**cfg), lambda p: torch.optim.SGD(p, **cfg), loss_name)
+
+
+ADAM_CONFIGS = [
+    dict(),  # all defaults, lr = 1e-3
+    dict(lr=0.02),
+    dict(lr=0.02, weight_decay=0.1),
+    dict(lr=0.02, amsgrad=True),
+    dict(lr=0.02, amsgrad=True, weight_decay=0.05),
+    dict(lr=0.01, betas=(0.8, 0.95), eps=1e-3),
+]
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "ce"])
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "defaults")
+def test_adam_matches_torch(cfg, loss_name, kernels):
+    if not cfg:  # lr = 1e-3 moves little in 20 steps: run longer to make the check meaningful
+        model, tmodel = make_pair()
+        opt = optim.Adam().attach(model)
+        topt = torch.optim.Adam(tmodel.parameters())
+        loss, tloss = LOSSES[loss_name][0](), LOSSES[loss_name][1]()
+        w0 = model[0].params["weight"].copy()
+        for step, (x, y) in enumerate(batches(loss_name, 60)):
+            bpnn_step(model, opt, loss, x, y)
+            torch_step(tmodel, topt, tloss, x, y)
+            assert_same_params(model, tmodel, step=step)
+        assert np.abs(model[0].params["weight"] - w0).max() > 1e-2
+        return
+    run_parity(optim.Adam(**cfg), lambda p: torch.optim.Adam(p, **cfg), loss_name)
+
+
+def test_adam_defaults_are_torch_defaults():
+    ours = optim.Adam()
+    theirs = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults
+    assert ours.lr == theirs["lr"]
+    assert tuple(ours.betas) == tuple(theirs["betas"])
+    assert ours.eps == theirs["eps"]
+    assert ours.weight_decay == theirs["weight_decay"]
+    assert ours.amsgrad == theirs["amsgrad"]
+
+
+def test_sgd_through_trainer_matches_torch_minibatch_loop():
+    """The Trainer (no shuffling, mini-batches of 16, last batch short) against a torch loop."""
+    model, tmodel = make_pair()
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((70, N_IN))
+    Y = rng.standard_normal((70, N_OUT))
+    trainer = bpnn.Trainer(model, loss="mse", optimizer=optim.SGD(lr=0.05, momentum=0.9, nesterov=True))
+    trainer.fit(X, Y, epochs=3, batch_size=16, shuffle=False, verbose=False)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    for _ in range(3):
+        for i in range(0, 70, 16):
+            torch_step(tmodel, topt, torch.nn.MSELoss(), X[i:i + 16], Y[i:i + 16])
+    assert trainer.optimizer.step_count == 3 * 5
+    assert_same_params(model, tmodel)
+
+
+# --------------------------------------------------------------------------- schedules
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_callable_lr_behaves_like_lambda_lr(kind, kernels):
+    base = 0.1 if kind == "sgd" else 0.02
+
+    def factor(step):  # warm-up for 3 steps, then exponential decay
+        return (step + 1) / 3 if step < 3 else 0.8 ** (step - 3)
+
+    if kind == "sgd":
+        ours = optim.SGD(lr=lambda s: base * factor(s), momentum=0.9)
+        theirs = lambda p: torch.optim.SGD(p, lr=base, momentum=0.9)  # noqa: E731
+    else:
+        ours = optim.Adam(lr=lambda s: base * factor(s))
+        theirs = lambda p: torch.optim.Adam(p, lr=base)  # noqa: E731
+    run_parity(ours, theirs, "mse", steps=12,
+               scheduler_factory=lambda o: torch.optim.lr_scheduler.LambdaLR(o, factor))
+    assert ours.current_lr == pytest.approx(base * factor(12))
+
+
+def test_schedule_giving_a_non_positive_lr_is_an_error():
+    model, _ = make_pair()
+    opt = optim.SGD(lr=lambda s: 0.1 - 0.05 * s).attach(model)
+    opt.step()
+    opt.step()
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()  # step 2: 0.1 − 0.1 = 0
+
+
+def test_setting_lr_replaces_it():
+    model, _ = make_pair()
+    opt = optim.SGD(lr=0.1).attach(model)
+    opt.lr = 0.25
+    assert opt.current_lr == 0.25
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = -1.0
+
+
+# --------------------------------------------------------------------------- golden examples
+# One weight, no bias: pred = w·x with x = 2, target y = 1, MSE (mean over 1 entry):
+#   L(w) = (2w − 1)²,   g(w) = dL/dw = 2·(2w − 1)·2 = 8w − 4.   Minimum at w = ½.
+def _one_weight(w0=1.0):
+    model = bpnn.Sequential([bpnn.Dense(1, use_bias=False, init=bpnn.init.Constant(w0))],
+                            input_shape=(1,), seed=0, dtype="float64")
+    return model
+
+
+def _golden_run(opt, steps):
+    model = _one_weight()
+    opt.attach(model)
+    loss = bpnn.MSE()
+    x, y = np.array([[2.0]]), np.array([[1.0]])
+    ws = []
+    for _ in range(steps):
+        bpnn_step(model, opt, loss, x, y)
+        ws.append(float(model[0].params["weight"][0, 0]))
+    return ws
+
+
+def test_golden_sgd(kernels):
+    # η = 0.1, w₀ = 1:  w ← w − 0.1·(8w − 4), i.e. (w − ½) shrinks by 0.2 per step
+    #   g₁ = 4      → w₁ = 1 − 0.4     = 0.6
+    #   g₂ = 0.8    → w₂ = 0.6 − 0.08  = 0.52
+    #   g₃ = 0.16   → w₃ = 0.52 − 0.016 = 0.504
+    ws = _golden_run(optim.SGD(lr=0.1), 3)
+    np.testing.assert_allclose(ws, [0.6, 0.52, 0.504], rtol=0, atol=1e-12)
+
+
+def test_golden_sgd_momentum(kernels):
+    # η = 0.1, μ = 0.9, w₀ = 1; PyTorch's form b₁ = g₁, b_t = μ b_{t−1} + g_t, w ← w − η b
+    #   g₁ = 4                    b₁ = 4                         w₁ = 1 − 0.4     = 0.6
+    #   g₂ = 8·0.6 − 4 = 0.8      b₂ = 0.9·4 + 0.8 = 4.4         w₂ = 0.6 − 0.44  = 0.16
+    #   g₃ = 8·0.16 − 4 = −2.72   b₃ = 0.9·4.4 − 2.72 = 1.24     w₃ = 0.16 − 0.124 = 0.036
+    ws = _golden_run(optim.SGD(lr=0.1, momentum=0.9), 3)
+    np.testing.assert_allclose(ws, [0.6, 0.16, 0.036], rtol=0, atol=1e-12)
+
+
+def test_golden_sgd_nesterov(kernels):
+    # η = 0.1, μ = 0.9, w₀ = 1; b as above, step d = g + μ b, w ← w − η d
+    #   g₁ = 4                      b₁ = 4
+    #       d₁ = 4 + 0.9·4 = 7.6                          w₁ = 1 − 0.76 = 0.24
+    #   g₂ = 8·0.24 − 4 = −2.08     b₂ = 0.9·4 − 2.08 = 1.52
+    #       d₂ = −2.08 + 0.9·1.52 = −0.712                w₂ = 0.24 + 0.0712 = 0.3112
+    #   g₃ = 8·0.3112 − 4 = −1.5104 b₃ = 0.9·1.52 − 1.5104 = −0.1424
+    #       d₃ = −1.5104 + 0.9·(−0.1424) = −1.63856       w₃ = 0.3112 + 0.163856 = 0.475056
+    ws = _golden_run(optim.SGD(lr=0.1, momentum=0.9, nesterov=True), 3)
+    np.testing.assert_allclose(ws, [0.24, 0.3112, 0.475056], rtol=0, atol=1e-12)
+
+
+def test_golden_adam(kernels):
+    # η = 0.1, β₁ = 0.9, β₂ = 0.999, ε = 1 (large on purpose: it shows ε sits outside the
+    # square root — inside it step 1 would divide by √17 instead of 5), w₀ = 1.
+    #   g₁ = 4:  m₁ = 0.1·4 = 0.4,  v₁ = 0.001·16 = 0.016
+    #            m̂ = 0.4/0.1 = 4,   v̂ = 0.016/0.001 = 16,  √v̂ = 4
+    #            w₁ = 1 − 0.1·4/(4 + 1) = 0.92
+    #   g₂ = 8·0.92 − 4 = 3.36:  m₂ = 0.9·0.4 + 0.1·3.36 = 0.696
+    #            v₂ = 0.999·0.016 + 0.001·3.36² = 0.015984 + 0.0112896 = 0.0272736
+    #            1 − β₁² = 0.19,  1 − β₂² = 0.001999
+    #            m̂ = 0.696/0.19 = 3.66315789…,  v̂ = 0.0272736/0.001999 = 13.6436218…, √v̂ = 3.69372736…
+    #            w₂ = 0.92 − 0.1·3.66315789…/(3.69372736… + 1) = 0.84195631289…
+    ws = _golden_run(optim.Adam(lr=0.1, eps=1.0), 2)
+    w2 = 0.92 - 0.1 * (0.696 / 0.19) / (math.sqrt(0.0272736 / 0.001999) + 1.0)
+    np.testing.assert_allclose(ws, [0.92, w2], rtol=0, atol=1e-12)
+    assert ws[1] == pytest.approx(0.8419563128898, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- state round trip
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    lambda: optim.SGD(lr=0.05, momentum=0.9, dampening=0.3),
+    lambda: optim.Adam(lr=0.02, weight_decay=0.05, amsgrad=True),
+    lambda: optim.Adam(lr=0.02),
+], ids=["sgd_nesterov_wd", "sgd_dampening", "adam_amsgrad_wd", "adam"])
+def test_state_dict_round_trip_continues_identically(make, kernels):
+    data = batches("ce", 12, seed=3)
+    loss = bpnn.SoftmaxCrossEntropy()
+
+    model_a, _ = make_pair()
+    opt_a = make().attach(model_a)
+    for x, y in data[:6]:
+        bpnn_step(model_a, opt_a, loss, x, y)
+    saved = opt_a.state_dict()
+    params = [p.copy() for _, p, _ in model_a.named_parameters()]
+    saved_copy = {k: [dict((kk, vv.copy()) for kk, vv in s.items()) for s in v] if k == "state" else v
+                  for k, v in saved.items()}
+    for x, y in data[6:]:
+        bpnn_step(model_a, opt_a, loss, x, y)
+    final_a = [p.copy() for _, p, _ in model_a.named_parameters()]
+
+    # the saved state is a copy: later steps did not change it
+    assert saved["step_count"] == 6
+    for s, c in zip(saved["state"], saved_copy["state"]):
+        for k in c:
+            np.testing.assert_array_equal(s[k], c[k])
+    assert any(len(s) for s in saved["state"]), "the optimizer should have state to save"
+
+    def resume(load):
+        model, _ = make_pair(seed=123)  # different init, overwritten below
+        for (_, p, _), v in zip(model.named_parameters(), params):
+            p[...] = v
+        opt = make().attach(model)
+        if load:
+            opt.load_state_dict(saved)
+        for x, y in data[6:]:
+            bpnn_step(model, opt, loss, x, y)
+        return opt, [p.copy() for _, p, _ in model.named_parameters()]
+
+    opt_b, final_b = resume(load=True)
+    assert opt_b.step_count == 12
+    for a, b in zip(final_a, final_b):
+        np.testing.assert_array_equal(a, b)
+    _, final_c = resume(load=False)  # without the state the run differs
+    assert not all(np.allclose(a, c, rtol=1e-9, atol=0) for a, c in zip(final_a, final_c))
+
+
+def test_load_state_dict_rejects_a_mismatched_state():
+    model, _ = make_pair()
+    sgd = optim.SGD(lr=0.1, momentum=0.9).attach(model)
+    adam = optim.Adam().attach(model)
+    with pytest.raises(ValueError, match="state"):
+        adam.load_state_dict(sgd.state_dict())
+    other, _ = make_pair()
+    small = bpnn.Sequential([bpnn.Dense(2)], input_shape=(3,), dtype="float64")
+    adam2 = optim.Adam().attach(small)
+    with pytest.raises(ValueError, match="state"):
+        adam2.load_state_dict(optim.Adam().attach(other).state_dict())
+
+
+def test_step_before_attach_is_an_error():
+    with pytest.raises(RuntimeError, match="attach"):
+        optim.SGD(lr=0.1).step()
+
+
+# --------------------------------------------------------------------------- convergence
+# f(θ) = ½ θᵀAθ − bᵀθ with A SPD (condition number 10): minimum at θ* = A⁻¹b.
+_Q = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]
+A = _Q @ np.diag([1.0, 3.0, 10.0]) @ _Q.T
+B = np.array([1.0, -2.0, 0.5])
+THETA_STAR = np.linalg.solve(A, B)
+
+
+def _minimize(opt, steps):
+    model = bpnn.Sequential([bpnn.Dense(3, use_bias=False, init="zeros")], input_shape=(1,), dtype="float64")
+    layer = model[0]
+    opt.attach(model)
+    theta = layer.params["weight"][0]  # a view: the optimizer updates it in place
+    f0 = 0.5 * theta @ A @ theta - B @ theta
+    for _ in range(steps):
+        layer.grads["weight"][0] = A @ theta - B
+        opt.step()
+    f = 0.5 * theta @ A @ theta - B @ theta
+    return theta.copy(), f0, f
+
+
+@pytest.mark.parametrize("make, steps, tol", [
+    (lambda: optim.SGD(lr=0.15), 200, 1e-8),
+    (lambda: optim.SGD(lr=0.05, momentum=0.9), 600, 1e-8),
+    (lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True), 600, 1e-8),
+    (lambda: optim.Adam(lr=0.05), 1500, 1e-4),
+    (lambda: optim.Adam(lr=lambda s: 0.1 * 0.995**s, amsgrad=True), 1500, 1e-4),
+], ids=["sgd", "sgd_momentum", "sgd_nesterov", "adam", "adam_amsgrad_schedule"])
+def test_optimizers_minimize_a_quadratic(make, steps, tol, kernels):
+    theta, f0, f = _minimize(make(), steps)
+    f_star = -0.5 * B @ THETA_STAR
+    assert f < f0
+    np.testing.assert_allclose(theta, THETA_STAR, atol=tol)
+    assert f - f_star < tol
