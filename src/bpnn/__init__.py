@@ -11,7 +11,10 @@ from .nn import (
     ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, Module, ReLU, Residual,
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
-from .train import Callback, History, NonFiniteLossWarning, Trainer
+from .train import (
+    CSVLogger, Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
+    NonFiniteLossWarning, ReduceLROnPlateau, Trainer,
+)
 
 __version__ = "0.1.0"
 
@@ -20,5 +23,6 @@ __all__ = [
     "Module", "Sequential", "Residual", "Dense", "Flatten", "Dropout", "BatchNorm", "Identity",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax", "MSE",
     "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "Trainer", "Callback", "History",
-    "NonFiniteLossWarning", "__version__",
+    "NonFiniteLossWarning", "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
+    "ModelCheckpoint", "CSVLogger", "__version__",
 ]

@@ -135,6 +135,39 @@ class Module(Configurable):
                 f"but got an input of shape {tuple(x.shape)} (samples of shape {tuple(x.shape[1:])})"
             )
 
+    # ----------------------------------------------------------------- weights by name
+    def state_dict(self) -> dict:
+        """Copies of every parameter and buffer as NumPy arrays, keyed as ``named_parameters``
+        and ``named_buffers`` name them (``"0.weight"``, ``"1.running_mean"``)."""
+        out = {name: backend.to_numpy(v).copy() for name, v, _ in self.named_parameters()}
+        out.update({name: backend.to_numpy(b).copy() for name, b in self.named_buffers()})
+        return out
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays into the parameters and buffers of the same names, in place.
+
+        Every array is checked before anything is written, so a mismatch leaves the model
+        untouched. With ``strict`` the names must match exactly; otherwise arrays for
+        unknown names are refused and missing names keep their values (fine-tuning a
+        model with a new head from a trained body).
+        """
+        targets = {name: v for name, v, _ in self.named_parameters()}
+        targets.update(dict(self.named_buffers()))
+        unknown = sorted(set(state) - set(targets))
+        missing = sorted(set(targets) - set(state))
+        if unknown or (strict and missing):
+            raise ValueError(
+                f"state: names do not match this model (unknown: {unknown or 'none'}; "
+                f"missing: {missing or 'none'}); valid names: {sorted(targets)}"
+            )
+        for name, value in state.items():
+            if tuple(value.shape) != tuple(targets[name].shape):
+                raise ValueError(
+                    f"state: '{name}' has shape {tuple(value.shape)}, the model's is {tuple(targets[name].shape)}"
+                )
+        for name, value in state.items():
+            targets[name][...] = backend.to_device(value)
+
     # ----------------------------------------------------------------- flat view
     def flat_parameters(self) -> "FlatParameters":
         """Pack the trainable parameters and their gradients into two flat buffers.

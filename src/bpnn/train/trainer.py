@@ -79,7 +79,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, epochs: int = 1, batch_size=32, validation_data=None,
-            validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: bool = True) -> History:
+            validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: bool = True,
+            resume_from=None, n_restarts: int = 1, n_jobs: int = 1) -> History:
         """Train for ``epochs`` passes over (X, y); return the :class:`History`.
 
         ``validation_data=(X_val, y_val)`` or ``validation_split`` (the last fraction
@@ -89,7 +90,26 @@ class Trainer:
         gradient (or, when only the loss overflowed, the parameter of largest magnitude),
         the weights of the best epoch so far are restored, and callbacks still get
         ``on_train_end``.
+
+        ``resume_from`` names a checkpoint written by :class:`ModelCheckpoint`: weights,
+        optimizer state, random generators, History and callback states are restored
+        and training continues with the next epoch up to ``epochs`` — bit-identical to
+        an uninterrupted run on CPU.
+
+        ``n_restarts=k`` trains k copies of the model from different seeds (drawn from
+        the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib), keeps
+        the one with the lowest validation loss (training loss without validation data)
+        in ``self.model``, and keeps every run's History in ``self.restart_histories``.
         """
+        _checks.positive("n_restarts", n_restarts, integer=True)
+        if n_restarts > 1:
+            if resume_from is not None:
+                raise ValueError("resume_from, n_restarts: resuming applies to one run, not to restarts")
+            from .restarts import fit_restarts
+
+            return fit_restarts(self, X, y, n_restarts, n_jobs, epochs=epochs, batch_size=batch_size,
+                                validation_data=validation_data, validation_split=validation_split,
+                                shuffle=shuffle, callbacks=callbacks, verbose=verbose)
         _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         _checks.in_range("validation_split", validation_split, 0.0, 1.0, high_open=True)
         if validation_split and validation_data is not None:
@@ -111,22 +131,31 @@ class Trainer:
         n = len(Xd)
         bs = self._batch_size(batch_size, n)
         model, loss, opt = self.model, self.loss, self.optimizer
-        self._run_data_dependent_init(Xd)
+        if resume_from is None:
+            self._run_data_dependent_init(Xd)
         opt.attach(model)
 
 
         history = History()
         self.history = history
         cbs = CallbackList([history, *callbacks], self)
+        self._callbacks = list(callbacks)
+        start_epoch = 0
+        if resume_from is not None:
+            from .checkpoint import restore_checkpoint
+
+            start_epoch = restore_checkpoint(resume_from, self, history, callbacks)
         self.stop_training = False
         best = _Best(model)
-        cbs.on_train_begin({})
+        # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
+        # picks the last batch of an epoch).
+        cbs.on_train_begin({"epochs": epochs, "steps_per_epoch": -(-n // bs), "batch_size": bs, "samples": n})
 
         n_batches = -(-n // bs)
         progress = _progress(verbose, epochs, n_batches)
         global_step = 0
         try:
-            for epoch in range(epochs):
+            for epoch in range(start_epoch, epochs):
                 cbs.on_epoch_begin(epoch, {})
                 order = self.rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0, **{k: 0.0 for k in self.metrics}}
@@ -164,6 +193,9 @@ class Trainer:
                 logs["lr"] = lr
                 best.consider(logs.get("val_loss", logs["loss"]), epoch)
                 cbs.on_epoch_end(epoch, logs)
+                for cb in self._callbacks:
+                    if hasattr(cb, "flush"):
+                        cb.flush(epoch)
                 progress.epoch_done(epoch, logs)
                 if self.stop_training:
                     break

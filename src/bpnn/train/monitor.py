@@ -1,0 +1,46 @@
+"""Shared logic of callbacks that watch one logged quantity for improvement."""
+from __future__ import annotations
+
+import math
+
+from .. import _checks
+
+
+class Monitor:
+    """Tracks the best value of ``logs[monitor]`` with ``mode`` "min", "max" or "auto"
+    ("auto": max for accuracy-like keys, min otherwise) and a ``min_delta``.
+
+    ``threshold_mode="abs"`` (Keras): improved when better than best by more than
+    min_delta; ``"rel"`` (torch's ReduceLROnPlateau): better than best · (1 ∓ min_delta).
+    """
+
+    def __init__(self, monitor: str, mode: str = "auto", min_delta: float = 0.0, threshold_mode: str = "abs"):
+        self.monitor = monitor
+        _checks.one_of("mode", mode, ("auto", "min", "max"))
+        if mode == "auto":
+            mode = "max" if ("acc" in monitor or monitor.endswith("r2")) else "min"
+        self.mode = mode
+        self.min_delta = abs(float(_checks.in_range("min_delta", min_delta, -math.inf, math.inf, True, True)))
+        self.threshold_mode = _checks.one_of("threshold_mode", threshold_mode, ("abs", "rel"))
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def value(self, logs) -> float:
+        if self.monitor not in (logs or {}):
+            raise ValueError(
+                f"monitor: {self.monitor!r} is not in the logs; available keys: {', '.join(sorted(logs or {}))}"
+                f" (val_ keys need validation_data or validation_split)"
+            )
+        return float(logs[self.monitor])
+
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            bound = self.best * (1 - self.min_delta) if self.threshold_mode == "rel" else self.best - self.min_delta
+            return value < bound
+        bound = self.best * (1 + self.min_delta) if self.threshold_mode == "rel" else self.best + self.min_delta
+        return value > bound
+
+    def state(self) -> dict:
+        return {"best": self.best}
+
+    def load_state(self, state: dict) -> None:
+        self.best = float(state["best"])

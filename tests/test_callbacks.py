@@ -1,0 +1,107 @@
+"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, CSVLogger, ModelCheckpoint."""
+import csv
+
+import numpy as np
+import pytest
+
+import bpnn
+from bpnn.train import read_checkpoint
+
+
+class Scripted(bpnn.Callback):
+    """Replaces the logged value of ``key`` by a scripted sequence (runs before the others)."""
+
+    def __init__(self, key, values):
+        self.key, self.values = key, list(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.key] = self.values[epoch]
+
+
+def _setup(rng, seed=0):
+    X = rng.normal(size=(60, 4))
+    y = rng.integers(0, 3, 60)
+    model = bpnn.Sequential([bpnn.Dense(8), bpnn.Tanh(), bpnn.Dense(3)], input_shape=(4,), seed=seed)
+    return bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=0.1)), X, y
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights(rng):
+    trainer, X, y = _setup(rng)
+    seq = [1.0, 0.8, 0.9, 0.85, 0.95, 0.7, 0.6]
+    snapshots = []
+
+    class Snap(bpnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(trainer.model.state_dict())
+
+    stopper = bpnn.EarlyStopping("val_loss", patience=2, restore_best_weights=True)
+    h = trainer.fit(X, y, epochs=7, verbose=False, validation_split=0.2,
+                    callbacks=[Scripted("val_loss", seq), Snap(), stopper])
+    assert len(h.epoch) == 4 and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
+    assert "early stopping at epoch 3" in h.stopped_reason
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, snapshots[1][k])
+
+
+def test_early_stopping_min_delta_and_max_mode(rng):
+    trainer, X, y = _setup(rng)
+    stopper = bpnn.EarlyStopping("val_accuracy", patience=0, min_delta=0.05)
+    h = trainer.fit(X, y, epochs=5, verbose=False, validation_split=0.2,
+                    callbacks=[Scripted("val_accuracy", [0.5, 0.6, 0.62, 0.9, 0.95]), stopper])
+    assert stopper._monitor.mode == "max"
+    assert len(h.epoch) == 3  # 0.62 is not better than 0.6 by more than 0.05
+
+
+def test_monitoring_a_missing_key_names_the_available_ones(rng):
+    trainer, X, y = _setup(rng)
+    with pytest.raises(ValueError, match="monitor: 'val_loss' is not in the logs; available keys: .*loss"):
+        trainer.fit(X, y, epochs=1, verbose=False, callbacks=[bpnn.EarlyStopping("val_loss")])
+
+
+def test_reduce_lr_on_plateau_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    values = [1.0, 0.9, 0.9, 0.9, 0.95, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    trainer, X, y = _setup(rng)
+    cb = bpnn.ReduceLROnPlateau("val_loss", factor=0.5, patience=1, cooldown=1, min_lr=0.02)
+    h = trainer.fit(X, y, epochs=len(values), verbose=False, validation_split=0.2,
+                    callbacks=[Scripted("val_loss", values), cb])
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, cooldown=1, min_lr=0.02)
+    expected = []
+    for v in values:
+        expected.append(opt.param_groups[0]["lr"])
+        sched.step(v)
+    np.testing.assert_allclose(h["lr"], expected, rtol=1e-12)
+    assert len(set(expected)) > 2
+
+
+def test_learning_rate_scheduler_sets_the_lr_each_epoch(rng):
+    trainer, X, y = _setup(rng)
+    h = trainer.fit(X, y, epochs=4, verbose=False,
+                    callbacks=[bpnn.LearningRateScheduler(lambda epoch, lr: 0.1 / (1 + epoch))])
+    np.testing.assert_allclose(h["lr"], [0.1, 0.05, 0.1 / 3, 0.025])
+
+
+def test_csv_logger_writes_one_row_per_epoch_and_appends(tmp_path, rng):
+    trainer, X, y = _setup(rng)
+    path = tmp_path / "log.csv"
+    trainer.fit(X, y, epochs=3, verbose=False, validation_split=0.2, callbacks=[bpnn.CSVLogger(path)])
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"]
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], trainer.history["loss"])
+    trainer.fit(X, y, epochs=1, verbose=False, validation_split=0.2, callbacks=[bpnn.CSVLogger(path, append=True)])
+    assert len(list(csv.reader(path.open()))) == 5
+
+
+def test_model_checkpoint_save_best_only_and_epoch_in_the_name(tmp_path, rng):
+    trainer, X, y = _setup(rng)
+    ckpt = bpnn.ModelCheckpoint(tmp_path / "best.safetensors", save_best_only=True)
+    trainer.fit(X, y, epochs=5, verbose=False, validation_split=0.2,
+                callbacks=[Scripted("val_loss", [0.5, 0.4, 0.6, 0.3, 0.35]), ckpt])
+    _, meta = read_checkpoint(tmp_path / "best.safetensors")
+    assert meta["epoch"] == 3
+    every = bpnn.ModelCheckpoint(str(tmp_path / "e{epoch:02d}.safetensors"), save_freq=2)
+    trainer.fit(X, y, epochs=5, verbose=False, callbacks=[every])
+    assert sorted(p.name for p in tmp_path.glob("e*.safetensors")) == ["e01.safetensors", "e03.safetensors"]

@@ -1,0 +1,155 @@
+"""Checkpoints resume exactly, and a killed write never leaves a different state."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import bpnn
+from bpnn.train import CheckpointError, read_checkpoint
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import bpnn
+    from bpnn.data import load_digits
+
+    mode, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    X, y = load_digits()
+    model = bpnn.Sequential([bpnn.Dense(32, init="he_normal"), bpnn.ReLU(), bpnn.Dropout(0.1),
+                             bpnn.BatchNorm(), bpnn.Dense(10)], seed=3)
+    opt = bpnn.optim.Adam(lr=3e-3, amsgrad=True)
+    trainer = bpnn.Trainer(model, optimizer=opt)
+    stopper = bpnn.EarlyStopping("val_loss", patience=50)
+    plateau = bpnn.ReduceLROnPlateau("val_loss", factor=0.5, patience=0, min_delta=0.05, threshold_mode="abs")
+    cbs = [stopper, plateau]
+    kw = dict(batch_size=50, validation_split=0.2, verbose=False)
+    if mode == "straight":
+        h = trainer.fit(X, y, epochs=6, callbacks=cbs, **kw)
+    elif mode == "first":
+        h = trainer.fit(X, y, epochs=3, callbacks=cbs + [bpnn.ModelCheckpoint(path)], **kw)
+    else:
+        h = trainer.fit(X, y, epochs=6, callbacks=cbs, resume_from=path, **kw)
+    np.savez(out, **model.state_dict())
+    with open(out + ".json", "w") as f:
+        json.dump(h.history, f)
+""")
+
+
+def _run(tmp_path, *args):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), *args], check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def test_three_plus_three_epochs_in_a_new_process_equal_six_straight(tmp_path):
+    ckpt = str(tmp_path / "ckpt.safetensors")
+    _run(tmp_path, "straight", ckpt, str(tmp_path / "straight.npz"))
+    _run(tmp_path, "first", ckpt, str(tmp_path / "first.npz"))
+    _run(tmp_path, "resume", ckpt, str(tmp_path / "resumed.npz"))
+    straight, resumed = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "resumed.npz")
+    assert set(straight.files) == set(resumed.files)
+    for k in straight.files:
+        np.testing.assert_array_equal(straight[k], resumed[k], err_msg=k)
+    h_straight = json.loads((tmp_path / "straight.npz.json").read_text())
+    h_resumed = json.loads((tmp_path / "resumed.npz.json").read_text())
+    assert h_straight == h_resumed
+    assert len(h_straight["loss"]) == 6
+    assert len(set(h_straight["lr"])) > 1, "the plateau callback should have changed the lr (its state is resumed)"
+    first = np.load(tmp_path / "first.npz")
+    assert not all(np.array_equal(first[k], straight[k]) for k in first.files)
+
+
+def _trainer(seed=0):
+    model = bpnn.Sequential([bpnn.Dense(4), bpnn.Tanh(), bpnn.Dense(3)], input_shape=(5,), seed=seed)
+    return bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=0.1, momentum=0.9))
+
+
+def _xy(rng, n=40):
+    return rng.normal(size=(n, 5)), rng.integers(0, 3, n)
+
+
+def test_checkpoint_contents_and_metadata(tmp_path, rng):
+    X, y = _xy(rng)
+    trainer = _trainer()
+    path = tmp_path / "c.safetensors"
+    trainer.fit(X, y, epochs=2, batch_size=8, verbose=False, callbacks=[bpnn.ModelCheckpoint(path)])
+    arrays, meta = read_checkpoint(path)
+    assert meta["epoch"] == 1 and meta["format"] == "bpnn-checkpoint"
+    assert meta["optimizer"]["step_count"] == 10
+    np.testing.assert_array_equal(arrays["model/0.weight"], trainer.model[0].params["weight"])
+    assert "optimizer/1/momentum_buffer" in arrays
+    assert not any(k.startswith("optimizer/") and "/_" in k for k in arrays)
+
+
+def test_damaged_or_foreign_checkpoints_are_refused_without_touching_the_model(tmp_path, rng):
+    X, y = _xy(rng)
+    trainer = _trainer()
+    path = tmp_path / "c.safetensors"
+    trainer.fit(X, y, epochs=1, batch_size=8, verbose=False, callbacks=[bpnn.ModelCheckpoint(path)])
+    data = path.read_bytes()
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "g.safetensors"
+    garbage.write_bytes(b"\x80\x04\x95" + os.urandom(64))  # starts like a pickle
+    for bad in (truncated, garbage, tmp_path / "missing.safetensors"):
+        fresh = _trainer(seed=9)
+        before = fresh.model.state_dict()
+        with pytest.raises(CheckpointError, match=str(bad.name)):
+            fresh.fit(X, y, epochs=2, batch_size=8, verbose=False, resume_from=bad)
+        for k, v in fresh.model.state_dict().items():
+            np.testing.assert_array_equal(v, before[k])
+    other = bpnn.Trainer(bpnn.Sequential([bpnn.Dense(6), bpnn.Tanh(), bpnn.Dense(3)], input_shape=(5,), seed=0),
+                         optimizer=bpnn.optim.SGD(lr=0.1, momentum=0.9))
+    with pytest.raises(CheckpointError, match="does not fit this training run"):
+        other.fit(X, y, epochs=2, verbose=False, resume_from=path)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import bpnn
+    from bpnn.train.checkpoint import save_checkpoint
+    path = sys.argv[1]
+    model = bpnn.Sequential([bpnn.Dense(300), bpnn.Dense(300)], input_shape=(300,), seed=0)
+    trainer = bpnn.Trainer(model, optimizer=bpnn.optim.Adam())
+    trainer.optimizer.attach(model)
+    k = 0
+    print("ready", flush=True)
+    while True:
+        for _, p, _ in model.named_parameters():
+            p[...] = k
+        save_checkpoint(path, trainer, epoch=k)
+        k += 1
+""")
+
+
+def test_a_write_killed_at_any_moment_leaves_a_consistent_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for trial in range(8):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(float(rng.uniform(0.05, 0.4)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if not path.exists():
+            continue
+        arrays, meta = read_checkpoint(path)
+        k = meta["epoch"]
+        for name, value in arrays.items():
+            if name.startswith("model/"):
+                assert np.all(value == k), f"trial {trial}: {name} does not belong to epoch {k}"
+        checked += 1
+        leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+        for p in leftovers:  # a killed write may leave its temporary file, never the target
+            p.unlink()
+    assert checked >= 6
