@@ -1,0 +1,89 @@
+"""Reproduce LeCun's MNIST table (no distortions) for the two MLP rows.
+
+    784-800-10, cross-entropy                          LeCun's page: 1.6 %  test error
+    784-500-300-10, softmax + cross-entropy + weight decay            1.53 %
+
+Trains on the 60,000 training images, reports the error on the 10,000 test images,
+the epochs and the wall time. Data: the official IDX files (``--data-dir`` or
+``$BPNN_MNIST_DIR``; default ../shared/data/mnist beside the repository).
+
+    python benchmarks/mnist_lecun.py [--epochs 30] [--rows 800 500-300] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import bpnn
+from bpnn.data import load_mnist
+
+TARGETS = {"800": 1.6, "500-300": 1.53}
+
+
+def build(row: str, seed: int):
+    widths = [int(w) for w in row.split("-")]
+    layers = []
+    for w in widths:
+        layers += [bpnn.Dense(w, init="he_normal"), bpnn.ReLU()]
+    layers.append(bpnn.Dense(10, init="xavier_uniform"))
+    return bpnn.Sequential(layers, input_shape=(784,), seed=seed)
+
+
+def run(row, data, epochs, batch_size, lr, weight_decay, seed, verbose):
+    Xtr, ytr, Xte, yte = data
+    steps = epochs * math.ceil(len(Xtr) / batch_size)
+
+    def cosine(step):  # cosine decay from lr to 1 % of it over the whole run
+        return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+
+    model = build(row, seed)
+    optimizer = bpnn.optim.SGD(lr=cosine, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    trainer = bpnn.Trainer(model, loss="softmax_cross_entropy", optimizer=optimizer)
+    start = time.perf_counter()
+    history = trainer.fit(Xtr, ytr, epochs=epochs, batch_size=batch_size, validation_data=(Xte, yte),
+                          verbose=verbose)
+    seconds = time.perf_counter() - start
+    test = trainer.evaluate(Xte, yte)
+    return {"row": f"784-{row}-10", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "weight_decay": weight_decay, "seconds": seconds, "seconds_per_epoch": seconds / epochs,
+            "test_error_percent": 100 * (1 - test["accuracy"]), "target_percent": TARGETS.get(row),
+            "val_error_curve": [100 * (1 - a) for a in history["val_accuracy"]]}
+
+
+def main(argv=None):
+    default_dir = os.environ.get("BPNN_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(default_dir))
+    p.add_argument("--rows", nargs="+", default=["800", "500-300"])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="L2 (coupled) weight decay; default 0 for 800 and 1e-4 for 500-300")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    data = load_mnist(args.data_dir, download=False)
+    results = []
+    for row in args.rows:
+        wd = args.weight_decay if args.weight_decay is not None else (1e-4 if row == "500-300" else 0.0)
+        r = run(row, data, args.epochs, args.batch_size, args.lr, wd, args.seed, args.verbose)
+        results.append(r)
+        target = r["target_percent"]
+        verdict = "" if target is None else (" (meets LeCun's %.2f %%)" % target if r["test_error_percent"] <= target
+                                             else " (LeCun: %.2f %%)" % target)
+        print(f"{r['row']:>16}: test error {r['test_error_percent']:.2f} %{verdict}; {r['epochs']} epochs, "
+              f"{r['seconds']:.0f} s ({r['seconds_per_epoch']:.1f} s/epoch), weight decay {wd:g}", flush=True)
+    if args.json:
+        meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "bpnn": bpnn.__version__}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
