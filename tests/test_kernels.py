@@ -48,3 +48,11 @@ def test_the_switch_changes_the_path():
         assert not _kernels._use_numba(np.zeros(3))
     finally:
         _kernels.set_enabled(before)
+
+
+def test_adam_with_eps_zero_and_a_zero_gradient_gives_nan_like_torch_not_an_exception(kernels):
+    u = np.array([0.0, 1.0])
+    m, v = np.zeros(2), np.zeros(2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _kernels.adam_direction(u, m, v, None, 0.9, 0.999, 0.0, 1, np.empty(2))
+    assert np.isnan(u[0]) and np.isfinite(u[1])

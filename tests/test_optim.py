@@ -14,6 +14,8 @@ import torch
 import bpnn
 from bpnn import optim
 
+torch.set_num_threads(1)  # tiny problems: one thread is fastest and spares the shared cores
+
 N_IN, N_HID, N_OUT, BATCH, STEPS = 5, 8, 3, 16, 20
 
 
@@ -280,6 +282,10 @@ def test_golden_adam(kernels):
     lambda: optim.Adam(lr=0.02),
 ], ids=["sgd_nesterov_wd", "sgd_dampening", "adam_amsgrad_wd", "adam"])
 def test_state_dict_round_trip_continues_identically(make, kernels):
+    check_round_trip(make)
+
+
+def check_round_trip(make):
     data = batches("ce", 12, seed=3)
     loss = bpnn.SoftmaxCrossEntropy()
 
@@ -373,3 +379,238 @@ def test_optimizers_minimize_a_quadratic(make, steps, tol, kernels):
     assert f < f0
     np.testing.assert_allclose(theta, THETA_STAR, atol=tol)
     assert f - f_star < tol
+
+
+# =========================================================================== issue 3: the other optimizers
+@pytest.fixture
+def torch_float64_scalars():
+    """torch keeps NAdam's μ-product (and step counters) in float32 unless the default
+    dtype is float64; bpnn keeps them in float64. Compare with torch in full precision."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+NEW_CONFIGS = {
+    "adagrad": [
+        dict(lr=0.1),
+        dict(lr=0.1, lr_decay=0.05, weight_decay=0.02),
+        dict(lr=0.05, initial_accumulator_value=0.3, eps=1e-3),
+    ],
+    "rmsprop": [
+        dict(lr=0.01),
+        dict(lr=0.01, alpha=0.9, weight_decay=0.05),
+        dict(lr=0.005, centered=True),
+        dict(lr=0.005, momentum=0.9),
+        dict(lr=0.003, centered=True, momentum=0.8, weight_decay=0.01, eps=1e-4),
+    ],
+    "adamw": [
+        dict(lr=0.02),  # torch's default weight_decay = 1e-2
+        dict(lr=0.02, weight_decay=0.3),
+        dict(lr=0.02, weight_decay=0.1, amsgrad=True, betas=(0.8, 0.99)),
+    ],
+    "nadam": [
+        dict(lr=0.02),
+        dict(lr=0.02, momentum_decay=0.04, weight_decay=0.05),
+        dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True, betas=(0.8, 0.95), eps=1e-4),
+    ],
+    "rprop": [
+        dict(lr=0.01),
+        dict(lr=0.003, etas=(0.3, 1.5), step_sizes=(1e-4, 0.02)),
+    ],
+    "adam": [dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True)],
+}
+TORCH_NAMES = {"adagrad": "Adagrad", "rmsprop": "RMSprop", "adamw": "AdamW", "nadam": "NAdam",
+               "rprop": "Rprop", "adam": "Adam"}
+# each configuration with one loss, the two losses alternating, to keep the suite fast
+NEW_CASES = [(name, cfg, ("mse", "ce")[i % 2])
+             for name, cfgs in NEW_CONFIGS.items() for i, cfg in enumerate(cfgs)]
+
+
+@pytest.mark.parametrize("name, cfg, loss_name", NEW_CASES,
+                         ids=[f"{n}:{loss}:" + ",".join(f"{k}={v}" for k, v in c.items()) for n, c, loss in NEW_CASES])
+def test_new_optimizers_match_torch(name, cfg, loss_name, kernels, torch_float64_scalars):
+    torch_cls = getattr(torch.optim, TORCH_NAMES[name])
+    run_parity(optim.get(name).__class__(**cfg), lambda p: torch_cls(p, **cfg), loss_name, steps=25)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "rprop"])
+def test_defaults_are_torch_defaults(name):
+    ours = optim.get(name)
+    theirs = getattr(torch.optim, TORCH_NAMES.get(name, "SGD"))([torch.zeros(1, requires_grad=True)]).defaults
+    shared = [k for k in ours.get_config() if k in theirs and k != "lr"]
+    assert shared, f"{name}: no hyperparameter shared with torch"
+    for k in shared:
+        mine, want = ours.get_config()[k], theirs[k]
+        assert (tuple(mine) if isinstance(mine, list) else mine) == pytest.approx(want), k
+    # lr: every default equals torch's, except SGD's, kept at 0.01 since the first release
+    if name != "sgd":
+        assert ours.lr == theirs["lr"]
+
+
+@pytest.mark.parametrize("cfg", [dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                                 dict(momentum=0.8, dampening=0.4, weight_decay=0.05)],
+                         ids=["momentum", "nesterov", "dampening_wd"])
+def test_classic_momentum_equals_torch_form_for_a_constant_lr(cfg, kernels):
+    """v ← μv + ηg, θ ← θ − v gives torch's iterates while η is constant (v = η b)…"""
+    run_parity(optim.SGD(lr=0.05, momentum_form="classic", **cfg),
+               lambda p: torch.optim.SGD(p, lr=0.05, **cfg), "mse")
+
+
+def test_classic_momentum_parts_ways_with_torch_form_when_lr_changes(kernels):
+    """…and differs as soon as η changes: the torch form rescales the whole buffer at once,
+    the classic form only the new gradient's share. Torch's form still equals torch with
+    the same schedule."""
+    sched = lambda s: 0.1 if s < 5 else 0.02  # noqa: E731
+    run_parity(optim.SGD(lr=sched, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+               "mse", steps=12, scheduler_factory=lambda o: torch.optim.lr_scheduler.LambdaLR(
+                   o, lambda s: 1.0 if s < 5 else 0.2))
+    data = batches("mse", 12)
+    runs = {}
+    for form in ("torch", "classic"):
+        model, _ = make_pair()
+        opt = optim.SGD(lr=sched, momentum=0.9, momentum_form=form).attach(model)
+        trace = []
+        for x, y in data:
+            bpnn_step(model, opt, bpnn.MSE(), x, y)
+            trace.append(model[0].params["weight"].copy())
+        runs[form] = trace
+    for s in range(5):  # the same up to the step where η changes
+        np.testing.assert_allclose(runs["torch"][s], runs["classic"][s], rtol=1e-12, atol=1e-15)
+    gap = np.abs(runs["torch"][5] - runs["classic"][5]).max()
+    assert gap > 1e-4, f"the two momentum forms should part ways after η changes (gap {gap:.2e})"
+
+
+def test_golden_sgd_classic_momentum_with_a_changing_lr(kernels):
+    # μ = 0.9, w₀ = 1, η = 0.1 for step 1, then 0.05.   g = 8w − 4.
+    # torch form (b ← μb + g, w ← w − ηb):
+    #   g₁ = 4      b₁ = 4                    w₁ = 1 − 0.1·4     = 0.6
+    #   g₂ = 0.8    b₂ = 0.9·4 + 0.8 = 4.4    w₂ = 0.6 − 0.05·4.4 = 0.38
+    # classic form (v ← μv + ηg, w ← w − v):
+    #   g₁ = 4      v₁ = 0.1·4 = 0.4                   w₁ = 1 − 0.4   = 0.6
+    #   g₂ = 0.8    v₂ = 0.9·0.4 + 0.05·0.8 = 0.4      w₂ = 0.6 − 0.4 = 0.2
+    sched = lambda s: 0.1 if s == 0 else 0.05  # noqa: E731
+    np.testing.assert_allclose(_golden_run(optim.SGD(lr=sched, momentum=0.9), 2), [0.6, 0.38], atol=1e-12)
+    np.testing.assert_allclose(_golden_run(optim.SGD(lr=sched, momentum=0.9, momentum_form="classic"), 2),
+                               [0.6, 0.2], atol=1e-12)
+
+
+def test_golden_adagrad(kernels):
+    # η = 0.25, lr_decay k = 0.5, ε = 0, w₀ = 1; η_t = η / (1 + (t − 1) k); s ← s + g²
+    #   g₁ = 4:                  s₁ = 16,   √s = 4          w₁ = 1 − 0.25·4/4          = 0.75
+    #   g₂ = 8·0.75 − 4 = 2:     s₂ = 20,   √s = 4.4721360  w₂ = 0.75 − (0.25/1.5)·2/√20
+    #                                                          = 0.75 − 0.0745356    = 0.6754644
+    #   g₃ = 1.4037152:          s₃ = 21.970416, √s = 4.6872611
+    #                            w₃ = 0.6754644 − (0.25/2)·1.4037152/4.6872611      = 0.6380301
+    ws = _golden_run(optim.AdaGrad(lr=0.25, lr_decay=0.5, eps=0.0), 3)
+    np.testing.assert_allclose(ws, [0.75, 0.75 - (0.25 / 1.5) * 2 / math.sqrt(20), 0.6380300871999375],
+                               rtol=0, atol=1e-12)
+
+
+def test_golden_rmsprop_centered(kernels):
+    # η = 0.01, α = 0.9, ε = 0, centered, w₀ = 1; s ← αs + (1−α)g², m ← αm + (1−α)g,
+    # w ← w − η g / √(s − m²)
+    #   g₁ = 4:   s₁ = 0.1·16 = 1.6,  m₁ = 0.4,  s − m² = 1.44,  √ = 1.2
+    #             w₁ = 1 − 0.01·4/1.2 = 0.96666…
+    #   g₂ = 8·0.96666… − 4 = 3.73333…:  s₂ = 0.9·1.6 + 0.1·13.93777… = 2.83377…
+    #             m₂ = 0.36 + 0.37333… = 0.73333…,  s − m² = 2.296,  √ = 1.51525575
+    #             w₂ = 0.96666… − 0.01·3.73333…/1.51525575 = 0.94202836
+    ws = _golden_run(optim.RMSprop(lr=0.01, alpha=0.9, eps=0.0, centered=True), 2)
+    np.testing.assert_allclose(ws, [1 - 0.04 / 1.2, 0.9420283617237388], rtol=0, atol=1e-12)
+    assert ws[1] == pytest.approx(1 - 0.04 / 1.2 - 0.01 * (8 * (1 - 0.04 / 1.2) - 4) / math.sqrt(2.296), abs=1e-12)
+
+
+def test_golden_adamw(kernels):
+    # η = 0.1, λ = 0.5, ε = 1, β = (0.9, 0.999), w₀ = 1; w ← w − η·d − η·λ·w (decoupled)
+    #   g₁ = 4: Adam direction d = 4/(4 + 1) = 0.8 (as in test_golden_adam)
+    #           w₁ = 1 − 0.08 − 0.05·1 = 0.87
+    #   g₂ = 8·0.87 − 4 = 2.96:  m₂ = 0.36 + 0.296 = 0.656,  v₂ = 0.015984 + 0.001·8.7616 = 0.0247456
+    #           m̂ = 0.656/0.19 = 3.4526316,  √v̂ = √(0.0247456/0.001999) = 3.5183788
+    #           d = 3.4526316/4.5183788 = 0.7641306
+    #           w₂ = 0.87 − 0.07641306 − 0.05·0.87 = 0.75008694
+    ws = _golden_run(optim.AdamW(lr=0.1, eps=1.0, weight_decay=0.5), 2)
+    d2 = (0.656 / 0.19) / (math.sqrt(0.0247456 / 0.001999) + 1)
+    np.testing.assert_allclose(ws, [0.87, 0.87 - 0.1 * d2 - 0.05 * 0.87], rtol=0, atol=1e-12)
+    assert ws[1] == pytest.approx(0.7500869386, abs=1e-9)
+
+
+def test_golden_nadam(kernels):
+    # η = 0.1, ε = 1, β = (0.9, 0.999), ψ = 0.004, w₀ = 1;  μ_t = 0.9(1 − ½·0.96^(0.004 t))
+    #   μ₁ = 0.45007347, μ₂ = 0.45014694, μ₃ = 0.45022038;  Π₁ = μ₁, Π₂ = μ₁μ₂ = 0.20259919
+    #   g₁ = 4:  m₁ = 0.4, v₁ = 0.016, D = √(0.016/0.001) + 1 = 5
+    #            c₁ = (1 − μ₁)/(1 − Π₁) = 1,  c₂ = μ₂/(1 − Π₁μ₂) = 0.56451778
+    #            w₁ = 1 − 0.1·(1·4 + 0.56451778·0.4)/5 = 0.91548386
+    #   g₂ = 3.32387086:  m₂ = 0.69238709, v₂ = 0.02703212, D = √(v₂/0.001999) + 1 = 4.67733873
+    #            c₁ = (1 − μ₂)/(1 − Π₂) = 0.68955670,  c₂ = μ₃/(1 − Π₂μ₃) = 0.49540874
+    #            w₂ = w₁ − 0.1·(c₁g₂ + c₂m₂)/D = 0.85914815
+    ws = _golden_run(optim.NAdam(lr=0.1, eps=1.0), 2)
+    mu = [0.9 * (1 - 0.5 * 0.96 ** (0.004 * t)) for t in (1, 2, 3)]
+    w1 = 1 - 0.1 * (4 + mu[1] / (1 - mu[0] * mu[1]) * 0.4) / 5
+    np.testing.assert_allclose(ws, [w1, 0.859148146892976], rtol=0, atol=1e-12)
+    assert w1 == pytest.approx(0.91548386, abs=1e-8)
+
+
+def test_golden_rprop(kernels):
+    # Δ₀ = η = 0.1, (η₋, η₊) = (0.5, 1.2), w₀ = 1, g = 8w − 4; step = −sign(g)·Δ
+    #   g₁ = 4      (no previous g: Δ = 0.1)           w₁ = 0.9
+    #   g₂ = 3.2    same sign: Δ = 0.12                w₂ = 0.78
+    #   g₃ = 2.24   same sign: Δ = 0.144               w₃ = 0.636
+    #   g₄ = 1.088  same sign: Δ = 0.1728              w₄ = 0.4632
+    #   g₅ = −0.2944 sign flip: Δ = 0.0864, no step, g forgotten     w₅ = 0.4632
+    #   g₆ = −0.2944 (previous g taken as 0): Δ kept   w₆ = 0.4632 + 0.0864 = 0.5496
+    ws = _golden_run(optim.Rprop(lr=0.1), 6)
+    np.testing.assert_allclose(ws, [0.9, 0.78, 0.636, 0.4632, 0.4632, 0.5496], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.AdaGrad(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
+    lambda: optim.RMSprop(lr=0.01, centered=True, momentum=0.9),
+    lambda: optim.AdamW(lr=0.02, amsgrad=True),
+    lambda: optim.NAdam(lr=0.02),
+    lambda: optim.Rprop(lr=0.01),
+    lambda: optim.SGD(lr=0.05, momentum=0.9, momentum_form="classic", clip_norm=0.5),
+], ids=["adagrad", "rmsprop_centered_momentum", "adamw_amsgrad", "nadam", "rprop", "sgd_classic_clip"])
+def test_new_optimizers_state_round_trip(make, kernels):
+    check_round_trip(make)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, momentum_form="classic"),
+    lambda: optim.AdaGrad(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, clip_value=2.0),
+    lambda: optim.RMSprop(lr=0.01, centered=True, momentum=0.9, max_norm=3.0),
+    lambda: optim.Adam(lr=optim.CosineAnnealing(0.01, T_max=10), clip_norm=1.0),
+    lambda: optim.AdamW(lr=optim.LinearWarmup(optim.StepDecay(0.01, 3), 2, unit="epoch"), amsgrad=True),
+    lambda: optim.NAdam(lr=0.02, decoupled_weight_decay=True, weight_decay=0.1),
+    lambda: optim.Rprop(lr=0.01, etas=(0.4, 1.3)),
+    lambda: optim.Optimizer([optim.ClipByValue(1.0), optim.ScaleByAdam(amsgrad=True),
+                             optim.AddDecoupledWeightDecay(0.1)], lr=0.01, max_norm=2.0),
+], ids=["sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "rprop", "chain"])
+def test_config_round_trip(make):
+    """repr, config and the registry come from one get_config: rebuilding from the
+    config gives the same config and the same updates."""
+    a = make()
+    cfg = optim.optimizers.serialize(a)
+    b = optim.get(cfg)
+    assert type(b) is type(a)
+    assert optim.optimizers.serialize(b) == cfg
+    assert repr(a) == repr(b)
+    results = []
+    for opt in (a, b):
+        model, _ = make_pair()
+        opt.attach(model)
+        for x, y in batches("ce", 4):
+            bpnn_step(model, opt, bpnn.SoftmaxCrossEntropy(), x, y)
+        results.append(model[0].params["weight"].copy())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_every_registered_optimizer_has_parity_and_a_golden_example():
+    """A new optimizer must come with its torch parity test and its golden example."""
+    covered_parity = {"sgd", "adam"} | set(NEW_CONFIGS)
+    goldens = {name[len("test_golden_"):] for name in globals() if name.startswith("test_golden_")}
+    for name in optim.optimizers.names():
+        if name == "chain":
+            continue
+        assert name in covered_parity, f"no torch parity test for optimizer {name!r}"
+        assert any(g == name or g.startswith(name + "_") for g in goldens), f"no golden example for {name!r}"

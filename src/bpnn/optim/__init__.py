@@ -1,11 +1,48 @@
-"""Optimizers: composable transforms behind a ``step()`` facade."""
-from .adam import Adam
-from .optimizer import Optimizer, optimizers
-from .sgd import SGD
-from .transforms import AddWeightDecay, Momentum, ScaleByAdam, Transform
+"""Optimizers: composable transforms behind a ``step()`` facade, learning-rate schedules,
+clipping and constraints.
 
-__all__ = ["Optimizer", "optimizers", "SGD", "Adam", "Transform", "AddWeightDecay", "Momentum",
-           "ScaleByAdam", "get"]
+- Optimizers (``optimizers`` registry, all equal to their ``torch.optim`` twins):
+  :class:`SGD` (momentum, dampening, Nesterov, weight decay, torch or classic momentum
+  form), :class:`AdaGrad`, :class:`RMSprop`, :class:`Adam`, :class:`AdamW`,
+  :class:`NAdam`, :class:`Rprop`.
+- Pieces every optimizer takes: ``clip_norm``, ``clip_value`` (gradient clipping) and
+  ``max_norm`` (max-norm constraint); ``lr`` may be a schedule.
+- Any chain: ``Optimizer([ClipByGlobalNorm(1.0), ScaleByAdam(), AddDecoupledWeightDecay(0.01)], lr=...)``.
+- Schedules (``schedules`` registry, equal to their ``torch.optim.lr_scheduler`` twins):
+  :class:`Constant`, :class:`StepDecay`, :class:`MultiStepDecay`, :class:`ExponentialDecay`,
+  :class:`InverseTimeDecay`, :class:`PolynomialDecay`, :class:`CosineAnnealing`,
+  :class:`CosineWarmRestarts`, :class:`LinearWarmup`, :class:`ReduceOnPlateau`.
+- L1/L2 penalties belong to the loss: :class:`L1`, :class:`L2`, :class:`L1L2` (from
+  :mod:`bpnn.nn.regularizers`), given to a layer: ``Dense(128, regularizer=L2(1e-4))``.
+"""
+from ..nn.regularizers import L1, L1L2, L2, Regularizer, regularizers
+from .adagrad import AdaGrad, ScaleByAdagrad
+from .adam import Adam, AdamW
+from .br import BayesianRegularization, LevenbergMarquardt, least_squares_solvers  # second-order: LM, BR
+from .clipping import ClipByGlobalNorm, ClipByValue
+from .constraints import Constraint, MaxNorm, constraints
+from .nadam import NAdam, ScaleByNadam
+from .optimizer import Optimizer, optimizers
+from .rmsprop import RMSprop, ScaleByRms
+from .rprop import Rprop, ScaleByRprop
+from .schedules import (
+    Constant, CosineAnnealing, CosineWarmRestarts, ExponentialDecay, InverseTimeDecay, LinearWarmup,
+    MultiStepDecay, PolynomialDecay, ReduceOnPlateau, Schedule, StepDecay, schedules,
+)
+from .sgd import SGD
+from .transforms import (
+    AddDecoupledWeightDecay, AddWeightDecay, Momentum, ScaleByAdam, Trace, Transform, transforms,
+)
+
+__all__ = [
+    "Optimizer", "optimizers", "SGD", "AdaGrad", "RMSprop", "Adam", "AdamW", "NAdam", "Rprop",
+    "Transform", "transforms", "AddWeightDecay", "AddDecoupledWeightDecay", "Momentum", "Trace",
+    "ScaleByAdam", "ScaleByAdagrad", "ScaleByRms", "ScaleByNadam", "ScaleByRprop",
+    "ClipByGlobalNorm", "ClipByValue", "Constraint", "MaxNorm", "constraints",
+    "Schedule", "schedules", "Constant", "StepDecay", "MultiStepDecay", "ExponentialDecay",
+    "InverseTimeDecay", "PolynomialDecay", "CosineAnnealing", "CosineWarmRestarts", "LinearWarmup",
+    "ReduceOnPlateau", "Regularizer", "regularizers", "L1", "L2", "L1L2", "get",
+]
 
 
 def get(identifier) -> Optimizer:

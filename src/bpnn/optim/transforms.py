@@ -3,39 +3,68 @@
 As in optax, each piece is a small transformation with explicit state held as plain
 data (a dict of arrays); unlike optax, updates happen in place on flat vectors for
 speed. A transform sees the update vector u (initially the gradient g), the
-parameters θ, the 1-based step count t, and returns the new u. The
-:class:`~bpnn.optim.Optimizer` facade finally applies θ ← θ − η u.
+parameters θ, the 1-based step count t and the learning rate η_t of this step, and
+returns the new u. The :class:`~bpnn.optim.Optimizer` facade finally applies
+θ ← θ − η_t u — unless one transform of the chain has ``applies_lr = True`` (classic
+momentum, Rprop): that one folds η into u itself and the facade applies θ ← θ − u.
+
+State entries whose key starts with ``_`` are scratch space, not saved by
+``state_dict``. Every other entry is an array (a scalar is kept as a 1-element array)
+so checkpoints hold nothing but arrays.
+
+The transforms of the optimizers themselves (Adam's scaling, RMSprop's, ...) live in
+each optimizer's file; this file holds the base class and the pieces shared by many.
 """
 from __future__ import annotations
 
 from .. import _checks, _kernels, backend
-from .._registry import Configurable
+from .._registry import Configurable, Registry
+
+transforms = Registry("transform")
+
+
+def check_betas(name: str, betas) -> tuple:
+    """A pair (β₁, β₂) of numbers in [0, 1), or an error naming ``name``."""
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: got {betas!r}; expected a pair (beta1, beta2) in [0, 1)") from None
+    return (float(_checks.in_range(f"{name}[0]", b1, 0.0, 1.0, high_open=True)),
+            float(_checks.in_range(f"{name}[1]", b2, 0.0, 1.0, high_open=True)))
 
 
 class Transform(Configurable):
-    """Base class: ``init(params) -> state``; ``update(u, state, params, t) -> u``."""
+    """Base class: ``init(params) -> state``; ``update(u, state, params, t, lr) -> u``.
+
+    ``applies_lr`` (default False): whether this transform multiplies by the learning
+    rate itself. At most one transform of a chain may.
+    """
+
+    applies_lr = False
 
     def init(self, params) -> dict:
         return {}
 
-    def update(self, u, state, params, t):
+    def update(self, u, state, params, t, lr):
         raise NotImplementedError
 
 
+@transforms.register("add_weight_decay")
 class AddWeightDecay(Transform):
     """Coupled L2 weight decay, u ← u + λ θ — the ``weight_decay`` of ``torch.optim.SGD/Adam``.
 
-    The gradient of (λ/2)‖θ‖² added to the loss; with adaptive methods this is *not*
-    decoupled decay (see AdamW).
+    The gradient of (λ/2)‖θ‖² added to the loss, for every trainable parameter (biases
+    included, as torch); with adaptive methods this is *not* decoupled decay (see
+    :class:`AddDecoupledWeightDecay`, AdamW). Default λ = 0 (a no-op).
     """
 
-    def __init__(self, weight_decay: float):
+    def __init__(self, weight_decay: float = 0.0):
         self.weight_decay = float(_checks.positive("weight_decay", weight_decay, allow_zero=True))
 
     def init(self, params):
         return {"_tmp": backend.xp.empty_like(params)} if self.weight_decay else {}
 
-    def update(self, u, state, params, t):
+    def update(self, u, state, params, t, lr):
         if self.weight_decay:
             _kernels.axpy(u, self.weight_decay, params, state["_tmp"])
         return u
@@ -44,17 +73,45 @@ class AddWeightDecay(Transform):
         return {"weight_decay": self.weight_decay}
 
 
-class Momentum(Transform):
-    """Heavy-ball momentum in PyTorch's convention (``torch.optim.SGD``).
+@transforms.register("add_decoupled_weight_decay", "decoupled_weight_decay")
+class AddDecoupledWeightDecay(AddWeightDecay):
+    """Decoupled weight decay (Loshchilov & Hutter 2019), u ← u + λ θ placed *after* the
+    optimizer's scaling, so that the facade's θ ← θ − η u gives θ ← θ − η λ θ − η u_opt —
+    ``torch.optim.AdamW``'s θ ← θ (1 − η λ) then the Adam step (identical: Adam's
+    direction does not depend on θ).
 
-    b₁ = u₁;  b_t = μ b_{t−1} + (1 − τ) u_t  (τ = dampening);
-    u ← b_t, or with Nesterov u ← u_t + μ b_t.
+    Same arithmetic as :class:`AddWeightDecay`; what differs is where it sits in the
+    chain (after ``ScaleByAdam``, not before), hence the separate name.
     """
 
-    def __init__(self, momentum: float, dampening: float = 0.0, nesterov: bool = False):
+
+@transforms.register("momentum")
+class Momentum(Transform):
+    """Heavy-ball momentum with dampening and Nesterov, as ``torch.optim.SGD``.
+
+    μ ``momentum``, τ ``dampening``, η the learning rate of this step.
+
+    ``form="torch"`` (default), the buffer b holds gradients:
+        b₁ = u₁;  b_t = μ b_{t−1} + (1 − τ) u_t;   u ← b_t, or with Nesterov u ← u_t + μ b_t;
+        the facade then applies θ ← θ − η_t u.
+    ``form="classic"`` (the BP articles: Rumelhart, Hinton & Williams 1986; Plaut et al.
+    1986), the velocity v holds steps:
+        v₁ = η₁ u₁;  v_t = μ v_{t−1} + (1 − τ) η_t u_t;   u ← v_t, or with Nesterov
+        u ← η_t u_t + μ v_t (Sutskever et al. 2013); then θ ← θ − u.
+    With a constant η both give the same iterates (v = η b). When η changes they part
+    ways: the torch form rescales the whole accumulated step at once, the classic form
+    only the new gradient's share (the old velocity decays with μ).
+    """
+
+    FORMS = ("torch", "classic")
+
+    def __init__(self, momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False,
+                 form: str = "torch"):
         self.momentum = float(_checks.in_range("momentum", momentum, 0.0, 1.0))
         self.dampening = float(_checks.in_range("dampening", dampening, 0.0, 1.0))
         self.nesterov = bool(nesterov)
+        self.form = _checks.one_of("momentum_form", form, self.FORMS)
+        self.applies_lr = self.form == "classic"
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(
                 f"nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
@@ -62,45 +119,71 @@ class Momentum(Transform):
             )
 
     def init(self, params):
+        if not self.momentum:
+            return {}
         return {"momentum_buffer": backend.xp.zeros_like(params)}
 
-    def update(self, u, state, params, t):
+    def update(self, u, state, params, t, lr):
+        classic = self.applies_lr
         if not self.momentum:
+            if classic:
+                u *= lr
             return u
         buf = state["momentum_buffer"]
+        scale = lr if classic else 1.0
         if t == 1:
-            buf[...] = u
+            backend.xp.multiply(u, scale, out=buf)
         else:
             buf *= self.momentum
-            if self.dampening:
-                buf += (1.0 - self.dampening) * u
-            else:
-                buf += u
+            _kernels.axpy(buf, (1.0 - self.dampening) * scale, u)
         if self.nesterov:
-            u += self.momentum * buf
+            if classic:
+                u *= lr
+            _kernels.axpy(u, self.momentum, buf)
             return u
         u[...] = buf
         return u
 
     def get_config(self):
-        return {"momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov}
+        return {"momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov,
+                "form": self.form}
 
 
+@transforms.register("trace")
+class Trace(Transform):
+    """Momentum trace b ← μ b + u, u ← b with b₀ = 0 (no first-step special case) — the
+    momentum buffer of ``torch.optim.RMSprop`` (applied to its scaled gradient)."""
+
+    def __init__(self, momentum: float):
+        self.momentum = float(_checks.in_range("momentum", momentum, 0.0, 1.0))
+
+    def init(self, params):
+        return {"momentum_buffer": backend.xp.zeros_like(params)} if self.momentum else {}
+
+    def update(self, u, state, params, t, lr):
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += u
+            u[...] = buf
+        return u
+
+    def get_config(self):
+        return {"momentum": self.momentum}
+
+
+@transforms.register("scale_by_adam", "adam_scaling")
 class ScaleByAdam(Transform):
     """Adam's direction (Kingma & Ba 2015) as ``torch.optim.Adam`` computes it.
 
     m_t = β₁ m + (1 − β₁) u,  v_t = β₂ v + (1 − β₂) u²,
     u ← (m_t / (1 − β₁ᵗ)) / (√v_t / √(1 − β₂ᵗ) + ε)   (ε outside the square root);
-    with ``amsgrad`` the running maximum of v_t replaces v_t in the denominator.
+    with ``amsgrad`` the running maximum of v_t replaces v_t in the denominator
+    (Reddi et al. 2018). One fused pass over the parameters (``bpnn._kernels``).
     """
 
     def __init__(self, betas=(0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False):
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            raise ValueError(f"betas: got {betas!r}; expected a pair (beta1, beta2) in [0, 1)") from None
-        self.betas = (float(_checks.in_range("betas[0]", b1, 0.0, 1.0, high_open=True)),
-                      float(_checks.in_range("betas[1]", b2, 0.0, 1.0, high_open=True)))
+        self.betas = check_betas("betas", betas)
         self.eps = float(_checks.positive("eps", eps, allow_zero=True))
         self.amsgrad = bool(amsgrad)
 
@@ -112,7 +195,7 @@ class ScaleByAdam(Transform):
             state["max_exp_avg_sq"] = xp.zeros_like(params)
         return state
 
-    def update(self, u, state, params, t):
+    def update(self, u, state, params, t, lr):
         b1, b2 = self.betas
         _kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
                                 b1, b2, self.eps, t, state["_tmp"])
