@@ -1,0 +1,507 @@
+"""Model files: ``save(model, path)`` and ``load(path)``, never pickle.
+
+Layout
+------
+One file, a standard safetensors file (https://huggingface.co/docs/safetensors):
+
+- its **arrays** are every parameter and buffer of the model (BatchNorm running
+  statistics included) under ``"model/<name>"`` — names as ``named_parameters`` gives them
+  (``"model/0.weight"``, ``"model/1.running_mean"``) — and, when an optimizer is saved,
+  its state under ``"optimizer/<transform index>/<key>"`` (``"optimizer/1/exp_avg"``), the
+  names training checkpoints (:mod:`bpnn.train.checkpoint`) use;
+- its string **metadata** holds one entry, ``"bpnn"``: the JSON document
+
+  .. code-block:: text
+
+      {"format": "bpnn-model", "format_version": 1, "bpnn_version": "0.1.0",
+       "model": {"class_name": "sequential", "config": {...}},   # layers.serialize(model)
+       "built": true, "input_shape": [64], "dtype": "float32",
+       "rng": {...},            # the model's Generator state (dropout, shuffling), or null
+       "optimizer": {"class_name": "adam", "config": {...},          # or null
+                     "state": {"step_count": 120, "epoch": 3, ...},  # state_dict() less arrays
+                     "state_keys": [[], ["exp_avg", "exp_avg_sq"]]}}
+
+One file keeps architecture and weights together (nothing to lose or mismatch), is
+written with one atomic rename, and stays readable by any safetensors tool
+(``safetensors.numpy.load_file``). Any file name works; ``.safetensors`` says what it is.
+
+Safety
+------
+Loading never unpickles and never imports or evaluates anything named in the file:
+the header is parsed as JSON, arrays are raw little-endian buffers of declared dtype and
+shape, and layers, initializers and optimizers are looked up in bpnn's own registries
+(an unknown name is an error, not an import). The model is built completely in memory
+and every array is checked (names, shapes, dtypes, finiteness) before the model is
+returned, so a bad file raises :class:`~bpnn.io.errors.InvalidModelFileError` (naming the
+file and the problem) and nothing is half-loaded. Old format versions are lifted by
+:mod:`bpnn.io.migrations`.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from .. import backend
+from ..nn.module import Module, layers
+from ..optim.optimizer import Optimizer, optimizers
+from .atomic import write_bytes_atomic
+from .errors import InvalidModelFileError, ModelFileAccessError, ModelFileNotFoundError
+from .migrations import FORMAT_VERSION, MIGRATIONS, legacy_document
+
+__all__ = ["save", "load", "read_document", "FORMAT_VERSION"]
+
+_META_KEY = "bpnn"
+_FORMAT = "bpnn-model"
+_MODEL, _OPT = "model/", "optimizer/"
+
+
+# =========================================================================== save
+def save(model, path, optimizer=None) -> str:
+    """Write ``model`` (architecture, hyperparameters, parameters, buffers, generator
+    state) and optionally ``optimizer`` (its configuration and state) to ``path``.
+
+    The write is atomic: ``path`` holds either its previous content or the complete new
+    file, even if the process dies midway. Returns ``path``.
+
+    Parameters
+    ----------
+    model : a :class:`bpnn.nn.Module` of registered layers (built or not; an unbuilt
+        model saves its architecture only).
+    path : str or path-like; its directory must exist.
+    optimizer : a :class:`bpnn.optim.Optimizer` attached to ``model`` (or never attached),
+        saved so that training resumes exactly where it stopped; its ``lr`` must be a
+        number or a registered schedule (a plain callable cannot be written as JSON).
+    """
+    from .. import __version__
+
+    if not isinstance(model, Module):
+        raise ValueError(f"model: got {type(model).__name__}; expected a bpnn Module (e.g. Sequential)")
+    doc = {
+        "format": _FORMAT,
+        "format_version": FORMAT_VERSION,
+        "bpnn_version": __version__,
+        "model": _serialize_layer(model),
+        "built": bool(model.built),
+        "input_shape": list(model.input_shape) if model.built else None,
+        "dtype": (model.dtype or backend.default_dtype()).name if model.built else None,
+        "rng": _rng_state(model),
+        "optimizer": None,
+    }
+    arrays = {}
+    if model.built:
+        for name, value in _model_arrays(model).items():
+            arrays[_MODEL + name] = _host(value)
+    if optimizer is not None:
+        doc["optimizer"], opt_arrays = _optimizer_entry(optimizer, model)
+        arrays.update(opt_arrays)
+    try:
+        text = json.dumps(doc, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model: its configuration cannot be written as JSON ({exc})") from None
+    data = safetensors.numpy.save(arrays, metadata={_META_KEY: text})
+    write_bytes_atomic(path, data)
+    return os.fspath(path)
+
+
+def _registered(module) -> bool:
+    name = getattr(type(module), "registry_name", None)
+    return name in layers and layers.lookup(name) is type(module)
+
+
+def _serialize_layer(model) -> dict:
+    culprit = next((m for m in model.modules() if not _registered(m)), None)
+    if culprit is not None:
+        raise ValueError(
+            f"model: {type(culprit).__name__} is not a registered layer, so it could not be rebuilt "
+            f"from the file; register it with @bpnn.nn.layers.register(name)")
+    return layers.serialize(model)
+
+
+def _model_arrays(model) -> dict:
+    out = {name: value for name, value, _ in model.named_parameters()}
+    out.update(dict(model.named_buffers()))
+    return out
+
+
+def _host(value) -> np.ndarray:
+    return np.ascontiguousarray(backend.to_numpy(value))
+
+
+def _rng_state(model):
+    gen = getattr(model, "rng", None)
+    if not isinstance(gen, np.random.Generator):
+        return None
+    return _jsonable(gen.bit_generator.state)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _optimizer_entry(optimizer, model):
+    from ..optim.schedules import Schedule
+
+    if not isinstance(optimizer, Optimizer):
+        raise ValueError(f"optimizer: got {type(optimizer).__name__}; expected a bpnn.optim.Optimizer")
+    if callable(optimizer.lr) and not isinstance(optimizer.lr, Schedule):
+        raise ValueError(
+            f"optimizer: its lr is a plain callable ({optimizer.lr!r}), which cannot be written as JSON; "
+            f"use a bpnn.optim.schedules schedule, or set a numeric lr before saving"
+        )
+    try:
+        entry = optimizers.serialize(optimizer)
+    except KeyError:
+        raise ValueError(
+            f"optimizer: {type(optimizer).__name__} is not a registered optimizer; register it with "
+            f"@bpnn.optim.optimizers.register(name)"
+        ) from None
+    flat = getattr(optimizer, "_flat", None)
+    arrays = {}
+    if flat is None:  # never attached: configuration only
+        entry.update(state=None, state_keys=None)
+        return entry, arrays
+    if flat is not getattr(model, "_flat", None):
+        raise ValueError("optimizer: it is attached to a different model (or to another set of "
+                         "trainable parameters); pass the optimizer that trains this model")
+    state = optimizer.state_dict()
+    keys = []
+    for i, transform_state in enumerate(state["state"]):
+        keys.append(sorted(transform_state))
+        for key in sorted(transform_state):
+            arrays[f"{_OPT}{i}/{key}"] = np.ascontiguousarray(transform_state[key])
+    # step count, epoch, schedule state: plain data beside the arrays
+    entry.update(state=_jsonable({k: v for k, v in state.items() if k != "state"}), state_keys=keys)
+    return entry, arrays
+
+
+# =========================================================================== load
+def load(path, *, with_optimizer: bool = False):
+    """Read a model written by :func:`save` (any format version this bpnn knows).
+
+    Returns the model — built, weights, buffers and generator state restored, ready for
+    ``predict`` or more training — or, with ``with_optimizer=True``, the pair
+    ``(model, optimizer)``, the optimizer attached to the model with its state restored
+    (None when the file holds no optimizer).
+
+    Raises :class:`~bpnn.io.errors.ModelFileNotFoundError` (a ``FileNotFoundError``) for a
+    missing path, :class:`~bpnn.io.errors.ModelFileAccessError` (an ``OSError``) for a
+    directory or an unreadable file, and :class:`~bpnn.io.errors.InvalidModelFileError`
+    (a ``ValueError``) for anything wrong with the content. Each names the path and the
+    problem; nothing is executed and nothing is returned half-loaded.
+    """
+    path = os.fspath(path)
+    doc, arrays = _read(path)
+    model = _build_model(path, doc, arrays)
+    if not with_optimizer:
+        return model
+    return model, _build_optimizer(path, doc, arrays, model)
+
+
+def read_document(path) -> dict:
+    """The JSON document of a model file (migrated to the current format), for inspection."""
+    path = os.fspath(path)
+    return _read(path)[0]
+
+
+def _read(path):
+    data = _read_bytes(path)
+    metadata, arrays = _parse_safetensors(path, data)
+    doc = _document(path, metadata)
+    doc, arrays = _migrate(path, doc, arrays)
+    _check_document(path, doc)
+    stray = sorted(k for k in arrays if not k.startswith((_MODEL, _OPT)))
+    if stray:
+        raise InvalidModelFileError(path, f"unexpected arrays {stray}; a bpnn model file names its arrays "
+                                          f"'model/<parameter>' or 'optimizer/<index>/<key>'")
+    return doc, arrays
+
+
+def _read_bytes(path: str) -> bytes:
+    if not os.path.lexists(path):
+        raise ModelFileNotFoundError(path, "no such file")
+    if os.path.isdir(path):
+        raise ModelFileAccessError(path, "is a directory, not a model file", 21)
+    if not os.path.isfile(path):
+        raise ModelFileAccessError(path, "is not a regular file (a device, a pipe, or a broken link)")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise ModelFileNotFoundError(path, "no such file") from None
+    except OSError as exc:
+        raise ModelFileAccessError(path, f"cannot be read ({exc.strerror or exc})", exc.errno) from None
+
+
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+_NOT_SAFETENSORS = "it is not a bpnn model file (bpnn writes safetensors files)"
+
+
+def _sniff(data: bytes) -> str | None:
+    """Name well-known formats that are not safetensors, pickles first."""
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        return (f"it is a Python pickle (protocol {data[1]}), as written by pickle, joblib or old "
+                f"torch.save; bpnn never unpickles, because unpickling can run arbitrary code")
+    if data[:4] == b"PK\x03\x04":
+        return ("it is a zip archive (torch.save and numpy.savez write these, torch's with a pickle "
+                "inside); bpnn never unpickles, because unpickling can run arbitrary code — for torch "
+                "weights use bpnn.io.from_torch_state_dict")
+    if data[:6] == b"\x93NUMPY":
+        return "it is a NumPy .npy file; " + _NOT_SAFETENSORS
+    if data[:8] == b"\x89HDF\r\n\x1a\n":
+        return "it is an HDF5 file (e.g. Keras .h5); " + _NOT_SAFETENSORS
+    return None
+
+
+def _parse_safetensors(path: str, data: bytes):
+    n = len(data)
+    if n == 0:
+        raise InvalidModelFileError(path, "the file is empty")
+    header_len = int.from_bytes(data[:8], "little") if n >= 8 else 0
+    looks_like_json = data[8:9] == b"{"
+    if not (looks_like_json and 2 <= header_len <= n - 8):  # not a complete safetensors header
+        known = _sniff(data)
+        if known:
+            raise InvalidModelFileError(path, known)
+        if n < 8:
+            raise InvalidModelFileError(path, f"the file is only {n} bytes long, shorter than the 8-byte header "
+                                              f"length a safetensors file starts with: truncated")
+        if looks_like_json and n - 8 < header_len <= _MAX_HEADER:
+            raise InvalidModelFileError(path, f"the header claims {header_len} bytes but only {n - 8} follow: "
+                                              f"the file is truncated")
+        raise InvalidModelFileError(path, f"{_NOT_SAFETENSORS}: no safetensors header (an 8-byte length, "
+                                          f"then JSON) at its start")
+    try:
+        header = _strict_json(data[8:8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidModelFileError(path, f"the safetensors header is not valid JSON ({exc}): the file is "
+                                          f"truncated or corrupt") from None
+    if not isinstance(header, dict):
+        raise InvalidModelFileError(path, "the safetensors header is not a JSON object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidModelFileError(path, "the safetensors metadata is not a table of strings")
+    body = n - 8 - header_len
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise InvalidModelFileError(path, f"the header entry of array {name!r} is malformed: {entry!r}")
+        if offsets[1] > body:
+            raise InvalidModelFileError(path, f"array {name!r} needs {offsets[1]} bytes of data but the file "
+                                              f"holds {body} after its header: the file is truncated")
+    try:
+        arrays = safetensors.numpy.load(data)
+    except Exception as exc:  # safetensors' own validation (offsets, dtypes, sizes)
+        raise InvalidModelFileError(path, f"the safetensors data is invalid: {exc}") from None
+    return metadata, arrays
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed in a model file")
+
+
+def _strict_json(text: str):
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _document(path: str, metadata: dict) -> dict:
+    if _META_KEY in metadata:
+        try:
+            doc = json.loads(metadata[_META_KEY])  # lenient first, to tell checkpoints apart
+            if isinstance(doc, dict) and doc.get("format") == _FORMAT:
+                doc = _strict_json(metadata[_META_KEY])  # no NaN or Infinity in a model file
+        except (ValueError, RecursionError) as exc:
+            raise InvalidModelFileError(path, f"the '{_META_KEY}' metadata entry is not valid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise InvalidModelFileError(path, f"the '{_META_KEY}' metadata entry is not a JSON object")
+        if doc.get("format") == "bpnn-checkpoint":
+            raise InvalidModelFileError(
+                path, "it is a training checkpoint, not a model file: resume training from it with "
+                      "Trainer.fit(..., resume_from=path), or write the model with bpnn.save(model, path)")
+        if doc.get("format") != _FORMAT:
+            raise InvalidModelFileError(path, f"its '{_META_KEY}' document has format {doc.get('format')!r}; "
+                                              f"a model file says {_FORMAT!r}")
+        return doc
+    try:
+        legacy = legacy_document(metadata)
+    except ValueError as exc:
+        raise InvalidModelFileError(path, str(exc)) from None
+    if legacy is not None:
+        return legacy
+    raise InvalidModelFileError(
+        path, f"it is a safetensors file but not a bpnn model file (its metadata has no '{_META_KEY}' entry; "
+              f"keys: {sorted(metadata) or 'none'}); to load plain weights into a model use "
+              f"bpnn.io.from_torch_state_dict(model, safetensors.numpy.load_file(path))")
+
+
+def _migrate(path: str, doc: dict, arrays: dict):
+    from .. import __version__
+
+    version = doc.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise InvalidModelFileError(path, f"format_version is {version!r}; expected a non-negative integer")
+    if version > FORMAT_VERSION:
+        raise InvalidModelFileError(
+            path, f"it was written by a newer bpnn ({doc.get('bpnn_version', 'unknown version')}, format "
+                  f"version {version}); this bpnn {__version__} reads format versions up to {FORMAT_VERSION}: "
+                  f"upgrade bpnn")
+    while version < FORMAT_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise InvalidModelFileError(path, f"format version {version} is no longer readable")
+        try:
+            doc, arrays = step(doc, arrays)
+        except Exception as exc:
+            raise InvalidModelFileError(path, f"could not migrate format version {version} to "
+                                              f"{version + 1}: {exc}") from None
+        if doc.get("format_version") != version + 1:  # pragma: no cover - a broken migration
+            raise InvalidModelFileError(path, f"the migration from format version {version} did not "
+                                              f"produce version {version + 1}")
+        version += 1
+    return doc, arrays
+
+
+def _check_document(path: str, doc: dict) -> None:
+    def bad(key, expected):
+        raise InvalidModelFileError(path, f"'{key}' is {doc.get(key)!r}; expected {expected}")
+
+    for key in ("model", "built"):
+        if key not in doc:
+            raise InvalidModelFileError(path, f"the document has no '{key}' entry")
+    if not isinstance(doc["built"], bool):
+        bad("built", "true or false")
+    if doc["built"]:
+        shape = doc.get("input_shape")
+        if not (isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                                for s in shape)):
+            bad("input_shape", "a list of positive integers")
+        if doc.get("dtype") not in ("float32", "float64"):
+            bad("dtype", "'float32' or 'float64'")
+    opt = doc.get("optimizer")
+    if opt is not None:
+        if not (isinstance(opt, dict) and isinstance(opt.get("class_name"), str)
+                and isinstance(opt.get("config", {}), dict)):
+            bad("optimizer", "null or {'class_name': ..., 'config': {...}, ...}")
+        keys = opt.get("state_keys")
+        if keys is not None and not (isinstance(keys, list) and all(
+                isinstance(k, list) and all(isinstance(s, str) for s in k) for k in keys)):
+            bad("optimizer", "state_keys as lists of names")
+        extra = opt.get("state")
+        if extra is not None and not isinstance(extra, dict):
+            bad("optimizer", "its 'state' as null or a JSON object")
+        step = (extra or {}).get("step_count", 0)
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            bad("optimizer", "a non-negative integer step_count")
+
+
+def _build_model(path: str, doc: dict, arrays: dict) -> Module:
+    try:
+        model = layers.get(doc["model"])
+    except Exception as exc:  # anything a constructor rejects: the file is at fault
+        raise InvalidModelFileError(path, f"the architecture could not be rebuilt: {exc}") from exc
+    if not isinstance(model, Module):  # pragma: no cover - the registry holds modules only
+        raise InvalidModelFileError(path, "the architecture is not a bpnn module")
+    if doc["built"]:
+        shape, dtype = tuple(doc["input_shape"]), np.dtype(doc["dtype"])
+        try:
+            if not model.built:
+                model.build(shape, getattr(model, "rng", None), dtype)
+        except Exception as exc:
+            raise InvalidModelFileError(path, f"the model could not be built for input shape {shape}: "
+                                              f"{exc}") from exc
+        if tuple(model.input_shape) != shape or model.dtype != dtype:
+            raise InvalidModelFileError(
+                path, f"the architecture says input shape {model.input_shape} and dtype {model.dtype}, the "
+                      f"document says {shape} and {dtype}")
+        _fill_model(path, model, {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)})
+        for m in model.modules():  # weights come from the file: never re-run a data-dependent init
+            if getattr(getattr(m, "init", None), "data_dependent", False):
+                m._lsuv_done = True
+    elif any(k.startswith(_MODEL) for k in arrays):
+        raise InvalidModelFileError(path, "the document says the model is not built, yet the file holds weights")
+    if doc.get("rng") is not None:
+        gen = getattr(model, "rng", None)
+        if not isinstance(gen, np.random.Generator):
+            gen = model.rng = backend.rng(None)
+        try:
+            gen.bit_generator.state = doc["rng"]
+        except Exception as exc:
+            raise InvalidModelFileError(path, f"the generator state is invalid: {exc}") from None
+    return model
+
+
+def _check_arrays(path: str, what: str, targets: dict, given: dict) -> None:
+    """Names match exactly, and each array has the target's shape and dtype and is finite."""
+    unknown = sorted(set(given) - set(targets))
+    missing = sorted(set(targets) - set(given))
+    if unknown or missing:
+        raise InvalidModelFileError(
+            path, f"the {what} arrays do not match the architecture (missing: {missing or 'none'}; "
+                  f"unexpected: {unknown or 'none'})")
+    for name, target in targets.items():
+        value = given[name]
+        if tuple(value.shape) != tuple(target.shape):
+            raise InvalidModelFileError(path, f"{what} array '{name}' has shape {tuple(value.shape)}; the "
+                                              f"architecture needs {tuple(target.shape)}")
+        if value.dtype != target.dtype:
+            raise InvalidModelFileError(path, f"{what} array '{name}' has dtype {value.dtype}; the "
+                                              f"model's is {target.dtype}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise InvalidModelFileError(path, f"{what} array '{name}' contains NaN or infinite values")
+
+
+def _fill_model(path: str, model: Module, given: dict) -> None:
+    targets = _model_arrays(model)
+    _check_arrays(path, "model", targets, given)
+    for name, target in targets.items():
+        target[...] = backend.to_device(given[name])
+
+
+def _build_optimizer(path: str, doc: dict, arrays: dict, model: Module):
+    spec = doc.get("optimizer")
+    if spec is None:
+        return None
+    try:
+        optimizer = optimizers.get({"class_name": spec["class_name"], "config": spec.get("config", {})})
+    except Exception as exc:
+        raise InvalidModelFileError(path, f"the optimizer could not be rebuilt: {exc}") from exc
+    keys = spec.get("state_keys")
+    given = {k: v for k, v in arrays.items() if k.startswith(_OPT)}
+    if keys is None:
+        if given:
+            raise InvalidModelFileError(path, "the optimizer has state arrays but no state_keys")
+        return optimizer
+    if not model.built:
+        raise InvalidModelFileError(path, "the file holds optimizer state for a model that is not built")
+    optimizer.attach(model)
+    if len(keys) != len(optimizer.state):
+        raise InvalidModelFileError(path, f"the optimizer state has {len(keys)} transforms; "
+                                          f"{spec['class_name']} has {len(optimizer.state)}")
+    targets = {f"{_OPT}{i}/{k}": v for i, s in enumerate(optimizer.state) for k, v in s.items()
+               if not k.startswith("_")}
+    listed = {f"{_OPT}{i}/{k}" for i, ks in enumerate(keys) for k in ks}
+    if listed != set(given):
+        raise InvalidModelFileError(path, f"the optimizer's state_keys list {sorted(listed)} but the file holds "
+                                          f"{sorted(given)}")
+    _check_arrays(path, "optimizer", targets, given)
+    extra = spec.get("state") or {}
+    state = {"step_count": 0, **extra,
+             "state": [{k: given[f"{_OPT}{i}/{k}"] for k in ks} for i, ks in enumerate(keys)]}
+    try:
+        optimizer.load_state_dict(state)
+    except Exception as exc:
+        raise InvalidModelFileError(path, f"the optimizer state does not fit: {exc}") from exc
+    return optimizer
