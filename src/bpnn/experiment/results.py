@@ -1,0 +1,265 @@
+"""Results of a study: aggregation over seeds, the results table, CSV / JSON / TOML files.
+
+A *group* is one combination of the study's factors (init, optimizer, activation,
+depth, lr) over all its seeds. For each group the table gives mean ± standard
+deviation over seeds (sample std, ddof = 1) and the best seed, of the final held-out
+accuracy (classification) and loss, ranked best first.
+
+Files written by :meth:`StudyResult.save` into the run directory:
+
+- ``results.json`` — everything: the spec, metadata, and per run its History, held-out
+  scores, per-layer statistics and health verdicts (``bpnn report`` reads only this);
+- ``results.csv`` — one row per run; ``summary.csv`` — one row per group;
+- ``config.toml`` — the exact configuration (``bpnn compare --config config.toml``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .spec import StudySpec
+
+FORMAT = "bpnn-compare-results"
+FORMAT_VERSION = 1
+FACTORS = ("init", "optimizer", "activation", "depth", "lr")
+
+
+def _mean_std(values):
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return None, None
+    mean = float(np.mean(vals))
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return mean, std
+
+
+@dataclass
+class Group:
+    """One combination of factors over its seeds (see the module docstring)."""
+
+    key: tuple
+    label: str
+    factors: dict
+    runs: list = field(default_factory=list)
+
+    def values(self, what: str) -> list:
+        """Final ``test_loss``, ``test_accuracy``, ``train_loss``, ``best_test_accuracy`` or
+        ``seconds`` per run (None where missing)."""
+        out = []
+        for r in self.runs:
+            if r.get("error"):
+                out.append(None)
+            elif what == "seconds":
+                out.append(r.get("seconds"))
+            elif what.startswith("test_"):
+                out.append(r.get("test", {}).get(what[5:]))
+            elif what == "train_loss":
+                losses = r.get("history", {}).get("loss") or [None]
+                out.append(losses[-1])
+            elif what == "best_test_accuracy":
+                acc = [a for a in r.get("history", {}).get("val_accuracy", []) if a is not None]
+                out.append(max(acc) if acc else None)
+            else:
+                raise ValueError(f"what: got {what!r}")
+        return [None if v is None or not math.isfinite(v) else float(v) for v in out]
+
+    def stat(self, what: str) -> dict:
+        vals = self.values(what)
+        mean, std = _mean_std(vals)
+        finite = [v for v in vals if v is not None]
+        higher = "accuracy" in what
+        best = (max(finite) if higher else min(finite)) if finite else None
+        return {"mean": mean, "std": std, "best": best, "values": vals}
+
+    def verdict_summary(self) -> dict:
+        """kind → {"runs": how many runs, "layers": sorted layer names, "message": one example}."""
+        out = {}
+        for r in self.runs:
+            seen = set()
+            for v in r.get("verdicts") or []:
+                entry = out.setdefault(v["kind"], {"runs": 0, "layers": set(), "message": v["message"]})
+                if v["kind"] not in seen:
+                    entry["runs"] += 1
+                    seen.add(v["kind"])
+                if v.get("layer") is not None:
+                    entry["layers"].add(v["layer"])
+        for entry in out.values():
+            entry["layers"] = sorted(entry["layers"], key=_layer_order)
+        return out
+
+
+def _layer_order(name):
+    return [int(p) if p.isdigit() else p for p in str(name).split(".")]
+
+
+class StudyResult:
+    """The outcome of :func:`~bpnn.experiment.run_study`: the spec, metadata and runs."""
+
+    def __init__(self, spec: StudySpec, runs: list, meta: dict):
+        self.spec = spec
+        self.runs = runs
+        self.meta = meta
+
+    # ------------------------------------------------------------------ groups
+    @property
+    def task(self) -> str:
+        return self.meta.get("data", {}).get("task", "classification")
+
+    def groups(self) -> list[Group]:
+        """Groups in the spec's order."""
+        varying = self.spec.varying()
+        groups: dict = {}
+        for r in self.runs:
+            labels = r["run"]["labels"]
+            key = tuple(labels[f] for f in FACTORS)
+            if key not in groups:
+                parts = [(labels[f] if f in ("init", "optimizer", "activation") else f"{f} {labels[f]}")
+                         for f in FACTORS if f in varying]
+                groups[key] = Group(key, " · ".join(parts), {f: labels[f] for f in FACTORS})
+            groups[key].runs.append(r)
+        return list(groups.values())
+
+    def ranked(self) -> list[Group]:
+        """Groups best first: by mean held-out accuracy (classification) or loss (regression)."""
+        def score(g):
+            if self.task == "classification":
+                m = g.stat("test_accuracy")["mean"]
+                return -(m if m is not None else -1.0)
+            m = g.stat("test_loss")["mean"]
+            return m if m is not None else math.inf
+        return sorted(self.groups(), key=score)
+
+    def summary_rows(self) -> list[dict]:
+        """One dict per group, best first (the results table)."""
+        rows = []
+        for rank, g in enumerate(self.ranked(), 1):
+            row = {"rank": rank, "group": g.label, **g.factors, "seeds": len(g.runs),
+                   "failed": sum(1 for r in g.runs if r.get("error"))}
+            for what in ("test_accuracy", "best_test_accuracy", "test_loss", "train_loss", "seconds"):
+                if what.endswith("accuracy") and self.task != "classification":
+                    continue
+                s = g.stat(what)
+                row[f"{what}_mean"], row[f"{what}_std"], row[f"{what}_best"] = s["mean"], s["std"], s["best"]
+            row["health"] = "; ".join(f"{k.replace('_', ' ')} {v['runs']}/{len(g.runs)}"
+                                      for k, v in g.verdict_summary().items())
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------ text
+    def table(self) -> str:
+        """The results table as text for the terminal."""
+        cls = self.task == "classification"
+        head = ["#", "configuration", "test acc (mean ± std)", "best", "test loss (mean ± std)", "train loss",
+                "s/run", "health"]
+        if not cls:
+            head = ["#", "configuration", "test loss (mean ± std)", "best", "train loss", "s/run", "health"]
+        body = []
+        for row in self.summary_rows():
+            cells = [str(row["rank"]), row["group"]]
+            if cls:
+                cells += [_pm(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True),
+                          _fmt(row["test_accuracy_best"], pct=True)]
+                cells += [_pm(row["test_loss_mean"], row["test_loss_std"])]
+            else:
+                cells += [_pm(row["test_loss_mean"], row["test_loss_std"]), _fmt(row["test_loss_best"])]
+            cells += [_fmt(row["train_loss_mean"]), _fmt(row["seconds_mean"], digits=2),
+                      row["health"] or "ok"]
+            if row["failed"]:
+                cells[-1] = f"{row['failed']} failed; " + cells[-1]
+            body.append(cells)
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *body]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": FORMAT_VERSION, "spec": self.spec.to_dict(),
+                "meta": self.meta, "runs": self.runs}
+
+    def save(self, out_dir) -> dict:
+        """Write results.json, results.csv, summary.csv and config.toml; return their paths."""
+        os.makedirs(out_dir, exist_ok=True)
+        paths = {name: os.path.join(out_dir, name)
+                 for name in ("results.json", "results.csv", "summary.csv", "config.toml")}
+        _atomic_text(paths["results.json"], json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False))
+        _atomic_text(paths["config.toml"], self.spec.to_toml())
+        self._write_runs_csv(paths["results.csv"])
+        rows = self.summary_rows()
+        _write_csv(paths["summary.csv"], list(rows[0].keys()) if rows else ["group"], rows)
+        return paths
+
+    def _write_runs_csv(self, path):
+        cols = ["run", "group", *FACTORS, "hidden", "seed", "epochs", "train_loss", "test_loss", "test_accuracy",
+                "best_test_accuracy", "seconds", "verdicts", "stopped_reason", "error"]
+        label = {id(r): g.label for g in self.groups() for r in g.runs}
+        rows = []
+        for r in self.runs:
+            run, hist = r["run"], r.get("history") or {}
+            val_acc = [a for a in hist.get("val_accuracy", []) if a is not None]
+            rows.append({"run": run["index"], "group": label[id(r)], **run["labels"],
+                         "hidden": "-".join(map(str, run["hidden"])), "seed": run["seed"],
+                         "epochs": len(hist.get("loss", [])),
+                         "train_loss": (hist.get("loss") or [None])[-1],
+                         "test_loss": (r.get("test") or {}).get("loss"),
+                         "test_accuracy": (r.get("test") or {}).get("accuracy"),
+                         "best_test_accuracy": max(val_acc) if val_acc else None,
+                         "seconds": r.get("seconds"),
+                         "verdicts": ";".join(sorted({v["kind"] for v in r.get("verdicts") or []})),
+                         "stopped_reason": r.get("stopped_reason") or "",
+                         "error": (r.get("error") or "").splitlines()[0] if r.get("error") else ""})
+        _write_csv(path, cols, rows)
+
+    @classmethod
+    def load(cls, run_dir) -> "StudyResult":
+        """Read a run directory written by :meth:`save` (``results.json``)."""
+        path = os.path.join(run_dir, "results.json") if os.path.isdir(run_dir) else run_dir
+        if not os.path.isfile(path):
+            raise ValueError(f"run_dir: no results.json in {run_dir!r}; give the directory `bpnn compare` wrote")
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a bpnn compare results file (format {FORMAT!r} expected)")
+        if data.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path}: written by a newer bpnn (format version {data['version']}); upgrade bpnn")
+        spec = StudySpec.from_dict(data["spec"])
+        return cls(spec, data["runs"], data["meta"])
+
+
+def _pm(mean, std, pct=False):
+    if mean is None:
+        return "—"
+    if pct:
+        return f"{100 * mean:.1f} ± {100 * (std or 0):.1f} %"
+    return f"{mean:.4g} ± {(std or 0):.2g}"
+
+
+def _fmt(v, pct=False, digits=4):
+    if v is None:
+        return "—"
+    return f"{100 * v:.1f} %" if pct else f"{v:.{digits}g}"
+
+
+def _write_csv(path, cols, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def _atomic_text(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,250 @@
+"""The report's figures: matplotlib (Agg backend) rendered to PNG, returned as base64.
+
+Every function takes the plain data of a :class:`~bpnn.experiment.StudyResult` (runs
+as written to ``results.json``) and returns ``(alt text, base64 PNG)``; the HTML embeds
+it as a ``data:`` URI, so the report needs nothing but the file.
+"""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+_DPI = 96
+
+
+def _mpl():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("the HTML report needs matplotlib: pip install 'bpnn[report]'") from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def text(s) -> str:
+    """A user string made safe for matplotlib labels (no mathtext: ``$`` is literal)."""
+    return str(s).replace("$", r"\$")
+
+
+def _png(fig) -> str:
+    plt = _mpl()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _colors(n):
+    plt = _mpl()
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _stack(series):
+    """Pad lists of unequal length with NaN into a 2-d array (runs × epochs)."""
+    series = [[np.nan if v is None else v for v in s] for s in series if s]
+    if not series:
+        return np.empty((0, 0))
+    n = max(len(s) for s in series)
+    return np.array([s + [np.nan] * (n - len(s)) for s in series], dtype=float)
+
+
+def _band(ax, x, rows, color, label, log=False):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a run stopped early)
+        mean = np.nanmean(rows, axis=0)
+        std = np.nanstd(rows, axis=0, ddof=1) if rows.shape[0] > 1 else np.zeros_like(mean)
+    std = np.nan_to_num(std)
+    ax.plot(x, mean, color=color, lw=1.6, label=label)
+    lo, hi = mean - std, mean + std
+    if log:
+        lo = np.where(lo > 0, lo, mean / 10)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+
+
+def curves(groups, task: str):
+    """Training loss, held-out loss and held-out accuracy per epoch: mean ± std over seeds."""
+    plt = _mpl()
+    keys = [("loss", "training loss", True), ("val_loss", "held-out loss", True)]
+    if task == "classification":
+        keys.append(("val_accuracy", "held-out accuracy", False))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.86, wspace=0.22)
+    colors = _colors(len(groups))
+    for g, color in zip(groups, colors):
+        for ax, (key, _, log) in zip(axes, keys):
+            rows = _stack([r.get("history", {}).get(key, []) for r in g.runs if not r.get("error")])
+            if rows.size == 0:
+                continue
+            _band(ax, np.arange(1, rows.shape[1] + 1), rows, color, text(g.label), log=log)
+    for ax, (key, title, log) in zip(axes, keys):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=8, loc="best")
+    fig.suptitle("mean ± std over seeds", fontsize=9)
+    return "Loss and accuracy curves per configuration, mean and spread over seeds", _png(fig)
+
+
+# (metric, title, layer selector, log scale)
+DEPTH_METRICS = [
+    ("out_std", "activation std (output of each activation layer)", "activation", True),
+    ("delta_rms", "back-propagated gradient rms, ∂L/∂s at each weighted layer", "weighted", True),
+    ("grad_rms", "weight-gradient rms per weighted layer", "weighted", True),
+    ("inactive", "dead ReLUs / saturated units (fraction)", "activation", False),
+]
+
+
+def layer_positions(layers):
+    """Indices (in ``layers``) of the weighted layers and of the activation layers."""
+    weighted = [i for i, d in enumerate(layers) if d.get("has_weight")]
+    acts = [i for i, d in enumerate(layers) if not d.get("has_weight")
+            and d.get("kind") in ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "identity")]
+    return {"weighted": weighted, "activation": acts}
+
+
+def _metric(entry, metric):
+    if metric == "inactive":
+        v = entry.get("dead_fraction", entry.get("saturation"))
+    else:
+        v = entry.get(metric)
+    return np.nan if v is None else float(v)
+
+
+def depth_profile(run, metric, which, record_index):
+    """Per-layer values of ``metric`` in one record (0: initialization, -1: the end)."""
+    stats = run.get("stats") or {}
+    layers, records = stats.get("layers", []), stats.get("records", [])
+    if not records:
+        return np.array([])
+    pos = layer_positions(layers)[which]
+    rec = records[record_index]["layers"]
+    return np.array([_metric(rec.get(layers[i]["name"], {}), metric) for i in pos])
+
+
+def depth(groups):
+    """Per-layer statistics over depth, at initialization and after training, per group."""
+    plt = _mpl()
+    rows = len(DEPTH_METRICS)
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.0 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.96, wspace=0.18, hspace=0.62)
+    colors = _colors(len(groups))
+    import warnings
+
+    for row, (metric, title, which, log) in enumerate(DEPTH_METRICS):
+        for col, (rec, when) in enumerate(((0, "at initialization"), (-1, "after training"))):
+            ax = axes[row][col]
+            for g, color in zip(groups, colors):
+                profiles = [depth_profile(r, metric, which, rec) for r in g.runs if not r.get("error")]
+                profiles = [p for p in profiles if p.size]
+                if not profiles:
+                    continue
+                n = min(p.size for p in profiles)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(np.array([p[:n] for p in profiles]), axis=0)
+                if log:
+                    mean = np.where(mean > 0, mean, np.nan)
+                if np.all(np.isnan(mean)):
+                    continue
+                ax.plot(np.arange(1, n + 1), mean, marker="o", ms=3, lw=1.3, color=color, label=text(g.label))
+            ax.set_title(f"{title}\n{when}", fontsize=9)
+            ax.set_xlabel("layer (1 = nearest the input)")
+            if log:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+    handles, labels = [], []
+    for ax in axes.ravel():
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, frameon=False)
+    return ("Per-layer activation and gradient statistics over depth, at initialization and after training",
+            _png(fig))
+
+
+def _pick_layers(weighted, k=4):
+    if len(weighted) <= k:
+        return list(weighted)
+    idx = np.unique(np.linspace(0, len(weighted) - 1, k).round().astype(int))
+    return [weighted[i] for i in idx]
+
+
+def inside(group):
+    """Inside one configuration (its first successful seed): weight histograms over time
+    for a few layers, and per-layer update/weight ratio, gradient and activation
+    statistics over training."""
+    plt = _mpl()
+    from ..diagnostics.stats import histogram_edges
+
+    run = next((r for r in group.runs if not r.get("error") and (r.get("stats") or {}).get("records")), None)
+    if run is None:
+        return None
+    stats = run["stats"]
+    layers, records = stats["layers"], stats["records"]
+    pos = layer_positions(layers)
+    chosen = _pick_layers(pos["weighted"])
+    ncols = max(len(chosen), 4)
+    fig, axes = plt.subplots(2, ncols, figsize=(3.1 * ncols, 5.8), squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.09, top=0.9, wspace=0.32, hspace=0.42)
+    cmap = plt.get_cmap("viridis")
+    epochs = [r["epoch"] for r in records]
+    emax = max(max(epochs), 1)
+    shown = [records[i] for i in np.unique(np.linspace(0, len(records) - 1, 6).round().astype(int))]
+    for ax, li in zip(axes[0], chosen):
+        name = layers[li]["name"]
+        for rec in shown:
+            h = rec["layers"].get(name, {}).get("hist")
+            if not h:
+                continue
+            edges = histogram_edges(h)
+            counts = np.asarray(h["counts"], dtype=float)
+            width = np.diff(edges)
+            density = counts / max(counts.sum(), 1) / width
+            ax.stairs(density, edges, color=cmap(rec["epoch"] / emax), lw=1.0)
+        ax.set_title(f"weights of layer {text(name)}", fontsize=9)
+        ax.set_xlabel("weight value")
+        ax.set_ylabel("density", fontsize=8)
+    for ax in axes[0][len(chosen):]:
+        ax.axis("off")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, emax))
+    cax = fig.add_axes((0.915, 0.55, 0.012, 0.35))
+    fig.colorbar(sm, cax=cax, label="epoch (0 = init)")
+    panels = [("update_ratio", "update / weight ratio", pos["weighted"], True),
+              ("delta_rms", "back-propagated gradient rms", pos["weighted"], True),
+              ("out_std", "activation std", pos["activation"], True),
+              ("inactive", "dead / saturated fraction", pos["activation"], False)]
+    depth_cmap = plt.get_cmap("plasma")
+    for ax, (metric, title, which, log) in zip(axes[1], panels):
+        n = max(len(which) - 1, 1)
+        plotted = False
+        for k, li in enumerate(which):
+            name = layers[li]["name"]
+            ys = np.array([_metric(rec["layers"].get(name, {}), metric) for rec in records])
+            if log:
+                ys = np.where(ys > 0, ys, np.nan)
+            if np.all(np.isnan(ys)):
+                continue
+            ax.plot(epochs, ys, color=depth_cmap(0.85 * k / n), lw=1.1, label=text(name))
+            plotted = True
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch (0 = init)")
+        if log and plotted:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in axes[1][len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{text(group.label)} — seed {run['run']['seed']}; line colour: depth (dark = input side)",
+                 fontsize=10)
+    return (f"Weight histograms over time and per-layer statistics over training for {group.label}", _png(fig))
