@@ -1,0 +1,20 @@
+"""scikit-learn estimators: :class:`BPNNClassifier` and :class:`BPNNRegressor`.
+
+Needs scikit-learn (``pip install 'bpnn[sklearn]'``). They pass scikit-learn's own
+``check_estimator`` (:data:`EXPECTED_FAILED_CHECKS` lists any check expected to fail,
+with the reason) and work inside ``Pipeline`` and ``GridSearchCV``.
+"""
+try:
+    import sklearn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("bpnn.sklearn needs scikit-learn: pip install 'bpnn[sklearn]'") from exc
+
+from .classifier import BPNNClassifier
+from .regressor import BPNNRegressor
+
+#: scikit-learn checks expected to fail, per estimator class name: {check name: reason}.
+#: Pass ``expected_failed_checks=EXPECTED_FAILED_CHECKS[type(est).__name__]`` to
+#: ``check_estimator`` / ``parametrize_with_checks``.
+EXPECTED_FAILED_CHECKS: dict = {"BPNNClassifier": {}, "BPNNRegressor": {}}
+
+__all__ = ["BPNNClassifier", "BPNNRegressor", "EXPECTED_FAILED_CHECKS"]

@@ -1,0 +1,281 @@
+"""The Levenberg–Marquardt / Bayesian-regularization epoch loop (MATLAB ``trainlm``/``trainbr``).
+
+Why a loop of its own and not :class:`bpnn.Trainer`: LM works on the whole training set
+at once, needs the per-sample Jacobian and evaluates trial weights before it accepts a
+step, so "one step per mini-batch" does not describe it. What a loop adds around the
+solver (:mod:`bpnn.optim.lm`) lives here: division into training, validation and test
+sets, the stopping criteria, validation stopping with the best-validation weights, a
+training record, callbacks and a progress bar.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time as _time
+
+import numpy as np
+
+from .. import _checks, backend
+from ..optim import lm as lm_solvers
+from .callbacks import CallbackList, History
+
+
+#: Up to this many parameters the loop runs BLAS single-threaded: JᵀJ and its solve are
+#: then microseconds of work, and waking BLAS threads (on a busy machine, waiting for
+#: them) costs more than it saves.
+SMALL_PROBLEM = 512
+
+
+_controller = []
+
+
+def _blas_threads(n_params: int):
+    """Limit BLAS to one thread for small problems, when threadpoolctl is installed."""
+    if n_params > SMALL_PROBLEM:
+        return contextlib.nullcontext()
+    if not _controller:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            return contextlib.nullcontext()
+        _controller.append(ThreadpoolController())  # scans the loaded libraries once
+    return _controller[0].limit(limits=1, user_api="blas")
+
+
+class TrainingRecord:
+    """Per-epoch record of a Levenberg–Marquardt run — MATLAB's ``tr``.
+
+    Lists with one entry per epoch, epoch 0 being the state before the first step:
+    ``epoch``, ``time`` (seconds since the start), ``perf``, ``vperf``, ``tperf`` (mean
+    squared error on the training, validation and test sets; None for an absent set),
+    ``mu``, ``gradient`` (2‖Jᵀr‖ on the training set), ``val_fail`` (consecutive
+    validation rises) and, for Bayesian regularization, ``gamk`` (effective number of
+    parameters γ), ``alpha``, ``beta`` and ``ssX`` (sum of squared weights).
+
+    Scalars: ``best_epoch`` (the epoch whose weights were kept: best validation error,
+    else the last), ``best_perf``, ``best_vperf``, ``best_tperf``, ``stop`` (why
+    training ended, in MATLAB's words), ``num_epochs`` (steps taken), ``num_params``,
+    ``jacobian_blocks`` (blocks J was built in; > 1 when it would not fit
+    ``memory_limit`` whole), ``train_ind``, ``val_ind``, ``test_ind`` (the division, when
+    ``fit`` made it), ``solver`` (the solver's config).
+    """
+
+    STATES = ("epoch", "time", "perf", "vperf", "tperf", "mu", "gradient", "val_fail",
+              "gamk", "alpha", "beta", "ssX")
+
+    def __init__(self):
+        for key in self.STATES:
+            setattr(self, key, [])
+        self.best_epoch = 0
+        self.best_perf = self.best_vperf = self.best_tperf = None
+        self.stop = ""
+        self.num_epochs = 0
+        self.num_params = 0
+        self.jacobian_blocks = 1
+        self.train_ind = self.val_ind = self.test_ind = None
+        self.solver = None
+
+    def append(self, row: dict) -> None:
+        for key in self.STATES:
+            getattr(self, key).append(row.get(key))
+
+    def to_dict(self) -> dict:
+        """Plain data (lists, numbers, strings): JSON-serializable."""
+        out = {key: list(getattr(self, key)) for key in self.STATES}
+        for key in ("best_epoch", "best_perf", "best_vperf", "best_tperf", "stop", "num_epochs",
+                    "num_params", "jacobian_blocks", "solver"):
+            out[key] = getattr(self, key)
+        for key in ("train_ind", "val_ind", "test_ind"):
+            v = getattr(self, key)
+            out[key] = None if v is None else [int(i) for i in v]
+        return out
+
+    def __repr__(self):
+        return (f"TrainingRecord(num_epochs={self.num_epochs}, best_epoch={self.best_epoch}, "
+                f"best_perf={self.best_perf}, best_vperf={self.best_vperf}, stop={self.stop!r})")
+
+
+class LMTrainer:
+    """Trains a model by Levenberg–Marquardt or Bayesian regularization on the squared error.
+
+    Parameters (MATLAB ``net.trainParam`` names and defaults)
+    ----------
+    model : a :class:`~bpnn.nn.Module` whose layers support the per-sample Jacobian
+        (Dense, activations, Sequential, Residual, BatchNorm in evaluation mode). float64
+        models are recommended.
+    solver : ``"lm"``/``"trainlm"`` (default), ``"br"``/``"trainbr"``, a config dict, or a
+        :class:`~bpnn.optim.LevenbergMarquardt` instance (μ, μ schedule, memory limit).
+    epochs : int, default 1000 — most steps.
+    goal : float, default 0 — stop when the training MSE ≤ goal.
+    min_grad : float, default 1e-7 — stop when 2‖Jᵀr‖ ≤ min_grad.
+    max_fail : int or None — validation stop after ``max_fail`` consecutive epochs whose
+        validation error is above the best so far; default the solver's (6 for LM, none
+        for BR, as MATLAB). Only with validation data.
+    time : float, default inf — stop after this many seconds.
+
+    The loop, per epoch (MATLAB's order): linearize at the current weights (training
+    MSE, JᵀJ, Jᵀr), evaluate validation and test MSE, record, check the stopping
+    criteria (goal, epochs, time, min_grad, μ > mu_max, validation stop, a callback's
+    ``stop_training``), then let the solver take one step. With validation stopping
+    (validation data and ``max_fail``) the weights of the best validation epoch are
+    restored at the end; otherwise the last ones are kept (as MATLAB: BR reports the
+    validation error but keeps its last weights).
+    """
+
+    def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,
+                 max_fail=None, time: float = math.inf):
+        self.model = model
+        self.solver = lm_solvers.get(solver)
+        self.epochs = _checks.positive("epochs", epochs, integer=True, allow_zero=True)
+        self.goal = float(_checks.positive("goal", goal, allow_zero=True))
+        self.min_grad = float(_checks.positive("min_grad", min_grad, allow_zero=True))
+        if max_fail is None:
+            max_fail = self.solver.default_max_fail
+        if max_fail is not None:
+            _checks.positive("max_fail", max_fail, integer=True)
+        self.max_fail = max_fail
+        if not (isinstance(time, (int, float)) and time > 0):
+            raise ValueError(f"time: got {time!r}; expected a number of seconds > 0 (inf: no limit)")
+        self.time = float(time)
+        self.stop_training = False
+        self.history: History | None = None
+        self.record: TrainingRecord | None = None
+
+    # ------------------------------------------------------------------ data
+    def _prepare(self, X, T, name_x="X", name_t="T"):
+        X = _checks.array(name_x, X, min_ndim=2)
+        T = _checks.array(name_t, T, min_ndim=1)
+        if len(X) != len(T):
+            raise ValueError(f"{name_x}, {name_t}: {name_x} has {len(X)} samples but {name_t} has {len(T)}")
+        model = self.model
+        if not model.built:
+            model.build(X.shape[1:], model.rng, model.dtype)
+        if X.shape[1:] != model.input_shape:
+            raise ValueError(f"{name_x}: samples have shape {X.shape[1:]} but the model expects {model.input_shape}")
+        k = math.prod(model.output_shape)
+        if T.size != len(T) * k:
+            raise ValueError(f"{name_t}: got targets of shape {T.shape}; the model has {k} output(s), so "
+                             f"expected ({len(T)}, {k})")
+        dtype = model.dtype
+        return (backend.to_device(X.astype(dtype, copy=False)),
+                backend.to_device(T.reshape(len(T), k).astype(dtype, copy=False)))
+
+    def _mse(self, data):
+        if data is None:
+            return None
+        X, T = data
+        return self.solver.sse(X, T) / T.size
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, T, validation_data=None, test_data=None, callbacks=(), verbose: bool = False,
+            division=None) -> TrainingRecord:
+        """Train on (X, T); return the :class:`TrainingRecord` (also ``self.record``).
+
+        ``validation_data`` and ``test_data`` are (X, T) pairs, or None. To divide one
+        data set as MATLAB's ``net.divideFcn`` does, use :func:`bpnn.data.dividerand`
+        (or ``divideblock``, ``divideint``, ``divideind``) and pass the parts; give the
+        :class:`~bpnn.data.Division` as ``division`` to keep its indices in the record.
+        ``callbacks`` get the hooks of :class:`bpnn.Callback`; epoch logs hold ``loss``,
+        ``val_loss``, ``test_loss`` (MSE), ``mu``, ``gradient``, ``val_fail`` and the
+        solver's extras (γ as ``gamk`` for BR). ``verbose`` shows a progress bar (tqdm).
+        """
+        record = TrainingRecord()
+        if division is not None:
+            record.train_ind, record.val_ind, record.test_ind = (np.asarray(i) for i in division)
+        train = self._prepare(X, T)
+        val = None if validation_data is None else self._prepare(
+            *validation_data, name_x="validation_data[0]", name_t="validation_data[1]")
+        test = None if test_data is None else self._prepare(*test_data, name_x="test_data[0]",
+                                                            name_t="test_data[1]")
+        model, solver = self.model, self.solver
+        solver.attach(model)
+        flat = model.flat_parameters()
+        record.num_params = len(flat)
+        record.solver = lm_solvers.least_squares_solvers.serialize(solver)
+        self.record = record
+        history = History()
+        self.history = history
+        cbs = CallbackList([history, *callbacks], self)
+        self.stop_training = False
+        n_err = train[1].size
+        best_w, best_v = None, math.inf
+        val_fail = 0
+        stop_on_val = val is not None and self.max_fail is not None
+        bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True)
+        threads = _blas_threads(len(flat))
+        threads.__enter__()
+        start = _time.perf_counter()
+        cbs.on_train_begin({})
+        try:
+            for epoch in range(self.epochs + 1):
+                cbs.on_epoch_begin(epoch, {})
+                sse, jj, je = solver.linearize(*train)
+                record.jacobian_blocks = max(record.jacobian_blocks, solver.jacobian_blocks)
+                perf = sse / n_err
+                gradient = 2.0 * float(backend.xp.linalg.norm(je))
+                vperf, tperf = self._mse(val), self._mse(test)
+                improved = False
+                if val is not None:
+                    if vperf < best_v:
+                        best_v, val_fail, improved = vperf, 0, True
+                        if stop_on_val:
+                            best_w = flat.params.copy()
+                    elif vperf > best_v:
+                        val_fail += 1
+                if improved or not stop_on_val:
+                    record.best_epoch, record.best_perf, record.best_vperf, record.best_tperf = \
+                        epoch, perf, vperf, tperf
+                elapsed = _time.perf_counter() - start
+                row = {"epoch": epoch, "time": elapsed, "perf": perf, "vperf": vperf, "tperf": tperf,
+                       "mu": solver.current_mu, "gradient": gradient, "val_fail": val_fail, **solver.state()}
+                record.append(row)
+                logs = {"loss": perf, "mu": row["mu"], "gradient": gradient, "val_fail": val_fail,
+                        **solver.state()}
+                if vperf is not None:
+                    logs["val_loss"] = vperf
+                if tperf is not None:
+                    logs["test_loss"] = tperf
+                cbs.on_epoch_end(epoch, logs)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if isinstance(v, float)},
+                                    refresh=False)
+                    if epoch:
+                        bar.update(1)
+                stop = self._stop_reason(epoch, perf, gradient, val_fail, elapsed)
+                if stop:
+                    record.stop = stop
+                    break
+                solver.update(*train, sse, jj, je)
+                record.num_epochs = epoch + 1
+        finally:
+            threads.__exit__(None, None, None)
+            if bar is not None:
+                bar.close()
+        if best_w is not None:
+            flat.params[...] = best_w
+        history.stopped_reason = record.stop
+        cbs.on_train_end({})
+        return record
+
+    def _stop_reason(self, epoch, perf, gradient, val_fail, elapsed) -> str:
+        if not math.isfinite(perf):
+            return "Non-finite performance."
+        if perf <= self.goal:
+            return "Performance goal met."
+        if epoch >= self.epochs:
+            return "Maximum epoch reached."
+        if elapsed >= self.time:
+            return "Maximum time elapsed."
+        if gradient <= self.min_grad:
+            return "Minimum gradient reached."
+        if self.solver.current_mu > self.solver.mu_max:
+            return "Maximum MU reached."
+        if self.max_fail is not None and val_fail >= self.max_fail:
+            return "Validation stop."
+        if self.stop_training:
+            return "Stopped by a callback."
+        return ""
