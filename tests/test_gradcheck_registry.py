@@ -18,6 +18,7 @@ import pytest
 
 import bpnn
 from bpnn.losses import losses as loss_registry
+from bpnn.nn import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from bpnn.nn import (
     ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, ReLU, Residual, Sequential,
     Sigmoid, Softmax, Softplus, Tanh, layers as layer_registry,
@@ -151,7 +152,62 @@ LAYER_CASES: dict[str, list[Case]] = {
         Case("rate_0_training", lambda: Dropout(0.0), True, ((1, 3), (4, 5))),
     ],
     "flatten": [Case("default", Flatten, True, ((1, 3), (1, 2, 3), (4, 2, 3, 2)))],
+    # ---- convolutional layers (shapes NCHW; odd sizes, a batch of one, several strides,
+    # paddings and dilations)
+    "conv2d": [
+        Case("k3_pad1", lambda: Conv2D(3, 3, padding=1), True, ((1, 2, 5, 5), (3, 2, 6, 7))),
+        Case("k2x3_stride2_pad_dilation", lambda: Conv2D(2, (2, 3), stride=2, padding=(1, 2), dilation=(2, 1)),
+             True, ((1, 3, 7, 8), (2, 3, 9, 6))),
+        Case("same_stride2", lambda: Conv2D(4, 3, stride=2, padding="same"), True, ((1, 2, 7, 7), (2, 1, 8, 5))),
+        Case("same_dilation2_stride_1x2", lambda: Conv2D(2, 3, stride=(1, 2), padding="same", dilation=2),
+             True, ((1, 2, 5, 6), (2, 2, 6, 5))),
+        Case("one_channel_valid_eval", lambda: Conv2D(5, 5, padding="valid"), False, ((1, 1, 6, 6), (2, 1, 7, 5))),
+        Case("pointwise_no_bias", lambda: Conv2D(3, 1, bias=False), True, ((1, 4, 3, 3), (2, 2, 4, 5))),
+        Case("pointwise_stride2", lambda: Conv2D(3, 1, stride=2), True, ((1, 2, 5, 5), (2, 3, 4, 3))),
+    ],
+    "max_pool2d": [
+        Case("default_2x2", MaxPool2D, True, ((1, 2, 4, 4), (3, 3, 6, 5))),
+        Case("k3_stride2_pad1", lambda: MaxPool2D(3, stride=2, padding=1), True, ((1, 2, 7, 7), (2, 1, 6, 9))),
+        Case("k2x3_stride_1x2_dilation_2x1", lambda: MaxPool2D((2, 3), stride=(1, 2), dilation=(2, 1)), False,
+             ((1, 2, 6, 7), (2, 1, 5, 5))),
+    ],
+    "avg_pool2d": [
+        Case("default_2x2", AvgPool2D, True, ((1, 2, 4, 4), (3, 3, 7, 5))),
+        Case("k3_stride2_pad1_exclude_pad", lambda: AvgPool2D(3, stride=2, padding=1, count_include_pad=False),
+             True, ((1, 2, 7, 7), (2, 1, 6, 9))),
+        Case("k3_stride1_pad1_include_pad", lambda: AvgPool2D(3, stride=1, padding=1), False, ((1, 1, 5, 4),)),
+    ],
+    "global_avg_pool2d": [Case("default", GlobalAvgPool2D, True, ((1, 3, 4, 5), (2, 2, 3, 3), (2, 1, 1, 1)))],
 }
+
+def _cnn_stack():
+    return Sequential([
+        Conv2D(3, 3, padding=1), BatchNorm(), ReLU(), MaxPool2D(2), Conv2D(4, 3, stride=2, padding="same"),
+        Tanh(), AvgPool2D(2, stride=1), GlobalAvgPool2D(), Dense(3),
+    ], seed=5)
+
+
+def _shared_weights():
+    conv = Conv2D(2, 3, padding=1)  # one object at two places: its gradients must add up
+    return Sequential([conv, Tanh(), conv, Flatten(), Dense(2)], seed=6)
+
+
+def _conv_residual(stride):
+    return Residual([Conv2D(4, 3, stride=stride, padding=1), BatchNorm(), ReLU(), Conv2D(4, 3, padding=1),
+                     BatchNorm()], shortcut=Conv2D(4, 1, stride=stride))
+
+
+LAYER_CASES["sequential"] += [
+    Case("cnn_stack_training", _cnn_stack, True, ((2, 2, 8, 8), (3, 1, 9, 7))),
+    Case("cnn_stack_eval", _cnn_stack, False, ((1, 2, 8, 8),)),
+    Case("shared_conv_training", _shared_weights, True, ((1, 2, 5, 5), (3, 2, 4, 6))),
+]
+LAYER_CASES["residual"] += [
+    Case("conv_projection_stride2_training", lambda: _conv_residual(2), True, ((2, 3, 6, 6), (3, 2, 5, 7))),
+    Case("conv_projection_stride2_eval", lambda: _conv_residual(2), False, ((1, 3, 6, 6),)),
+    Case("conv_identity_shortcut", lambda: Residual([Conv2D(3, 3, padding="same"), Tanh()]), True,
+         ((1, 3, 5, 5), (2, 3, 4, 6))),
+]
 
 
 def _built(case: Case, shape, seed: int) -> bpnn.Module:

@@ -31,3 +31,14 @@ def test_restarts_are_reproducible_and_parallel_equals_serial():
         trainer.fit(X, y, epochs=2, validation_split=0.2, n_restarts=2, n_jobs=n_jobs, verbose=False)
         scores.append(trainer.restart_scores)
     assert scores[0] == scores[1]
+
+
+def test_clones_of_a_model_built_with_input_shape_are_seeded():
+    from bpnn.train.restarts import _clone_unbuilt
+
+    model = bpnn.Sequential([bpnn.Dense(5), bpnn.Tanh(), bpnn.Dense(2)], input_shape=(3,), seed=0)
+    a, b, c = _clone_unbuilt(model, 11), _clone_unbuilt(model, 11), _clone_unbuilt(model, 12)
+    for key in a.state_dict():
+        np.testing.assert_array_equal(a.state_dict()[key], b.state_dict()[key])
+    assert not np.array_equal(a.state_dict()["0.weight"], c.state_dict()["0.weight"])
+    assert a.input_shape == (3,)

@@ -153,3 +153,27 @@ def test_a_write_killed_at_any_moment_leaves_a_consistent_checkpoint(tmp_path):
         for p in leftovers:  # a killed write may leave its temporary file, never the target
             p.unlink()
     assert checked >= 6
+
+
+def test_a_stateful_schedule_resumes_exactly(tmp_path, rng):
+    X, y = rng.normal(size=(60, 5)), rng.integers(0, 3, 60)
+
+    def trainer():
+        model = bpnn.Sequential([bpnn.Dense(4), bpnn.Tanh(), bpnn.Dense(3)], input_shape=(5,), seed=0)
+        sched = bpnn.optim.ReduceOnPlateau(0.1, factor=0.5, patience=0, threshold=0.5)
+        return bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=sched, momentum=0.9))
+
+    class Feed(bpnn.Callback):  # the plateau schedule watches the training loss
+        def on_epoch_end(self, epoch, logs=None):
+            self.trainer.optimizer.lr.step(logs["loss"])
+
+    kw = dict(batch_size=10, verbose=False)
+    straight = trainer()
+    h1 = straight.fit(X, y, epochs=6, callbacks=[Feed()], **kw)
+    path = tmp_path / "c.safetensors"
+    trainer().fit(X, y, epochs=3, callbacks=[Feed(), bpnn.ModelCheckpoint(path)], **kw)
+    resumed = trainer()
+    h2 = resumed.fit(X, y, epochs=6, callbacks=[Feed()], resume_from=path, **kw)
+    assert h1.history == h2.history and len(set(h1["lr"])) > 1
+    for k, v in straight.model.state_dict().items():
+        np.testing.assert_array_equal(v, resumed.model.state_dict()[k])

@@ -23,24 +23,10 @@ RTOL, ATOL = 1e-6, 1e-12
 
 
 # --------------------------------------------------------------------------- bpnn -> torch
-def _linear_layout(w: np.ndarray) -> np.ndarray:
-    """bpnn Dense weight (n_in, n_out) <-> torch ``nn.Linear`` weight (out, in): a transpose.
-
-    The one place that knows the two layouts differ; used in both directions.
-    """
-    return np.ascontiguousarray(w.T)
-
-
-class TorchResidual(tnn.Module):
-    """y = block(x) + shortcut(x), shortcut the identity when None (as ``bpnn.Residual``)."""
-
-    def __init__(self, block, shortcut=None):
-        super().__init__()
-        self.block = block
-        self.shortcut = shortcut
-
-    def forward(self, x):
-        return self.block(x) + (x if self.shortcut is None else self.shortcut(x))
+# The converter is the library's (bpnn.io): the same code users take their models to torch with.
+from bpnn.io.torch_interop import _linear_layout  # noqa: E402  (the one (in, out) <-> (out, in) helper)
+from bpnn.io.torch_interop import to_torch_module  # noqa: E402
+from bpnn.io.torch_modules import TorchResidual  # noqa: E402
 
 
 def _t(a) -> "torch.Tensor":
@@ -48,48 +34,15 @@ def _t(a) -> "torch.Tensor":
 
 
 def to_torch(m: bpnn.Module) -> "tnn.Module":
-    """A float64 torch module computing the same function as the built bpnn module ``m``.
+    """A float64 torch module computing the same function as the built float64 bpnn module ``m``.
 
     Parameters and buffers (BatchNorm running statistics) are copied; parameter names
     come out the same as bpnn's ``named_parameters`` ("0.weight", "1.block.2.bias", ...).
     """
     assert m.built, "build the bpnn module before converting it"
-    if isinstance(m, Sequential):
-        return tnn.Sequential(*[to_torch(layer) for layer in m.layers])
-    if isinstance(m, Residual):
-        return TorchResidual(to_torch(m.block), None if m.shortcut is None else to_torch(m.shortcut))
-    if isinstance(m, Dense):
-        t = tnn.Linear(m.input_shape[0], m.units, bias=m.use_bias, dtype=torch.float64)
-        with torch.no_grad():
-            t.weight.copy_(_t(_linear_layout(m.params["weight"])))
-            if m.use_bias:
-                t.bias.copy_(_t(m.params["bias"]))
-        return t
-    if isinstance(m, BatchNorm):
-        cls = {1: tnn.BatchNorm1d, 2: tnn.BatchNorm1d, 3: tnn.BatchNorm2d, 4: tnn.BatchNorm3d}[len(m.input_shape)]
-        t = cls(m.input_shape[0], eps=m.eps, momentum=m.momentum, affine=m.affine, dtype=torch.float64)
-        with torch.no_grad():
-            if m.affine:
-                t.weight.copy_(_t(m.params["weight"]))
-                t.bias.copy_(_t(m.params["bias"]))
-            t.running_mean.copy_(_t(m.buffers["running_mean"]))
-            t.running_var.copy_(_t(m.buffers["running_var"]))
-        return t
-    simple = {
-        Identity: lambda: tnn.Identity(),
-        Sigmoid: lambda: tnn.Sigmoid(),
-        Tanh: lambda: tnn.Tanh(),
-        ReLU: lambda: tnn.ReLU(),
-        LeakyReLU: lambda: tnn.LeakyReLU(m.negative_slope),
-        ELU: lambda: tnn.ELU(m.alpha),
-        Softplus: lambda: tnn.Softplus(beta=m.beta, threshold=m.threshold),
-        Softmax: lambda: tnn.Softmax(dim=-1),
-        Dropout: lambda: tnn.Dropout(m.rate),
-        Flatten: lambda: tnn.Flatten(),
-    }
-    if type(m) not in simple:
-        raise TypeError(f"to_torch: no torch equivalent for {type(m).__name__}; add one")
-    return simple[type(m)]()
+    t = to_torch_module(m)
+    assert all(p.dtype == torch.float64 for p in t.parameters()), "parity is checked in float64"
+    return t
 
 
 def _randomize(model: bpnn.Module, rng) -> None:

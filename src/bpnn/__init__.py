@@ -11,10 +11,14 @@ from .nn import (
     ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, Module, ReLU, Residual,
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
+from .nn import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .train import (
     CSVLogger, Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
     NonFiniteLossWarning, ReduceLROnPlateau, Trainer,
 )
+
+from . import io
+from .io import load, save
 
 __version__ = "0.1.0"
 
@@ -23,6 +27,7 @@ __all__ = [
     "Module", "Sequential", "Residual", "Dense", "Flatten", "Dropout", "BatchNorm", "Identity",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax", "MSE",
     "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "Trainer", "Callback", "History",
-    "NonFiniteLossWarning", "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
+    "NonFiniteLossWarning", "io", "save", "load", "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
     "ModelCheckpoint", "CSVLogger", "__version__",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
 ]

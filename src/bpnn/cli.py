@@ -1,4 +1,5 @@
-"""Command line: ``bpnn train`` (digits by default) and ``bpnn info``."""
+"""Command line: ``bpnn compare`` (the built-in initialization study), ``bpnn report``,
+``bpnn train`` (digits by default) and ``bpnn info``."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,175 @@ def _info(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    import bpnn
+
+    if not (args.onnx or args.torch):
+        print("bpnn export: error: say what to write: --onnx OUT.onnx and/or --torch OUT.safetensors",
+              file=sys.stderr)
+        return 2
+    try:
+        model = bpnn.load(args.model_file)
+    except OSError as exc:
+        print(f"bpnn: error: {exc}", file=sys.stderr)
+        return 2
+    shape = tuple(model.input_shape) if model.built else None
+    if args.onnx:
+        proto = bpnn.io.export_onnx(model, args.onnx, softmax_output=args.softmax, opset=args.opset)
+        print(f"wrote {args.onnx}: ONNX opset {args.opset}, {len(proto.graph.node)} nodes, "
+              f"input (batch, {', '.join(map(str, shape))}) -> output (batch, "
+              f"{', '.join(map(str, model.output_shape))}){' + softmax' if args.softmax else ''}")
+    if args.torch:
+        import safetensors.numpy
+
+        from bpnn.io import to_torch_state_dict, write_bytes_atomic
+
+        state = to_torch_state_dict(model)
+        write_bytes_atomic(args.torch, safetensors.numpy.save(dict(state)))
+        print(f"wrote {args.torch}: {len(state)} arrays keyed as torch.nn.Sequential's state_dict "
+              f"(load with safetensors.torch.load_file, then module.load_state_dict)")
+    return 0
+
+
+def _entries(values):
+    """Registry entries from the command line: names, or JSON objects for configs
+    (``'{"class_name": "sgd", "config": {"momentum": 0.9}}'``)."""
+    import json
+
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        if v.lstrip().startswith("{"):
+            try:
+                out.append(json.loads(v))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{v!r}: not a valid JSON object ({exc})") from None
+        else:
+            out.append(v)
+    return out
+
+
+def _compare_spec(args):
+    from bpnn.experiment import StudySpec
+
+    spec = StudySpec.from_toml(args.config) if args.config else StudySpec()
+    seeds = args.seeds if args.seeds is not None else (list(range(args.n_seeds)) if args.n_seeds else None)
+    batch = args.batch_size
+    if batch is not None and batch.isdigit():
+        batch = int(batch)
+    return spec.replace(
+        name=args.name, data=args.data, data_dir=args.data_dir, target=args.target, task=args.task,
+        test_size=args.test_size, max_samples=args.max_samples, depths=args.depths, width=args.width,
+        hidden=args.hidden, activations=_entries(args.activations), inits=_entries(args.inits),
+        optimizers=_entries(args.optimizers), lrs=args.lrs, seeds=seeds, epochs=args.epochs, batch_size=batch,
+        loss=args.loss, stats_every=args.stats_every, n_jobs=args.n_jobs, backend=args.backend,
+        address=args.address, out=args.out)
+
+
+def _compare(args) -> int:
+    import os
+    import time as _time
+
+    from bpnn.experiment import run_study
+
+    spec = _compare_spec(args)
+    if args.dry_run:
+        print(spec.to_toml(), end="")
+        print(f"# {len(spec.runs())} runs")
+        return 0
+    if not args.no_report:
+        from bpnn.report import figures
+
+        figures._mpl()  # fail now, not after the study, when matplotlib is missing
+    out = spec.out or os.path.join("bpnn-runs", _time.strftime("compare-%Y%m%d-%H%M%S"))
+    spec = spec.replace(out=out)
+    n_runs = len(spec.runs())
+    print(f"bpnn compare: {spec.name}: {n_runs} runs ({len(spec.seeds)} seeds each) on {spec.data}, "
+          f"{spec.epochs} epochs; writing to {out}", file=sys.stderr)
+    result = run_study(spec, progress=not args.quiet)
+    paths = result.save(out)
+    print(result.table())
+    if not args.no_report:
+        from bpnn.report import write_report
+
+        paths["report.html"] = write_report(result, os.path.join(out, "report.html"))
+    failed = sum(1 for r in result.runs if r.get("error"))
+    print(f"\n{n_runs} runs in {result.meta['seconds']:.1f} s" + (f", {failed} failed" if failed else ""))
+    for name in ("report.html", "results.csv", "results.json", "config.toml"):
+        if name in paths:
+            print(f"{name:<13}{paths[name]}")
+    if failed:
+        first = next(r for r in result.runs if r.get("error"))
+        print(f"first failure: {first['error'].splitlines()[0]}", file=sys.stderr)
+    return 1 if failed == n_runs else 0
+
+
+def _report(args) -> int:
+    from bpnn.experiment import StudyResult
+    from bpnn.report import write_report
+
+    result = StudyResult.load(args.run_dir)
+    import os
+
+    base = args.run_dir if os.path.isdir(args.run_dir) else os.path.dirname(args.run_dir)
+    path = write_report(result, args.out or os.path.join(base, "report.html"))
+    if not args.quiet:
+        print(result.table())
+    print(f"report.html  {path}")
+    return 0
+
+
+def _add_compare_parsers(sub) -> None:
+    compare = sub.add_parser(
+        "compare", help="compare initializations (and optimizers, activations, depths, lrs) over seeds; "
+                        "write an HTML report",
+        description="Run a study over inits × optimizers × activations × depths × lrs × seeds and write "
+                    "report.html, results.csv, results.json and config.toml into the output directory. "
+                    "Without arguments: the built-in initialization study on scikit-learn's digits "
+                    "(zeros, small_normal, xavier_uniform, he_normal, lecun_normal, orthogonal, lsuv; "
+                    "10 hidden ReLU layers of 64; SGD momentum 0.9, lr 0.01; 3 seeds; 20 epochs). "
+                    "Flags override the values of --config.")
+    add = compare.add_argument
+    add("--config", metavar="FILE.toml", help="study file (e.g. a config.toml written by an earlier run)")
+    add("--name", help="title of the study")
+    add("--data", help="digits | mnist | fashion_mnist | PATH.csv (default: digits)")
+    add("--data-dir", help="folder holding the MNIST IDX files")
+    add("--target", help="CSV: target column name or index (default: the last column)")
+    add("--task", choices=["auto", "classification", "regression"], help="CSV: the task (default: auto)")
+    add("--test-size", type=float, help="held-out fraction (default: 0.25)")
+    add("--max-samples", type=int, help="use at most this many training samples")
+    add("--depths", type=int, nargs="+", help="numbers of hidden layers to compare (default: 10)")
+    add("--width", type=int, help="units per hidden layer (default: 64)")
+    add("--hidden", type=int, nargs="+", help="explicit hidden widths (instead of --depths/--width)")
+    add("--activations", nargs="+", help="hidden activations to compare (default: relu)")
+    add("--inits", nargs="+", help="initializers to compare: names or JSON configs")
+    add("--optimizers", nargs="+", help="optimizers to compare: names or JSON configs "
+                                        "(default: SGD with momentum 0.9)")
+    add("--lrs", type=float, nargs="+", help="learning rates to compare (default: 0.01)")
+    add("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2)")
+    add("--n-seeds", type=int, help="seeds 0..N-1")
+    add("--epochs", type=int, help="epochs per run (default: 20)")
+    add("--batch-size", help="mini-batch size, or full / stochastic (default: 32)")
+    add("--loss", help="loss (default: softmax_cross_entropy for classification, mse for regression)")
+    add("--stats-every", type=int, help="per-layer statistics every K epochs (default: 1)")
+    add("--n-jobs", type=int, help="parallel runs (default: -1, all cores)")
+    add("--backend", help="joblib backend: loky (default) | sequential | dask | ray")
+    add("--address", help="dask scheduler / ray cluster address")
+    add("--out", help="output directory (default: bpnn-runs/compare-DATE-TIME)")
+    add("--no-report", action="store_true", help="skip the HTML report (no matplotlib needed)")
+    add("--dry-run", action="store_true", help="print the configuration and the number of runs, run nothing")
+    add("--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(func=_compare)
+    report = sub.add_parser("report", help="render report.html again from a directory written by bpnn compare",
+                            description="Re-render the HTML report of a `bpnn compare` run directory from its "
+                                        "results.json.")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="directory written by bpnn compare")
+    report.add_argument("--out", help="where to write the report (default: RUN_DIR/report.html)")
+    report.add_argument("--quiet", action="store_true", help="do not print the results table")
+    report.set_defaults(func=_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bpnn", description="Backpropagation neural networks.")
     parser.add_argument("--version", action="version", version=f"bpnn {__version__}")
@@ -62,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
     info = sub.add_parser("info", help="version, backend and registered names")
     info.set_defaults(func=_info)
+    export = sub.add_parser("export", help="export a saved model to ONNX or to a torch state dict",
+                            description="Export a model file written by bpnn.save: to ONNX (inference graph, "
+                                        "evaluation mode) and/or to a safetensors file of arrays keyed as "
+                                        "torch.nn.Sequential's state_dict.")
+    export.add_argument("model_file", metavar="MODEL_FILE", help="a model file written by bpnn.save")
+    export.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model (needs bpnn[onnx])")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    export.add_argument("--softmax", action="store_true", help="append a softmax (probabilities, not logits)")
+    export.add_argument("--torch", metavar="OUT.safetensors", help="write the torch-keyed state dict")
+    export.set_defaults(func=_export)
+    _add_compare_parsers(sub)
     return parser
 
 

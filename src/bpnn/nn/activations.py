@@ -18,6 +18,13 @@ class Activation(Module):
     def __init__(self):
         super().__init__()
 
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample backward: the cached forward values of shape (N, …) broadcast over the
+        leading cotangent axis of ``grad_out`` (T, N, …), so ``backward`` serves as is."""
+        if self.params:
+            return super().backward_per_sample(grad_out, sink, prefix, input_grad)
+        return self.backward(grad_out, input_grad)
+
 
 @layers.register("identity", "linear_activation")
 class Identity(Activation):
@@ -81,7 +88,7 @@ class ReLU(Activation):
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        return backend.xp.where(self._y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+        return grad_out * (self._y > 0)
 
 
 @layers.register("leaky_relu")

@@ -101,6 +101,30 @@ class BatchNorm(Module):
         dx *= (scale / m).reshape(bshape)
         return dx
 
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample backward, evaluation mode only (in training mode the batch statistics
+        couple the samples). With G (T, N, C, …): ∂/∂γ [n, t] = Σ G_{t,n} x̂_n and
+        ∂/∂β [n, t] = Σ G_{t,n} (sums over trailing axes); input cotangents G γ/√(r_var + ε)."""
+        if self._training:
+            raise NotImplementedError(
+                "BatchNorm: the per-sample Jacobian is defined in evaluation mode only (in training "
+                "mode the batch statistics couple the samples); run forward with training=False"
+            )
+        xp = backend.xp
+        g = grad_out.transpose(1, 0, *range(2, grad_out.ndim))  # (N, T, C, ...)
+        trailing = tuple(range(3, g.ndim))
+        if self.affine and self._trainable:
+            dgamma = sink(prefix + "weight")
+            if dgamma is not None:
+                xp.sum(g * self._xhat[:, None], axis=trailing, out=dgamma)
+            dbeta = sink(prefix + "bias")
+            if dbeta is not None:
+                xp.sum(g, axis=trailing, out=dbeta)
+        if not input_grad:
+            return None
+        scale = self._inv_std * (self.params["weight"] if self.affine else 1.0)
+        return grad_out * scale.reshape(self._bshape)
+
     def get_config(self):
         return {"momentum": self.momentum, "eps": self.eps, "affine": self.affine,
                 **super().get_config()}

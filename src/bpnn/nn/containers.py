@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 from .. import backend
-from .module import Module, layers
+from .module import Module, backward_shared, forward_shared, layers, mark_shared
+
+
+def _forward(m, x, training):
+    return m.forward(x, training) if m._uses == 1 else forward_shared(m, x, training)
+
+
+def _backward(m, g, input_grad):
+    return m.backward(g, input_grad) if m._uses == 1 else backward_shared(m, g, input_grad)
 
 
 def _layer(obj):
@@ -63,6 +71,7 @@ class Sequential(Module):
         shape = input_shape
         for layer in self.layers:
             shape = layer.build(shape, self.rng, self.dtype)
+        mark_shared(self)
         return shape
 
     def forward(self, x, training=False):
@@ -72,7 +81,7 @@ class Sequential(Module):
         elif x.shape[1:] != self.input_shape:
             self._check_built(x)
         for layer in self.layers:
-            x = layer.forward(x, training)
+            x = layer.forward(x, training) if layer._uses == 1 else forward_shared(layer, x, training)
         return x
 
     def _first_trainable(self) -> int:
@@ -85,7 +94,19 @@ class Sequential(Module):
         first = 0 if input_grad else self._first_trainable()
         g = grad_out
         for i in range(len(self.layers) - 1, first - 1, -1):
-            g = self.layers[i].backward(g, input_grad or i > first)
+            layer = self.layers[i]
+            if layer._uses == 1:
+                g = layer.backward(g, input_grad or i > first)
+            else:
+                g = backward_shared(layer, g, input_grad or i > first)
+        return g if input_grad else None
+
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample backward through the layers in reverse (see ``Module.backward_per_sample``)."""
+        first = 0 if input_grad else self._first_trainable()
+        g = grad_out
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            g = self.layers[i].backward_per_sample(g, sink, f"{prefix}{i}.", input_grad or i > first)
         return g if input_grad else None
 
     def summary(self) -> str:
@@ -141,6 +162,7 @@ class Residual(Module):
     def _build(self, input_shape):
         out = self.block.build(input_shape, self.rng, self.dtype)
         short = input_shape if self.shortcut is None else self.shortcut.build(input_shape, self.rng, self.dtype)
+        mark_shared(self)
         if tuple(out) != tuple(short):
             raise ValueError(
                 f"Residual: the block maps {input_shape} to {out} but the shortcut gives {short}; "
@@ -149,13 +171,22 @@ class Residual(Module):
         return out
 
     def forward(self, x, training=False):
-        y = self.block.forward(x, training)
-        return y + (x if self.shortcut is None else self.shortcut.forward(x, training))
+        y = _forward(self.block, x, training)
+        return y + (x if self.shortcut is None else _forward(self.shortcut, x, training))
 
     def backward(self, grad_out, input_grad=True):
-        g = self.block.backward(grad_out, input_grad)
+        # backward in the reverse order of forward (matters when a module is shared)
+        gs = None if self.shortcut is None else _backward(self.shortcut, grad_out, input_grad)
+        g = _backward(self.block, grad_out, input_grad)
+        if not input_grad:
+            return None
+        return g + (grad_out if gs is None else gs)
+
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample backward: both branches see G; their input cotangents add."""
+        g = self.block.backward_per_sample(grad_out, sink, prefix + "block.", input_grad)
         if self.shortcut is not None:
-            gs = self.shortcut.backward(grad_out, input_grad)
+            gs = self.shortcut.backward_per_sample(grad_out, sink, prefix + "shortcut.", input_grad)
             return g + gs if input_grad else None
         return g + grad_out if input_grad else None
 

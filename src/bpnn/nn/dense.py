@@ -5,6 +5,7 @@ from .. import backend
 from .. import init as initializers
 from .._checks import positive
 from .module import Module, layers
+from .regularizers import regularizers
 
 
 @layers.register("dense", "linear")
@@ -31,15 +32,20 @@ class Dense(Module):
     bias_init : default ``"zeros"``.
     use_bias : bool, default True.
     trainable : bool, default True. False freezes W and b (fine-tuning).
+    regularizer : penalty on W added to the loss, e.g. ``bpnn.optim.L2(1e-4)`` (name, config
+        or instance of :mod:`bpnn.nn.regularizers`); default None. Stored in
+        ``self.regularizers["weight"]``.
     """
 
     def __init__(self, units: int, init="xavier_uniform", bias_init="zeros",
-                 use_bias: bool = True, trainable: bool = True):
+                 use_bias: bool = True, trainable: bool = True, regularizer=None):
         super().__init__(trainable)
         self.units = positive("units", units, integer=True)
         self.init = initializers.get(init)
         self.bias_init = initializers.get(bias_init)
         self.use_bias = bool(use_bias)
+        if regularizer is not None:
+            self.regularizers["weight"] = regularizers.get(regularizer)
 
     def _build(self, input_shape):
         if len(input_shape) != 1:
@@ -70,7 +76,24 @@ class Dense(Module):
             return grad_out @ self.params["weight"].T
         return None
 
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample gradients for the Jacobian: with G (T, N, n_out) the cotangents,
+        ∂/∂W [n, t] = x_n ⊗ G_{t,n},  ∂/∂b [n, t] = G_{t,n},  input cotangents G Wᵀ."""
+        xp = backend.xp
+        if self._trainable:
+            dw = sink(prefix + "weight")
+            if dw is not None:
+                xp.multiply(self._x[:, None, :, None], grad_out.transpose(1, 0, 2)[:, :, None, :], out=dw)
+            db = sink(prefix + "bias") if self.use_bias else None
+            if db is not None:
+                db[...] = grad_out.transpose(1, 0, 2)
+        if input_grad:
+            return grad_out @ self.params["weight"].T
+        return None
+
     def get_config(self):
         return {"units": self.units, "init": initializers.initializers.serialize(self.init),
                 "bias_init": initializers.initializers.serialize(self.bias_init),
-                "use_bias": self.use_bias, **super().get_config()}
+                "use_bias": self.use_bias, **super().get_config(),
+                **({"regularizer": regularizers.serialize(self.regularizers["weight"])}
+                   if "weight" in self.regularizers else {})}

@@ -35,5 +35,9 @@ class Dropout(Module):
             return None
         return grad_out if self._mask is None else grad_out * self._mask
 
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample backward: the mask (N, …) broadcasts over the cotangent axis."""
+        return self.backward(grad_out, input_grad)
+
     def get_config(self):
         return {"rate": self.rate}

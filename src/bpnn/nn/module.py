@@ -14,6 +14,9 @@ structure, and a model may pack them into one flat buffer (see
 """
 from __future__ import annotations
 
+import collections
+import inspect
+
 from .. import backend
 from .._registry import Configurable, Registry
 
@@ -23,12 +26,17 @@ layers = Registry("layer")
 class Module(Configurable):
     """Base class of layers and containers."""
 
+    #: Number of places this object occurs in the model it belongs to (weight sharing);
+    #: set by :func:`mark_shared` when a container is built.
+    _uses = 1
+
     def __init__(self, trainable: bool = True):
         if not isinstance(trainable, bool):
             raise ValueError(f"trainable: got {trainable!r}; expected True or False")
         self.params: dict = {}
         self.grads: dict = {}
         self.buffers: dict = {}  # state that is not trained (e.g. BatchNorm running statistics)
+        self.regularizers: dict = {}  # param key -> penalty added to the loss (nn.regularizers)
         self._trainable = trainable
         self.built = False
         self.input_shape: tuple | None = None
@@ -55,25 +63,39 @@ class Module(Configurable):
         return []
 
     def modules(self):
-        """This module and all its descendants, depth first."""
-        yield self
-        for _, child in self.children():
-            yield from child.modules()
+        """This module and all its descendants, depth first; a module object used at several
+        places (weight sharing) is listed once, as in PyTorch."""
+        for m, _ in _walk(self, ""):
+            yield m
 
     def named_parameters(self, prefix: str = "", trainable_only: bool = False):
-        """Yield ``(name, value, grad)``, names as torch's ``nn.Sequential``: ``"0.weight"``."""
-        if not (trainable_only and not self._trainable):
-            for key, value in self.params.items():
-                yield prefix + key, value, self.grads[key]
-        for name, child in self.children():
-            yield from child.named_parameters(f"{prefix}{name}.", trainable_only)
+        """Yield ``(name, value, grad)``, names as torch's ``nn.Sequential``: ``"0.weight"``.
+
+        Parameters of a shared module appear once, under the first name (as PyTorch)."""
+        for m, pre in _walk(self, prefix):
+            if not (trainable_only and not m._trainable):
+                for key, value in m.params.items():
+                    yield pre + key, value, m.grads[key]
+
+    def named_regularizers(self, prefix: str = "", trainable_only: bool = True):
+        """Yield ``(name, regularizer, value, grad)`` for every parameter given a penalty in
+        a module's ``regularizers`` dict (see :mod:`bpnn.nn.regularizers`)."""
+        for m, pre in _walk(self, prefix):
+            if trainable_only and not m._trainable:
+                continue
+            for key, reg in getattr(m, "regularizers", {}).items():
+                if key not in m.params:
+                    if not m.built:
+                        continue
+                    raise ValueError(f"regularizers: {type(m).__name__} has no parameter {key!r}; "
+                                     f"its parameters are {sorted(m.params)}")
+                yield pre + key, reg, m.params[key], m.grads[key]
 
     def named_buffers(self, prefix: str = ""):
         """Yield ``(name, array)`` for non-trained state such as running statistics."""
-        for key, value in self.buffers.items():
-            yield prefix + key, value
-        for name, child in self.children():
-            yield from child.named_buffers(f"{prefix}{name}.")
+        for m, pre in _walk(self, prefix):
+            for key, value in m.buffers.items():
+                yield pre + key, value
 
     def num_parameters(self) -> int:
         return sum(int(v.size) for _, v, _ in self.named_parameters())
@@ -103,6 +125,24 @@ class Module(Configurable):
     def backward(self, grad_out, input_grad: bool = True):
         raise NotImplementedError
 
+    def backward_per_sample(self, grad_out, sink, prefix: str = "", input_grad: bool = True):
+        """Backward pass that keeps the parameter gradient of every sample apart.
+
+        Second-order trainers need it: Levenberg–Marquardt builds the per-sample
+        Jacobian J of the outputs from it (:func:`bpnn.nn.jacobian`). ``grad_out`` has
+        shape (T, N, *output_shape): T cotangents for each of the N samples of the last
+        ``forward``. For each trainable parameter ``key`` the layer asks ``sink(prefix +
+        key)`` for an array of shape (N, T, *param_shape) (None: not wanted, e.g. frozen)
+        and writes ∂(g_{t,n} · y_n)/∂θ into entry [n, t]. Returns the input cotangents,
+        shape (T, N, *input_shape), or None when ``input_grad`` is False. The layers do
+        not know which trainer asks. A layer without an implementation says so here.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement backward_per_sample, so the per-sample "
+            f"Jacobian (Levenberg–Marquardt, Bayesian regularization) is not available for models "
+            f"that contain it; train them with a gradient optimizer (SGD, Adam) instead"
+        )
+
     def __call__(self, x, training: bool = False):
         return self.forward(x, training)
 
@@ -126,7 +166,11 @@ class Module(Configurable):
         return self
 
     def get_config(self) -> dict:
-        return {} if self._trainable else {"trainable": False}
+        # Layers without parameters take no `trainable` argument; freezing a container
+        # marks them too, but that is not part of their configuration.
+        if self._trainable or "trainable" not in inspect.signature(type(self).__init__).parameters:
+            return {}
+        return {"trainable": False}
 
     def _check_built(self, x, name: str = "x"):
         if x.shape[1:] != self.input_shape:
@@ -236,7 +280,67 @@ class FlatParameters:
         return int(self.params.size)
 
 
-def _walk(module: Module, prefix: str):
+def _walk(module: Module, prefix: str, seen: set | None = None):
+    """(module, name prefix) over the tree, depth first, each module object once."""
+    if seen is None:
+        seen = set()
+    if id(module) in seen:
+        return
+    seen.add(id(module))
     yield module, prefix
     for name, child in module.children():
-        yield from _walk(child, f"{prefix}{name}.")
+        yield from _walk(child, f"{prefix}{name}.", seen)
+
+
+# ----------------------------------------------------------------------------- weight sharing
+# One module object may appear at several places of a model (its weights shared). The
+# protocol keeps forward state on the module, so a second forward would overwrite what
+# the first one's backward needs, and each backward would overwrite the other's
+# parameter gradients. Containers therefore route modules used more than once
+# (``_uses > 1``, counted by :func:`mark_shared` when a container is built) through
+# these two functions: forward pushes a copy of the module's attributes (references, no
+# array copies) on a stack, backward pops it (uses are undone in reverse order) and adds
+# the parameter gradients of every use after the first. Modules used once take the
+# plain path: the cost for them is one attribute test per call.
+
+def mark_shared(root: Module) -> None:
+    """Set ``_uses`` of every module under ``root`` to the number of places it occurs."""
+    counts: dict = {}
+
+    def visit(m):
+        counts[id(m)] = (m, counts.get(id(m), (m, 0))[1] + 1)
+        for _, child in m.children():
+            visit(child)
+
+    visit(root)
+    for m, n in counts.values():
+        if n > 1:
+            m._uses = n
+            m._share_stack = collections.deque(maxlen=n)
+            m._share_accumulate = False
+        elif "_uses" in vars(m):
+            del m._uses
+
+
+def forward_shared(m: Module, x, training: bool):
+    """``m.forward`` for a module used at several places (see above)."""
+    m._share_accumulate = False
+    y = m.forward(x, training)
+    m._share_stack.append({k: v for k, v in vars(m).items() if not k.startswith("_share")})
+    return y
+
+
+def backward_shared(m: Module, grad_out, input_grad: bool):
+    """``m.backward`` for a module used at several places: restores the state of the
+    matching forward and sums the parameter gradients over the uses."""
+    if m._share_stack:
+        vars(m).update(m._share_stack.pop())
+    saved = None
+    if m._share_accumulate and m._trainable and m.grads:
+        saved = [(g, g.copy()) for g in m.grads.values()]
+    out = m.backward(grad_out, input_grad)
+    if saved is not None:
+        for g, before in saved:
+            g += before
+    m._share_accumulate = True
+    return out

@@ -19,3 +19,7 @@ class Flatten(Module):
 
     def backward(self, grad_out, input_grad=True):
         return grad_out.reshape(self._shape) if input_grad else None
+
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """(T, N, d1·d2·…) → (T, N, d1, d2, …)."""
+        return grad_out.reshape(grad_out.shape[:1] + tuple(self._shape)) if input_grad else None

@@ -3,9 +3,10 @@ from .callbacks import Callback, CallbackList, History
 from .checkpoint import CheckpointError, ModelCheckpoint, read_checkpoint, save_checkpoint
 from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
+from .lm import LMTrainer, TrainingRecord
 from .lr_callbacks import LearningRateScheduler, ReduceLROnPlateau
 from .trainer import NonFiniteLossWarning, Trainer
 
 __all__ = ["Trainer", "Callback", "CallbackList", "History", "NonFiniteLossWarning", "EarlyStopping",
            "ReduceLROnPlateau", "LearningRateScheduler", "ModelCheckpoint", "CSVLogger",
-           "CheckpointError", "save_checkpoint", "read_checkpoint"]
+           "CheckpointError", "save_checkpoint", "read_checkpoint", "LMTrainer", "TrainingRecord"]

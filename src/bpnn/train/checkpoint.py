@@ -11,12 +11,14 @@ previous checkpoint or the new one, never a mixture. Nothing is pickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
 
 from .. import _checks
 from .._atomic import atomic_write
+from ..nn import layers
 from .callbacks import Callback
 
 FORMAT = "bpnn-checkpoint"
@@ -47,6 +49,11 @@ def _stateful(callbacks):
     return [cb for cb in callbacks if hasattr(cb, "get_state") and hasattr(cb, "set_state")]
 
 
+def _json_number(v):
+    """Standard JSON has no NaN or infinity: such entries are stored as null."""
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
 def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
     """Write the complete training state after ``epoch`` to ``path`` (atomically)."""
     st = _safetensors()
@@ -61,14 +68,17 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "version": VERSION,
         "epoch": int(epoch),
         "optimizer": {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
+                      "epoch": opt_state.get("epoch"), "schedule": opt_state.get("schedule") or {},
                       "lr": trainer.optimizer.lr if not callable(trainer.optimizer.lr) else None,
                       "class": type(trainer.optimizer).__name__},
-        "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters()},
+        "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters(),
+                  "architecture": layers.serialize(trainer.model)},
         "generators": [g.bit_generator.state for g in _generators(trainer)],
-        "history": {"history": history.history, "epoch": history.epoch} if history is not None else None,
+        "history": ({"history": {k: [_json_number(v) for v in vals] for k, vals in history.history.items()},
+                     "epoch": history.epoch} if history is not None else None),
         "callbacks": [[type(cb).__name__, cb.get_state()] for cb in _stateful(callbacks)],
     }
-    data = st.save(tensors, metadata={"bpnn": json.dumps(meta)})
+    data = st.save(tensors, metadata={"bpnn": json.dumps(meta, allow_nan=False)})
     with atomic_write(path) as handle:
         handle.write(data)
 
@@ -130,7 +140,9 @@ def restore_checkpoint(path, trainer, history, callbacks=()) -> int:
         opt = trainer.optimizer
         n = int(meta["optimizer"]["n_transforms"])
         opt_state = {"step_count": int(meta["optimizer"]["step_count"]),
-                     "state": [{} for _ in range(n)]}
+                     "state": [{} for _ in range(n)], "schedule": meta["optimizer"].get("schedule") or {}}
+        if meta["optimizer"].get("epoch") is not None:
+            opt_state["epoch"] = int(meta["optimizer"]["epoch"])
         for k, v in arrays.items():
             if k.startswith("optimizer/"):
                 _, i, key = k.split("/", 2)

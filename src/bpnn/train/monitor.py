@@ -40,7 +40,9 @@ class Monitor:
         return value > bound
 
     def state(self) -> dict:
-        return {"best": self.best}
+        """JSON-safe state: an infinite ``best`` (nothing seen yet) is stored as None."""
+        return {"best": self.best if math.isfinite(self.best) else None}
 
     def load_state(self, state: dict) -> None:
-        self.best = float(state["best"])
+        best = state["best"]
+        self.best = float(best) if best is not None else (math.inf if self.mode == "min" else -math.inf)

@@ -14,8 +14,14 @@ def _clone_unbuilt(model, seed):
     """A fresh, unbuilt copy of ``model``'s architecture whose draws come from ``seed``."""
     from ..nn import layers
 
-    clone = layers.get(layers.serialize(model))
+    config = layers.serialize(model)
+    # Without its input shape the clone is not built in its constructor (which would
+    # draw its weights from a fresh, unseeded generator); it is built here, seeded.
+    input_shape = config["config"].pop("input_shape", None)
+    clone = layers.get(config)
     clone.rng = backend.rng(seed)
+    if input_shape is not None:
+        clone.build(tuple(input_shape), clone.rng, clone.dtype)
     return clone
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from .. import _checks, backend, losses
 from .. import metrics as metrics_mod
 from .. import optim
+from ..nn.regularizers import penalties as _penalties
 from ..init import lsuv
 from .callbacks import CallbackList, History
 
@@ -80,7 +81,7 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, epochs: int = 1, batch_size=32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: bool = True,
-            resume_from=None, n_restarts: int = 1, n_jobs: int = 1) -> History:
+            resume_from=None, n_restarts: int = 1, n_jobs: int = 1, augment=None) -> History:
         """Train for ``epochs`` passes over (X, y); return the :class:`History`.
 
         ``validation_data=(X_val, y_val)`` or ``validation_split`` (the last fraction
@@ -96,11 +97,18 @@ class Trainer:
         and training continues with the next epoch up to ``epochs`` — bit-identical to
         an uninterrupted run on CPU.
 
+        ``augment`` (optional) is called as ``augment(x_batch, rng)`` on every training batch
+        (host NumPy arrays, the trainer's seeded Generator) and returns the batch to train
+        on, e.g. a :class:`bpnn.data.ImageAugment` (random shifts, rotations, elastic
+        distortion): fresh distortions every step, none in evaluation.
+
         ``n_restarts=k`` trains k copies of the model from different seeds (drawn from
         the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib), keeps
         the one with the lowest validation loss (training loss without validation data)
         in ``self.model``, and keeps every run's History in ``self.restart_histories``.
         """
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment: got {augment!r}; expected a callable augment(x_batch, rng) -> x_batch")
         _checks.positive("n_restarts", n_restarts, integer=True)
         if n_restarts > 1:
             if resume_from is not None:
@@ -109,7 +117,8 @@ class Trainer:
 
             return fit_restarts(self, X, y, n_restarts, n_jobs, epochs=epochs, batch_size=batch_size,
                                 validation_data=validation_data, validation_split=validation_split,
-                                shuffle=shuffle, callbacks=callbacks, verbose=verbose)
+                                shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                                **({} if augment is None else {"augment": augment}))
         _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         _checks.in_range("validation_split", validation_split, 0.0, 1.0, high_open=True)
         if validation_split and validation_data is not None:
@@ -134,6 +143,7 @@ class Trainer:
         if resume_from is None:
             self._run_data_dependent_init(Xd)
         opt.attach(model)
+        penalties = _penalties(model)  # L1/L2 terms of the loss; None (no per-step work) without any
 
 
         history = History()
@@ -156,9 +166,12 @@ class Trainer:
         global_step = 0
         try:
             for epoch in range(start_epoch, epochs):
+                opt.start_epoch(epoch)  # per-epoch schedules
                 cbs.on_epoch_begin(epoch, {})
                 order = self.rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0, **{k: 0.0 for k in self.metrics}}
+                if penalties is not None:
+                    sums["penalty"] = 0.0  # History: `loss` is the data loss, `penalty` Σ R(θ)
                 lr = opt.current_lr
                 for b in range(n_batches):
                     if order is None:
@@ -166,6 +179,8 @@ class Trainer:
                     else:
                         idx = backend.to_device(order[b * bs:(b + 1) * bs])
                         xb, yb = Xd[idx], yd[idx]
+                    if augment is not None:
+                        xb = self._augmented(augment, xb)
                     if cbs.wants_batch_hooks:
                         cbs.on_batch_begin(b, {"size": len(xb)})
                     out = model.forward(xb, training=True)
@@ -176,6 +191,8 @@ class Trainer:
                         self.stop_training = True
                         break
                     model.backward(loss.backward(), input_grad=False)
+                    if penalties is not None:
+                        sums["penalty"] += penalties.apply() * len(xb)  # adds ∂R/∂θ to the gradients
                     opt.step()
                     global_step += 1
                     m = len(xb)
@@ -203,6 +220,14 @@ class Trainer:
             progress.close()
         cbs.on_train_end({})
         return history
+
+    def _augmented(self, augment, xb):
+        """``augment(batch, rng)`` on the host, checked and moved back to the backend."""
+        out = np.asarray(augment(backend.to_numpy(xb), self.rng))
+        if out.shape != tuple(xb.shape):
+            raise ValueError(f"augment: returned a batch of shape {out.shape} for one of shape "
+                             f"{tuple(xb.shape)}; it must keep the shape")
+        return backend.to_device(out.astype(self.model.dtype, copy=False))
 
     def _run_data_dependent_init(self, Xd) -> None:
         pending = [m for m in self.model.modules()

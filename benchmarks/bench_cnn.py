@@ -1,0 +1,570 @@
+#!/usr/bin/env python
+"""CNN training benchmark: bpnn vs PyTorch (CPU), with a per-layer time split.
+
+Two configurations, each trained for ONE epoch with Adam (lr 1e-3) and softmax
+cross-entropy, batch 64, fresh shuffle, float32:
+
+    lenet5      LeNet-5 (ReLU/max-pool variant) on the first 10,000 MNIST training images
+    resnet      a small residual CNN (conv-BN-ReLU stem, two residual blocks of 3×3
+                convolutions with BatchNorm, the second with a stride-2 1×1 projection
+                shortcut, global average pooling, Dense) on the first 2,560 images
+
+Each framework runs in its own worker subprocess with the same thread count; the parent
+asks the workers for one epoch at a time, alternating frameworks (and rotating their
+order) within every repeat so that both see the same machine noise. The first epoch of
+every worker is a warm-up (numba compilation, lazy imports, allocator) and is not
+timed. After the timed epochs each worker runs one more epoch with per-layer timers
+(hooks), which gives the per-layer split of a training step: forward and backward time
+of every top-level layer, in ms per step.
+
+Memory (Linux): the peak resident set size of the worker (imports, data and training
+included: ``VmHWM``), and the working set of an epoch (peak RSS during a timed epoch
+minus the RSS before it).
+
+Usage::
+
+    python benchmarks/bench_cnn.py                 # both configs, 5 repeats
+    python benchmarks/bench_cnn.py --quick         # smoke test: 1 repeat, fewer samples
+    python benchmarks/bench_cnn.py --configs lenet5 --repeats 9 --json out.json
+    python benchmarks/bench_cnn.py --kernels       # numba kernels vs their NumPy fallbacks
+
+MNIST is read from ``--data-dir`` (default ``$BPNN_MNIST_DIR`` or ../shared/data/mnist);
+without it the images are synthetic (noted in the output). See benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DEFAULT_DATA = os.environ.get("BPNN_MNIST_DIR") or os.path.join(os.path.dirname(REPO), "shared", "data", "mnist")
+CONFIGS = {
+    "lenet5": {"samples": 10_000, "quick_samples": 2_560, "batch": 64},
+    "resnet": {"samples": 2_560, "quick_samples": 640, "batch": 64},
+}
+TARGET_RATIO = 1.0  # goal: bpnn time / PyTorch time <= 1
+_MARK = "@@BENCH "
+
+
+# =============================================================================== helpers
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cpu_jiffies():
+    """(busy jiffies of the whole machine, jiffies of this process)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)
+    with open("/proc/self/stat") as f:
+        s = f.read().rsplit(")", 1)[1].split()
+    return busy, int(s[11]) + int(s[12])
+
+
+def load_images(n, data_dir, seed=0):
+    """The first ``n`` MNIST training images (N, 1, 28, 28) float32 in [0, 1] and labels, or
+    synthetic ones (uniform noise, random labels) when the files are not there."""
+    import numpy as np
+
+    try:
+        from bpnn.data import load_mnist
+
+        X, y, _, _ = load_mnist(data_dir=data_dir, download=False, flatten=False)
+        return X[:n], y[:n], "mnist"
+    except Exception as exc:  # noqa: BLE001 - any failure means: no local MNIST
+        rng = np.random.default_rng(seed)
+        print(f"note: MNIST not available ({exc}); using synthetic images", file=sys.stderr)
+        return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n), "synthetic"
+
+
+# =============================================================================== models
+def bpnn_model(config, seed):
+    import bpnn
+    from bpnn import nn
+
+    if config == "lenet5":
+        layers = [nn.Conv2D(6, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(16, 5), nn.ReLU(),
+                  nn.MaxPool2D(2), nn.Flatten(), nn.Dense(120), nn.ReLU(), nn.Dense(84), nn.ReLU(), nn.Dense(10)]
+    else:
+        def block(c, stride):
+            body = [nn.Conv2D(c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
+                    nn.Conv2D(c, 3, padding=1, bias=False), nn.BatchNorm()]
+            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, bias=False),
+                                                            nn.BatchNorm()])
+            return nn.Residual(body, shortcut=short)
+
+        layers = [nn.Conv2D(16, 3, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
+                  block(16, 1), nn.ReLU(), block(32, 2), nn.ReLU(), nn.GlobalAvgPool2D(), nn.Dense(10)]
+    return bpnn.Sequential(layers, input_shape=(1, 28, 28), seed=seed)
+
+
+def torch_model(config, seed):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    if config == "lenet5":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
+                             nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+    class Residual(nn.Module):
+        def __init__(self, cin, c, stride):
+            super().__init__()
+            self.block = nn.Sequential(nn.Conv2d(cin, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                       nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+            self.shortcut = None if stride == 1 else nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False),
+                                                                   nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            return self.block(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                         Residual(16, 16, 1), nn.ReLU(), Residual(16, 32, 2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+# =============================================================================== workers
+class BpnnRunner:
+    def __init__(self, config, X, y, batch, seed):
+        import bpnn
+
+        self.bpnn, self.config, self.X, self.y, self.batch, self.seed = bpnn, config, X, y, batch, seed
+
+    def versions(self):
+        import numpy as np
+
+        from bpnn import _kernels
+
+        return {"bpnn": self.bpnn.__version__, "numpy": np.__version__, "numba_kernels": _kernels.enabled()}
+
+    def _trainer(self, rep):
+        model = bpnn_model(self.config, self.seed + rep)
+        return self.bpnn.Trainer(model, optimizer=self.bpnn.optim.Adam(lr=1e-3))
+
+    def epoch(self, rep):
+        trainer = self._trainer(rep)
+        t0 = time.perf_counter()
+        hist = trainer.fit(self.X, self.y, epochs=1, batch_size=self.batch, verbose=False)
+        return time.perf_counter() - t0, float(hist.history["loss"][-1])
+
+    def split(self):
+        """One epoch with timers around every top-level layer: ms per step (forward, backward)."""
+        trainer = self._trainer(99)
+        model = trainer.model
+        times = [[0.0, 0.0] for _ in model.layers]
+        for i, layer in enumerate(model.layers):
+            fwd, bwd = layer.forward, layer.backward
+
+            def f(x, training=False, _f=fwd, _i=i):
+                t = time.perf_counter()
+                out = _f(x, training)
+                times[_i][0] += time.perf_counter() - t
+                return out
+
+            def b(g, input_grad=True, _b=bwd, _i=i):
+                t = time.perf_counter()
+                out = _b(g, input_grad)
+                times[_i][1] += time.perf_counter() - t
+                return out
+
+            layer.forward, layer.backward = f, b
+        t0 = time.perf_counter()
+        trainer.fit(self.X, self.y, epochs=1, batch_size=self.batch, verbose=False)
+        total = time.perf_counter() - t0
+        steps = -(-len(self.X) // self.batch)
+        names = [_layer_name(layer) for layer in model.layers]
+        return _split_table(names, times, total, steps)
+
+
+def _layer_name(layer):
+    cfg = layer.get_config()
+    parts = [str(cfg[k]) for k in ("out_channels", "units") if k in cfg]
+    if "kernel_size" in cfg:
+        parts.append("k" + "x".join(map(str, cfg["kernel_size"])))
+    if cfg.get("stride") not in (None, [1, 1]) and "out_channels" in cfg:
+        parts.append("s" + "x".join(map(str, cfg["stride"])))
+    return f"{type(layer).__name__}({','.join(parts)})" if parts else type(layer).__name__
+
+
+def _split_table(names, times, total, steps):
+    rows = [{"layer": n, "forward_ms": 1e3 * f / steps, "backward_ms": 1e3 * b / steps} for n, (f, b) in zip(names, times)]
+    inside = sum(f + b for f, b in times)
+    return {"rows": rows, "step_ms": 1e3 * total / steps, "other_ms": 1e3 * (total - inside) / steps}
+
+
+class TorchRunner:
+    def __init__(self, config, X, y, batch, seed, threads):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.torch, self.config, self.batch, self.seed = torch, config, batch, seed
+        self.X, self.y = torch.from_numpy(X), torch.from_numpy(y)
+
+    def versions(self):
+        return {"torch": self.torch.__version__, "threads": self.torch.get_num_threads(),
+                "mkldnn": bool(self.torch.backends.mkldnn.is_available())}
+
+    def _setup(self, rep):
+        model = torch_model(self.config, self.seed + rep)
+        return model, self.torch.optim.Adam(model.parameters(), lr=1e-3), self.torch.nn.CrossEntropyLoss()
+
+    def _loop(self, model, opt, loss_fn, hooks=None):
+        torch = self.torch
+        n = len(self.X)
+        perm = torch.randperm(n)
+        total = 0.0
+        for i in range(0, n, self.batch):
+            idx = perm[i:i + self.batch]
+            xb, yb = self.X[idx], self.y[idx]
+            if hooks is not None:
+                hooks.start()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            opt.zero_grad(set_to_none=True)
+            if hooks is not None:
+                hooks.backward_start()
+            loss.backward()
+            if hooks is not None:
+                hooks.backward_end()
+            opt.step()
+            total += loss.item() * len(idx)
+        return total / n
+
+    def epoch(self, rep):
+        model, opt, loss_fn = self._setup(rep)
+        model.train()
+        t0 = time.perf_counter()
+        loss = self._loop(model, opt, loss_fn)
+        return time.perf_counter() - t0, loss
+
+    def split(self):
+        model, opt, loss_fn = self._setup(99)
+        hooks = _TorchHooks(self.torch, model)
+        t0 = time.perf_counter()
+        self._loop(model, opt, loss_fn, hooks)
+        total = time.perf_counter() - t0
+        steps = -(-len(self.X) // self.batch)
+        names = [type(m).__name__ for m in model]
+        return _split_table(names, hooks.times, total, steps)
+
+
+class _TorchHooks:
+    """Per-layer forward times from module hooks; backward times from hooks on each layer's
+    output tensor (autograd on CPU runs the layers' backward one after another, in reverse,
+    so layer i's backward lasts from its output's gradient to the previous layer's)."""
+
+    def __init__(self, torch, model):
+        self.model = list(model)
+        self.times = [[0.0, 0.0] for _ in self.model]
+        self._t = [0.0] * len(self.model)
+        self.marks = []
+        for i, m in enumerate(self.model):
+            m.register_forward_pre_hook(lambda mod, inp, i=i: self._pre(i))
+            m.register_forward_hook(lambda mod, inp, out, i=i: self._post(i, out))
+
+    def start(self):
+        self.marks = []
+
+    def _pre(self, i):
+        self._t[i] = time.perf_counter()
+
+    def _post(self, i, out):
+        self.times[i][0] += time.perf_counter() - self._t[i]
+        if out.requires_grad:
+            out.register_hook(lambda g, i=i: self.marks.append((i, time.perf_counter())))
+
+    def backward_start(self):
+        pass
+
+    def backward_end(self):
+        end = time.perf_counter()
+        # marks arrive in reverse layer order: layer i's backward runs until the next mark
+        for k, (i, t) in enumerate(self.marks):
+            t_next = self.marks[k + 1][1] if k + 1 < len(self.marks) else end
+            self.times[i][1] += t_next - t
+
+
+def worker(framework, config, samples, batch, threads, data_dir, seed):
+    X, y, source = load_images(samples, data_dir)
+    if framework == "bpnn":
+        runner = BpnnRunner(config, X, y, batch, seed)
+    else:
+        runner = TorchRunner(config, X, y, batch, seed, threads)
+    _send({"ready": True, "versions": runner.versions(), "data": source})
+    first = True
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "quit":
+            break
+        if cmd["op"] == "split":
+            _send({"split": runner.split()})
+            continue
+        rss0 = _status_kib("VmRSS")
+        _reset_hwm()
+        busy0, own0 = _cpu_jiffies()
+        elapsed, loss = runner.epoch(cmd["rep"])
+        busy1, own1 = _cpu_jiffies()
+        hwm = _status_kib("VmHWM")
+        ticks = os.sysconf("SC_CLK_TCK")
+        foreign = max(busy1 - busy0 - (own1 - own0), 0) / ticks / max(elapsed, 1e-9)
+        _send({"time": elapsed, "loss": loss, "first": first, "rss_before_kib": rss0, "hwm_kib": hwm,
+               "epoch_peak_increase_kib": (hwm - rss0) if hwm and rss0 else None, "foreign_cores": foreign})
+        first = False
+    _send({"bye": True, "peak_rss_kib": _status_kib("VmHWM")})
+
+
+def _send(obj):
+    sys.stdout.write(_MARK + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# =============================================================================== parent
+class Worker:
+    def __init__(self, framework, config, samples, args):
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
+        cmd = [sys.executable, os.path.abspath(__file__), "--_worker", framework, "--configs", config,
+               "--samples", str(samples), "--threads", str(args.threads), "--data-dir", args.data_dir,
+               "--seed", str(args.seed)]
+        self.framework = framework
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.hello = self.recv()
+
+    def recv(self):
+        for line in self.proc.stdout:
+            if line.startswith(_MARK):
+                return json.loads(line[len(_MARK):])
+            sys.stderr.write(line)
+        raise RuntimeError(f"{self.framework} worker ended unexpectedly")
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self.recv()
+
+    def close(self):
+        bye = self.ask(op="quit")
+        self.proc.wait(timeout=60)
+        return bye
+
+
+def _wait_quiet(max_wait, threshold):
+    """Wait (up to max_wait s) until other processes use less than ``threshold`` cores."""
+    t_end = time.time() + max_wait
+    while True:
+        b0, o0 = _cpu_jiffies()
+        time.sleep(0.5)
+        b1, o1 = _cpu_jiffies()
+        load = (b1 - b0 - (o1 - o0)) / os.sysconf("SC_CLK_TCK") / 0.5
+        if load < threshold or time.time() > t_end:
+            return load
+
+
+def run_config(config, args):
+    spec = CONFIGS[config]
+    samples = args.samples or (spec["quick_samples"] if args.quick else spec["samples"])
+    workers = {fw: Worker(fw, config, samples, args) for fw in args.frameworks}
+    result = {"config": config, "samples": samples, "batch": spec["batch"],
+              "versions": {fw: w.hello["versions"] for fw, w in workers.items()},
+              "data": {fw: w.hello["data"] for fw, w in workers.items()}, "epochs": {fw: [] for fw in workers}}
+    order = list(workers)
+    for fw in order:  # warm-up epoch, in a fresh process: its memory is the first-epoch figure
+        result["epochs"][fw].append({**workers[fw].ask(op="epoch", rep=0), "warmup": True})
+    for rep in range(args.repeats):
+        rot = order[rep % len(order):] + order[:rep % len(order)]
+        for fw in rot:
+            best = None
+            for attempt in range(args.max_retries + 1):
+                if not args.quick:
+                    _wait_quiet(args.max_wait, args.noise_threshold)
+                r = workers[fw].ask(op="epoch", rep=rep + 1)
+                r["attempt"] = attempt
+                if best is None or r["foreign_cores"] < best["foreign_cores"]:
+                    best = r
+                if r["foreign_cores"] <= args.noise_threshold:
+                    break
+            result["epochs"][fw].append(best)
+    if not args.no_split:
+        result["split"] = {fw: w.ask(op="split")["split"] for fw, w in workers.items()}
+    result["peak_rss_kib"] = {fw: w.close()["peak_rss_kib"] for fw, w in workers.items()}
+    timed = {fw: [e["time"] for e in eps if not e.get("warmup")] for fw, eps in result["epochs"].items()}
+    result["median_s"] = {fw: statistics.median(t) for fw, t in timed.items()}
+    result["min_s"] = {fw: min(t) for fw, t in timed.items()}
+    result["noisy_epochs"] = {fw: sum(e["foreign_cores"] > args.noise_threshold for e in eps if not e.get("warmup"))
+                              for fw, eps in result["epochs"].items()}
+    result["epoch_working_set_kib"] = {
+        fw: max(e["epoch_peak_increase_kib"] or 0 for e in eps if not e.get("warmup"))
+        for fw, eps in result["epochs"].items()}
+    if "bpnn" in timed and "torch" in timed:
+        result["ratio_of_medians"] = result["median_s"]["bpnn"] / result["median_s"]["torch"]
+        paired = [b / t for b, t in zip(timed["bpnn"], timed["torch"])]
+        result["ratio_paired_median"] = statistics.median(paired)
+    return result
+
+
+def report(res):
+    steps = -(-res["samples"] // res["batch"])
+    print(f"\n=== {res['config']}: one epoch of {res['samples']} {res['data'].get('bpnn', res['data'])} images, "
+          f"batch {res['batch']} ({steps} steps), Adam, float32")
+    for fw in res["median_s"]:
+        t = [e["time"] for e in res["epochs"][fw] if not e.get("warmup")]
+        print(f"  {fw:6s} median {res['median_s'][fw]:.3f} s  (min {min(t):.3f}, max {max(t):.3f}; "
+              f"{1e3 * res['median_s'][fw] / steps:.2f} ms/step; noisy epochs {res['noisy_epochs'][fw]})")
+    if "ratio_of_medians" in res:
+        r = res["ratio_of_medians"]
+        print(f"  bpnn / PyTorch = {r:.2f} (of medians), {res['ratio_paired_median']:.2f} (paired median); "
+              f"goal <= {TARGET_RATIO:.1f}: {'met' if r <= TARGET_RATIO else 'NOT met'}")
+    print("  memory (MiB):   peak RSS of the process   working set of an epoch")
+    for fw in res["median_s"]:
+        print(f"    {fw:6s}        {res['peak_rss_kib'][fw] / 1024:8.1f}              "
+              f"{res['epoch_working_set_kib'][fw] / 1024:8.1f}")
+    if "split" in res:
+        print("  per-layer split, ms per step (forward / backward):")
+        fws = list(res["split"])
+        rows = [res["split"][fw]["rows"] for fw in fws]
+        header = "    " + "#".ljust(3) + "".join(f"{fw + ' layer':28s}{'fwd':>7s}{'bwd':>7s}   " for fw in fws)
+        print(header)
+        for i in range(max(len(r) for r in rows)):
+            line = f"    {i:<3d}"
+            for r in rows:
+                if i < len(r):
+                    line += f"{r[i]['layer'][:27]:28s}{r[i]['forward_ms']:7.3f}{r[i]['backward_ms']:7.3f}   "
+                else:
+                    line += " " * 45
+            print(line)
+        line = "    " + "".join(f"{'step total / outside layers':28s}{s['step_ms']:7.2f}{s['other_ms']:7.2f}   "
+                                for s in (res["split"][fw] for fw in fws))
+        print(line)
+
+
+# =============================================================================== kernels
+def kernel_bench(repeats=20):
+    """The compiled kernels against their NumPy fallbacks on LeNet-5's shapes (float32)."""
+    import numpy as np
+
+    from bpnn import _conv_kernels as K
+    from bpnn import _kernels
+
+    if not _kernels.enabled():
+        print("numba kernels are disabled (BPNN_DISABLE_NUMBA or numba missing); nothing to compare")
+        return {}
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    cases = []
+    for name, (n, h, c, k, p) in {"conv1 (1x28x28, 5x5 pad 2)": (64, 28, 1, 5, 2),
+                                  "conv2 (6x14x14, 5x5)": (64, 14, 6, 5, 0)}.items():
+        ho = h + 2 * p - k + 1
+        win = K.Window(k, k, 1, 1, p, p, 1, 1, h, h, ho, ho)
+        x = rng.random((n, h, h, c), dtype=f32)
+        cols = np.empty((n * ho * ho, k * k * c + 1), f32)
+        dcols = rng.random((n * ho * ho, k * k * c), dtype=f32)
+        dx = np.empty_like(x)
+        cases.append((f"im2col  {name}", lambda x=x, cols=cols, win=win: K.im2col(x, cols, win)))
+        cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
+    for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
+        win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)
+        x = rng.random((n, h, h, c), dtype=f32)
+        out = np.empty((n, h // 2, h // 2, c), f32)
+        arg = np.empty(out.shape, np.uint8)
+        g = rng.random(out.shape, dtype=f32)
+        dx = np.empty_like(x)
+        cases.append((f"maxpool fwd {name}", lambda x=x, o=out, a=arg, w=win: K.max_pool(x, o, a, w)))
+        cases.append((f"maxpool bwd {name}", lambda g=g, a=arg, dx=dx, w=win: K.max_pool_backward(g, a, dx, w)))
+        cases.append((f"avgpool fwd {name}", lambda x=x, o=out, w=win: K.avg_pool(x, o, w)))
+
+    def best(fn):
+        fn()
+        out = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            out.append((time.perf_counter() - t) / repeats)
+        return min(out)
+
+    results = {}
+    print(f"{'kernel':40s}{'numba ms':>10s}{'NumPy ms':>10s}{'speed-up':>10s}")
+    for name, fn in cases:
+        _kernels.set_enabled(True)
+        t_nb = best(fn)
+        _kernels.set_enabled(False)
+        t_np = best(fn)
+        _kernels.set_enabled(True)
+        results[name] = {"numba_ms": 1e3 * t_nb, "numpy_ms": 1e3 * t_np}
+        print(f"{name:40s}{1e3 * t_nb:10.3f}{1e3 * t_np:10.3f}{t_np / t_nb:9.1f}x")
+    return results
+
+
+# =============================================================================== main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="lenet5,resnet", help="comma-separated subset of " + ",".join(CONFIGS))
+    ap.add_argument("--frameworks", default="bpnn,torch")
+    ap.add_argument("--repeats", type=int, default=None, help="timed epochs per framework (default 5; quick 1)")
+    ap.add_argument("--samples", type=int, default=None, help="training images (default per config)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--data-dir", default=DEFAULT_DATA)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="1 repeat, fewer samples, no waiting for quiet")
+    ap.add_argument("--no-split", action="store_true", help="skip the per-layer split epoch")
+    ap.add_argument("--kernels", action="store_true", help="only compare the numba kernels with the NumPy fallbacks")
+    ap.add_argument("--json", default=None, help="write all results to this file")
+    ap.add_argument("--noise-threshold", type=float, default=0.3, help="foreign cores above which an epoch is re-run")
+    ap.add_argument("--max-retries", type=int, default=2)
+    ap.add_argument("--max-wait", type=float, default=30.0, help="seconds to wait for a quiet machine per epoch")
+    ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._worker:
+        config = args.configs
+        worker(args._worker, config, args.samples, CONFIGS[config]["batch"], args.threads, args.data_dir, args.seed)
+        return 0
+    if args.kernels:
+        res = kernel_bench()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"kernels": res}, f, indent=1)
+        return 0
+    args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        ap.error(f"--configs: unknown {unknown}; valid: {', '.join(CONFIGS)}")
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 5
+    print(f"threads {args.threads}; cpu_count {os.cpu_count()}; data {args.data_dir}")
+    results = []
+    for config in configs:
+        res = run_config(config, args)
+        report(res)
+        results.append(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "results": results},
+                      f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""2-d convolution (GEMM over im2col columns) and the argument checks shared with pooling."""
+from __future__ import annotations
+
+import numbers
+
+from .. import _conv_kernels as kernels
+from .. import backend
+from .. import init as initializers
+from .._checks import positive
+from .module import Module, layers
+
+
+# ----------------------------------------------------------------------------- arguments
+def _pair(name: str, value, allow_zero: bool = False) -> tuple[int, int]:
+    """An int or a pair of ints (height, width), each > 0 (>= 0 with ``allow_zero``)."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    ok = len(pair) == 2 and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                and (v >= 0 if allow_zero else v > 0) for v in pair)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: got {value!r}; expected an int {bound} or a pair of them (height, width)")
+    return int(pair[0]), int(pair[1])
+
+
+def _padding(value):
+    """``"same"``, ``"valid"`` (= 0), an int or a pair (rows, columns) added on both sides."""
+    if isinstance(value, str):
+        if value not in ("same", "valid"):
+            raise ValueError(f"padding: got {value!r}; expected 'same', 'valid', an int >= 0 "
+                             f"or a pair of them (height, width)")
+        return value
+    try:
+        return _pair("padding", value, allow_zero=True)
+    except ValueError:
+        raise ValueError(f"padding: got {value!r}; expected 'same', 'valid', an int >= 0 or a pair "
+                         f"of them (height, width)") from None
+
+
+def _same(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """(before, after) padding for ``"same"``: ceil(size/s) outputs, the odd pixel after."""
+    out = -(-size // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _window(layer: str, input_shape, kernel, stride, padding, dilation) -> kernels.Window:
+    """The sliding-window geometry over samples of shape (C, H, W); clear errors otherwise."""
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"x: {layer} expects images of shape (N, C, H, W) (NCHW, as PyTorch), got samples of shape "
+            f"{tuple(input_shape)}, i.e. a {len(input_shape) + 1}-d input"
+            + ("; add a channel axis, e.g. x[:, None]" if len(input_shape) == 2 else ""))
+    _, H, W = input_shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    if padding == "same":
+        (pt, pb), (pl, pr) = _same(H, kh, sh, dh), _same(W, kw, sw, dw)
+    elif padding == "valid":
+        pt = pb = pl = pr = 0
+    else:
+        pt = pb = padding[0]
+        pl = pr = padding[1]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if H + pt + pb < eh or W + pl + pr < ew:
+        raise ValueError(
+            f"x: {layer} needs images of at least {eh}×{ew} after padding (kernel {kh}×{kw}, "
+            f"dilation {dh}×{dw}, padding {pt + pb}×{pl + pr} in total), got {H}×{W} images "
+            f"(samples of shape {tuple(input_shape)})")
+    Ho = (H + pt + pb - eh) // sh + 1
+    Wo = (W + pl + pr - ew) // sw + 1
+    return kernels.Window(kh, kw, sh, sw, pt, pl, dh, dw, H, W, Ho, Wo)
+
+
+def check_images(layer: Module, x) -> None:
+    """Input checks of the image layers, with messages naming what is wrong; a layer used
+    on its own (outside a container) is built from its first input."""
+    if not layer.built:
+        layer.build(x.shape[1:], layer.rng, layer.dtype or x.dtype)
+        return
+    if x.ndim != 4:
+        raise ValueError(
+            f"x: {type(layer).__name__} expects a 4-d input (N, C, H, W) (NCHW, as PyTorch), got an "
+            f"array of shape {tuple(x.shape)}"
+            + ("; add a channel axis, e.g. x[:, None]" if x.ndim == 3 else ""))
+    c = layer.input_shape[0]
+    if x.shape[1] != c:
+        raise ValueError(
+            f"x: {type(layer).__name__} was built for {c} input channel{'s' * (c != 1)} but got an "
+            f"input with {x.shape[1]} (shape {tuple(x.shape)}, NCHW: channels are axis 1)")
+
+
+def window_for(layer: Module, x) -> kernels.Window:
+    """The window geometry of ``layer`` (Conv2D, pooling) over the images ``x``, after the
+    input checks. Images of any height and width (at least the dilated kernel) are
+    accepted, as in PyTorch; the geometry of each new size is computed once."""
+    if layer.built:
+        win = layer._win
+        if x.ndim == 4 and x.shape[2] == win.H and x.shape[3] == win.W and x.shape[1] == layer.input_shape[0]:
+            return win
+    check_images(layer, x)
+    key = tuple(x.shape[2:])
+    cache = layer.__dict__.setdefault("_windows", {})
+    if key not in cache:
+        cache[key] = _window(type(layer).__name__, (x.shape[1], *key), layer.kernel_size, layer.stride,
+                             layer.padding, layer.dilation)
+    return cache[key]
+
+
+def channels_last(x):
+    """The (N, C, H, W) array ``x`` as a C-contiguous (N, H, W, C) array (a view when it is
+    stored channels-last already, e.g. the output of another image layer)."""
+    xl = x.transpose(0, 2, 3, 1)
+    return xl if xl.flags.c_contiguous else backend.xp.ascontiguousarray(xl)
+
+
+def as_nchw(xl):
+    """A C-contiguous (N, H, W, C) array seen as (N, C, H, W): a view, no copy."""
+    return xl.transpose(0, 3, 1, 2)
+
+
+_SCRATCH: dict = {}
+#: Size of the im2col chunks of an evaluation-mode forward (fits the L2 cache).
+_EVAL_CHUNK_BYTES = 1 << 21
+
+
+def _shared_temp(shape, dtype):
+    """One temporary (rows, cols) array per dtype, shared by every Conv2D: ∂L/∂X_col lives
+    only between its matrix product and col2im, so one buffer serves all layers."""
+    size = shape[0] * shape[1]
+    key = (backend.xp.__name__, backend.xp.dtype(dtype).str)
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.size < size:
+        buf = backend.xp.empty(size, dtype=dtype)
+        _SCRATCH[key] = buf
+    return buf[:size].reshape(shape)
+
+
+# ----------------------------------------------------------------------------- layer
+@layers.register("conv2d", "conv_2d", "convolution2d")
+class Conv2D(Module):
+    r"""2-d convolution (cross-correlation, as ``torch.nn.Conv2d``; LeCun et al. 1998).
+
+    Shapes are NCHW at the API, as PyTorch: x (N, C, H, W) → y (N, O, H_out, W_out); the
+    kernel W is OIHW (O, C, kh, kw), as PyTorch, so ``compute_fans`` gives the receptive
+    field fans (fan_in = C·kh·kw, fan_out = O·kh·kw) and weights copy to and from
+    ``torch.nn.Conv2d`` unchanged. ``C`` is inferred from the first input (lazy shapes);
+    later inputs may have other heights and widths (at least the dilated kernel), as in
+    PyTorch — the weights do not depend on them.
+    H_out = ⌊(H + p_top + p_bottom − d_h(kh − 1) − 1)/s_h⌋ + 1, W_out alike.
+
+    Notes
+    -----
+    Forward, with x̃ the zero-padded input:
+        y[n, o, i, j] = b[o] + Σ_{c, p, q} W[o, c, p, q] · x̃[n, c, i·s_h + p·d_h, j·s_w + q·d_w].
+    As one matrix product over the im2col matrix X_col (rows (n, i, j), columns (p, q, c)):
+        Y = X_col W_mat + b,   W_mat = W rearranged to (kh·kw·C, O).
+    Backward, with G = ∂L/∂y arranged as (N·H_out·W_out, O):
+        ∂L/∂W_mat = X_colᵀ G,   ∂L/∂b = Σ_rows G,   ∂L/∂X_col = G W_matᵀ,
+        ∂L/∂x = col2im(∂L/∂X_col) (the adjoint of im2col: every entry of x gets the sum
+        over the windows that read it; padding entries are dropped).
+    The weight is shared by every window (weight sharing inherent in convolution), so its
+    gradient sums over all of them.
+
+    Implementation (measured choices, see ``benchmarks/bench_cnn.py``): the layer works
+    channels-last. Its output is an (N, H, W, O) C-contiguous array returned as the
+    (N, O, H, W) view ``transpose(0, 3, 1, 2)``: the matrix product above writes it with
+    no reordering and the next image layer (pooling, Conv2D) reads it without a copy; an
+    NCHW-contiguous input is transposed once. X_col carries a last column of ones and
+    W_mat a last row b, so the forward product adds the bias and X_colᵀ G gives ∂L/∂b
+    as its last row. X_col lives in a buffer kept across training steps (one per use
+    when the layer object appears several times in a model); with one input channel it
+    is stored transposed (faster to fill); in evaluation it is built a few samples at a
+    time and not kept. im2col and col2im are fused kernels (:mod:`bpnn._conv_kernels`).
+
+    Parameters
+    ----------
+    out_channels : int
+        Number of output channels (filters) O.
+    kernel_size : int or (kh, kw)
+    stride : int or (s_h, s_w), default 1.
+    padding : int, (p_h, p_w), ``"valid"`` (= 0) or ``"same"``, default 0
+        Zeros added on both sides. ``"same"`` pads so that H_out = ⌈H/s_h⌉ (Keras/TF rule;
+        with stride 1 it is PyTorch's ``padding="same"``, output size = input size); an odd
+        total puts the extra row/column at the bottom/right, as both frameworks do.
+    dilation : int or (d_h, d_w), default 1 — spacing between kernel taps.
+    bias : bool, default True.
+    init : initializer of W, default ``"xavier_uniform"`` (Keras' default for Conv2D, fans
+        from the receptive field; PyTorch's default is ``"uniform"`` with bound 1/√fan_in).
+    bias_init : default ``"zeros"``.
+    trainable : bool, default True.
+    """
+
+    def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 bias: bool = True, init="xavier_uniform", bias_init="zeros", trainable: bool = True):
+        super().__init__(trainable)
+        self.out_channels = positive("out_channels", out_channels, integer=True)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _pair("stride", stride)
+        self.padding = _padding(padding)
+        self.dilation = _pair("dilation", dilation)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias: got {bias!r}; expected True or False")
+        self.bias = bias
+        self.init = initializers.get(init)
+        self.bias_init = initializers.get(bias_init)
+        self._scratch: dict = {}
+        self._calls = 0
+
+    # ------------------------------------------------------------------ building
+    def _build(self, input_shape):
+        self._win = _window("Conv2D", input_shape, self.kernel_size, self.stride, self.padding,
+                            self.dilation)
+        c = input_shape[0]
+        self._add_param("weight", self.init, (self.out_channels, c, *self.kernel_size))
+        if self.bias:
+            self._add_param("bias", self.bias_init, (self.out_channels,))
+        win = self._win
+        # A 1×1 kernel with stride 1 and no padding reads every pixel once: X_col is x itself.
+        self._pointwise = ((self.kernel_size, self.stride) == ((1, 1), (1, 1))
+                           and self.padding in ((0, 0), "valid", "same"))
+        return (self.out_channels, win.Ho, win.Wo)
+
+    def _buffer(self, name: str, shape, dtype):
+        """A scratch array of ``shape`` kept across calls (reallocated when too small)."""
+        size = shape[0] * shape[1]
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = backend.xp.empty(size, dtype=dtype)
+            self._scratch[name] = buf
+            self._scratch.pop(name + ".ones", None)
+        return buf[:size].reshape(shape)
+
+    def _fill(self, xl, buf, win, ncol: int, rows: int, ones: bool = True):
+        """im2col of ``xl`` into ``buf`` and return X_col (rows, ncol + bias) as a view.
+
+        ``buf`` is (rows, ncol + bias), or its transpose (ncol + bias, ≥ rows) for one input
+        channel (:func:`bpnn._conv_kernels.im2col_t`: 3.5x faster to fill there). With a
+        bias the column after the taps holds ones, so that the matrix products carry b
+        and ∂L/∂b; ``ones=False`` when the buffer already has them."""
+        transposed = xl.shape[3] == 1
+        if ones and self.bias:
+            if transposed:
+                buf[ncol, :rows] = 1
+            else:
+                buf[:, ncol] = 1
+        if transposed:
+            kernels.im2col_t(xl, buf, win)
+            return buf[:, :rows].T
+        kernels.im2col(xl, buf, win)
+        return buf
+
+    def _new_buffer(self, xl, rows: int, ncol: int):
+        shape = (ncol + self.bias, rows) if xl.shape[3] == 1 else (rows, ncol + self.bias)
+        return backend.xp.empty(shape, dtype=xl.dtype)
+
+    def _columns(self, xl, win, m: int, ncol: int):
+        """X_col of ``xl`` in a buffer kept across training steps: one per use of this object
+        in the model (see ``Module._uses``), since a second forward must not overwrite
+        columns the first one's backward still needs. The ones column is written once
+        per buffer and batch size."""
+        slot = self._calls % getattr(self, "_uses", 1)
+        self._calls += 1
+        name = f"cols{slot}"
+        width = ncol + self.bias
+        buf = self._buffer(name, (width, m) if xl.shape[3] == 1 else (m, width), xl.dtype)
+        # (a flat buffer reshaped per batch size: the ones column moves when m changes)
+        fresh = self._scratch.get(name + ".ones") != m
+        self._scratch[name + ".ones"] = m
+        return self._fill(xl, buf, win, ncol, m, ones=fresh)
+
+    # ------------------------------------------------------------------ computing
+    def forward(self, x, training=False):
+        win, o = window_for(self, x), self.out_channels
+        n = x.shape[0]
+        xl = channels_last(x)
+        m, ncol = n * win.Ho * win.Wo, win.kh * win.kw * xl.shape[3]
+        w = self.params["weight"].transpose(2, 3, 1, 0).reshape(ncol, o)  # W_mat, a small copy
+        if self._pointwise:
+            cols = xl.reshape(m, ncol)  # 1×1 kernel, stride 1: the input itself, no copy
+            y = cols @ w
+            if self.bias:
+                y += self.params["bias"]
+        else:
+            if self.bias:
+                w = backend.xp.concatenate([w, self.params["bias"][None, :]])
+            if training:
+                cols = self._columns(xl, win, m, ncol)
+                y = cols @ w
+            else:
+                cols, y = None, self._product_in_chunks(xl, win, w, ncol)
+        self._cols, self._xl, self._wmat, self._n, self._fwin = cols, xl, w, n, win
+        return as_nchw(y.reshape(n, win.Ho, win.Wo, o))
+
+    def _product_in_chunks(self, xl, win, w, ncol):
+        """Y = X_col W_mat in evaluation, with X_col built a few samples at a time into a
+        cache-sized array and not kept: evaluation batches are large (``predict`` uses
+        1024) and their whole X_col would not fit in cache (measured for LeNet-5's first
+        layer at batch 1024: 1.4x faster than one product over the whole batch, and no
+        80 MB array)."""
+        xp = backend.xp
+        n, hw, width = xl.shape[0], win.Ho * win.Wo, ncol + self.bias
+        per = max(1, _EVAL_CHUNK_BYTES // (hw * width * xl.itemsize))
+        y = xp.empty((n * hw, w.shape[1]), dtype=xl.dtype)
+        buf = self._new_buffer(xl, min(per, n) * hw, ncol)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            part = buf if xl.shape[3] == 1 else buf[:k * hw]  # transposed: the first k·hw columns
+            cols = self._fill(xl[s:s + k], part, win, ncol, k * hw, ones=s == 0)
+            xp.matmul(cols, w, out=y[s * hw:(s + k) * hw])
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        xp = backend.xp
+        win, o, n = self._fwin, self.out_channels, self._n
+        c = self.input_shape[0]
+        ncol = win.kh * win.kw * c
+        g = channels_last(grad_out).reshape(-1, o)
+        if self._cols is None:  # after an evaluation-mode forward: build the columns now
+            m = g.shape[0]
+            self._cols = self._fill(self._xl, self._new_buffer(self._xl, m, ncol), win, ncol, m)
+        if self._trainable:
+            dwmat = self._cols.T @ g  # with the ones column, its last row is ∂L/∂b
+            self.grads["weight"][...] = dwmat[:ncol].reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
+            if self.bias:
+                if self._pointwise:
+                    xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=self.grads["bias"])
+                else:
+                    self.grads["bias"][...] = dwmat[ncol]
+        if not input_grad:
+            return None
+        wt = self._wmat[:ncol].T
+        if self._pointwise:
+            return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
+        dcols = _shared_temp((g.shape[0], ncol), g.dtype)  # used only until col2im below
+        xp.matmul(g, wt, out=dcols)
+        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        kernels.col2im(dcols, dx, win)
+        return as_nchw(dx)
+
+    def get_config(self):
+        serialize = initializers.initializers.serialize
+        padding = self.padding if isinstance(self.padding, str) else list(self.padding)
+        return {"out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": padding, "dilation": list(self.dilation),
+                "bias": self.bias, "init": serialize(self.init), "bias_init": serialize(self.bias_init),
+                **super().get_config()}
