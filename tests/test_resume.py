@@ -177,3 +177,17 @@ def test_a_stateful_schedule_resumes_exactly(tmp_path, rng):
     assert h1.history == h2.history and len(set(h1["lr"])) > 1
     for k, v in straight.model.state_dict().items():
         np.testing.assert_array_equal(v, resumed.model.state_dict()[k])
+
+
+def test_a_fresh_plateau_schedule_with_infinite_best_is_checkpointed_as_standard_json(tmp_path, rng):
+    X, y = rng.normal(size=(30, 5)), rng.integers(0, 3, 30)
+    model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(5,), seed=0)
+    opt = bpnn.optim.SGD(lr=bpnn.optim.ReduceOnPlateau(0.1))
+    path = tmp_path / "c.safetensors"
+    bpnn.Trainer(model, optimizer=opt).fit(X, y, epochs=1, verbose=False, callbacks=[bpnn.ModelCheckpoint(path)])
+    _, meta = read_checkpoint(path)
+    assert meta["optimizer"]["schedule"]["best"] == "inf"
+    again = bpnn.Trainer(bpnn.Sequential([bpnn.Dense(3)], input_shape=(5,), seed=0),
+                         optimizer=bpnn.optim.SGD(lr=bpnn.optim.ReduceOnPlateau(0.1)))
+    again.fit(X, y, epochs=2, verbose=False, resume_from=path)
+    assert again.optimizer.lr.best == float("inf")

@@ -54,6 +54,18 @@ def _json_number(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
+def _json_safe(state):
+    """Non-finite floats (a plateau schedule's initial best is ±inf) as the strings
+    "inf", "-inf", "nan", which ``float()`` reads back; standard JSON has no such numbers."""
+    if isinstance(state, dict):
+        return {k: _json_safe(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_json_safe(v) for v in state]
+    if isinstance(state, float) and not math.isfinite(state):
+        return repr(state)
+    return state
+
+
 def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
     """Write the complete training state after ``epoch`` to ``path`` (atomically)."""
     st = _safetensors()
@@ -68,7 +80,7 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "version": VERSION,
         "epoch": int(epoch),
         "optimizer": {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
-                      "epoch": opt_state.get("epoch"), "schedule": opt_state.get("schedule") or {},
+                      "epoch": opt_state.get("epoch"), "schedule": _json_safe(opt_state.get("schedule") or {}),
                       "lr": trainer.optimizer.lr if not callable(trainer.optimizer.lr) else None,
                       "class": type(trainer.optimizer).__name__},
         "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters(),

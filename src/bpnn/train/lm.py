@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _checks, backend
 from ..optim import lm as lm_solvers
+from ._inputs import check_xy
 from .callbacks import CallbackList, History
 
 
@@ -143,15 +144,8 @@ class LMTrainer:
 
     # ------------------------------------------------------------------ data
     def _prepare(self, X, T, name_x="X", name_t="T"):
-        X = _checks.array(name_x, X, min_ndim=2)
-        T = _checks.array(name_t, T, min_ndim=1)
-        if len(X) != len(T):
-            raise ValueError(f"{name_x}, {name_t}: {name_x} has {len(X)} samples but {name_t} has {len(T)}")
+        X, T = check_xy(self.model, X, T, name_x, name_t)
         model = self.model
-        if not model.built:
-            model.build(X.shape[1:], model.rng, model.dtype)
-        if X.shape[1:] != model.input_shape:
-            raise ValueError(f"{name_x}: samples have shape {X.shape[1:]} but the model expects {model.input_shape}")
         k = math.prod(model.output_shape)
         if T.size != len(T) * k:
             raise ValueError(f"{name_t}: got targets of shape {T.shape}; the model has {k} output(s), so "

@@ -1,7 +1,8 @@
 """Callbacks that change the learning rate."""
 from __future__ import annotations
 
-from .. import _checks
+import math
+
 from .callbacks import Callback
 from .monitor import Monitor
 
@@ -31,48 +32,44 @@ class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when ``monitor`` stops improving —
     the semantics of ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
 
-    Improvement is judged with ``min_delta`` (torch's ``threshold``, default 1e-4) in
-    ``threshold_mode`` "rel" (default, as torch) or "abs" (Keras' ``min_delta``). After
-    more than ``patience`` epochs without improvement: lr ← max(lr · factor, min_lr),
-    then ``cooldown`` epochs pass before counting again.
+    The logic is :class:`bpnn.optim.ReduceOnPlateau`'s (the same object a user may give
+    an optimizer as its ``lr``); this callback feeds it ``logs[monitor]`` after every
+    epoch and sets the optimizer's learning rate to the result. Improvement is judged
+    with ``min_delta`` (torch's ``threshold``, default 1e-4) in ``threshold_mode`` "rel"
+    (default, as torch) or "abs" (Keras' ``min_delta``). After more than ``patience``
+    epochs without improvement: lr ← max(lr · factor, min_lr), then ``cooldown`` epochs
+    pass before counting again. ``mode`` "auto" means "max" for accuracy-like keys.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float = 0.0, mode: str = "auto", eps: float = 1e-8):
-        self.factor = float(_checks.in_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True))
-        self.patience = _checks.positive("patience", patience, integer=True, allow_zero=True)
-        self.cooldown = _checks.positive("cooldown", cooldown, integer=True, allow_zero=True)
-        self.min_lr = float(_checks.positive("min_lr", min_lr, allow_zero=True))
-        self.eps = float(eps)
+        from ..optim.schedules import ReduceOnPlateau
+
         self._monitor = Monitor(monitor, mode, min_delta, threshold_mode)
-        self.wait = 0
-        self.cooldown_counter = 0
+        # The learning rate is read from the optimizer when training starts.
+        self._plateau = ReduceOnPlateau(1.0, mode=self._monitor.mode, factor=factor, patience=patience,
+                                        threshold=min_delta, threshold_mode=threshold_mode,
+                                        cooldown=cooldown, min_lr=min_lr, eps=eps)
+        self._started = False
+
+    def on_train_begin(self, logs=None):
+        if not self._started:
+            self._plateau.lr = self.trainer.optimizer.current_lr
+            self._started = True
 
     def on_epoch_end(self, epoch, logs=None):
-        value = self._monitor.value(logs)
-        if self._monitor.improved(value):
-            self._monitor.best = value
-            self.wait = 0
-        else:
-            self.wait += 1
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if self.wait > self.patience:
-            opt = self.trainer.optimizer
-            old = opt.current_lr
-            new = max(old * self.factor, self.min_lr)
-            if old - new > self.eps:
-                opt.lr = new
-            self.cooldown_counter = self.cooldown
-            self.wait = 0
+        self.trainer.optimizer.lr = self._plateau.step(self._monitor.value(logs))
 
     def get_state(self) -> dict:
-        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter,
-                "lr": self.trainer.optimizer.current_lr, **self._monitor.state()}
+        state = dict(self._plateau.state_dict())
+        state["best"] = state["best"] if math.isfinite(state["best"]) else None
+        return state
 
     def set_state(self, state: dict) -> None:
-        self.wait, self.cooldown_counter = int(state["wait"]), int(state["cooldown_counter"])
-        self._monitor.load_state(state)
-        self.trainer.optimizer.lr = float(state["lr"])
+        state = dict(state)
+        if state["best"] is None:
+            state["best"] = math.inf if self._plateau.mode == "min" else -math.inf
+        self._plateau.load_state_dict(state)
+        self._started = True
+        self.trainer.optimizer.lr = self._plateau.lr

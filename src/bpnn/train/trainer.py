@@ -11,6 +11,7 @@ from .. import metrics as metrics_mod
 from .. import optim
 from ..nn.regularizers import penalties as _penalties
 from ..init import lsuv
+from ._inputs import check_xy
 from .callbacks import CallbackList, History
 
 
@@ -52,17 +53,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _prepare(self, X, y, name_x="X", name_y="y"):
-        X = _checks.array(name_x, X, min_ndim=2)
-        y_arr = _checks.array(name_y, y, min_ndim=1)
-        if len(X) != len(y_arr):
-            raise ValueError(f"{name_x}, {name_y}: {name_x} has {len(X)} samples but {name_y} has {len(y_arr)}")
+        X, y_arr = check_xy(self.model, X, y, name_x, name_y)
         model = self.model
-        if not model.built:
-            model.build(X.shape[1:], model.rng, model.dtype)
-        if X.shape[1:] != model.input_shape:
-            raise ValueError(
-                f"{name_x}: samples have shape {X.shape[1:]} but the model expects {model.input_shape}"
-            )
         y_arr = self.loss.check_target(y_arr, model.output_shape[-1], name_y)
         if y_arr.dtype.kind == "f" or y_arr.ndim > 1:
             y_arr = y_arr.astype(model.dtype, copy=False)
