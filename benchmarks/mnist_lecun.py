@@ -25,23 +25,25 @@ from bpnn.data import load_mnist
 TARGETS = {"800": 1.6, "500-300": 1.53}
 
 
-def build(row: str, seed: int):
+def build(row: str, seed: int, dropout: float = 0.0):
     widths = [int(w) for w in row.split("-")]
     layers = []
     for w in widths:
         layers += [bpnn.Dense(w, init="he_normal"), bpnn.ReLU()]
+        if dropout:
+            layers.append(bpnn.Dropout(dropout))
     layers.append(bpnn.Dense(10, init="xavier_uniform"))
     return bpnn.Sequential(layers, input_shape=(784,), seed=seed)
 
 
-def run(row, data, epochs, batch_size, lr, weight_decay, seed, verbose):
+def run(row, data, epochs, batch_size, lr, weight_decay, seed, verbose, dropout=0.0):
     Xtr, ytr, Xte, yte = data
     steps = epochs * math.ceil(len(Xtr) / batch_size)
 
     def cosine(step):  # cosine decay from lr to 1 % of it over the whole run
         return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
 
-    model = build(row, seed)
+    model = build(row, seed, dropout)
     optimizer = bpnn.optim.SGD(lr=cosine, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     trainer = bpnn.Trainer(model, loss="softmax_cross_entropy", optimizer=optimizer)
     start = time.perf_counter()
@@ -50,7 +52,7 @@ def run(row, data, epochs, batch_size, lr, weight_decay, seed, verbose):
     seconds = time.perf_counter() - start
     test = trainer.evaluate(Xte, yte)
     return {"row": f"784-{row}-10", "epochs": epochs, "batch_size": batch_size, "lr": lr,
-            "weight_decay": weight_decay, "seconds": seconds, "seconds_per_epoch": seconds / epochs,
+            "weight_decay": weight_decay, "dropout": dropout, "seconds": seconds, "seconds_per_epoch": seconds / epochs,
             "test_error_percent": 100 * (1 - test["accuracy"]), "target_percent": TARGETS.get(row),
             "val_error_curve": [100 * (1 - a) for a in history["val_accuracy"]]}
 
@@ -65,6 +67,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=None,
                    help="L2 (coupled) weight decay; default 0 for 800 and 1e-4 for 500-300")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden layer (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
     p.add_argument("--verbose", action="store_true")
@@ -73,13 +76,14 @@ def main(argv=None):
     results = []
     for row in args.rows:
         wd = args.weight_decay if args.weight_decay is not None else (1e-4 if row == "500-300" else 0.0)
-        r = run(row, data, args.epochs, args.batch_size, args.lr, wd, args.seed, args.verbose)
+        r = run(row, data, args.epochs, args.batch_size, args.lr, wd, args.seed, args.verbose, args.dropout)
         results.append(r)
         target = r["target_percent"]
         verdict = "" if target is None else (" (meets LeCun's %.2f %%)" % target if r["test_error_percent"] <= target
                                              else " (LeCun: %.2f %%)" % target)
         print(f"{r['row']:>16}: test error {r['test_error_percent']:.2f} %{verdict}; {r['epochs']} epochs, "
-              f"{r['seconds']:.0f} s ({r['seconds_per_epoch']:.1f} s/epoch), weight decay {wd:g}", flush=True)
+              f"{r['seconds']:.0f} s ({r['seconds_per_epoch']:.1f} s/epoch), weight decay {wd:g}, "
+              f"dropout {args.dropout:g}", flush=True)
     if args.json:
         meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "bpnn": bpnn.__version__}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
