@@ -481,6 +481,9 @@ def kernel_bench(repeats=20):
         dcols = rng.random((n * ho * ho, k * k * c), dtype=f32)
         dx = np.empty_like(x)
         cases.append((f"im2col  {name}", lambda x=x, cols=cols, win=win: K.im2col(x, cols, win)))
+        if c == 1:  # what Conv2D uses for one input channel
+            cols_t = np.empty((k * k * c + 1, n * ho * ho), f32)
+            cases.append((f"im2col_t {name}", lambda x=x, ct=cols_t, win=win: K.im2col_t(x, ct, win)))
         cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
     for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
         win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)

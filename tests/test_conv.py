@@ -108,20 +108,27 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_evaluation_forward_in_chunks_equals_the_training_forward(kernels, monkeypatch, channels):
+def test_blockwise_products_equal_whole_batch_products(kernels, monkeypatch, channels):
+    """X_col is filled and multiplied block by block of samples (training and evaluation),
+    and ∂L/∂x computed block by block: the results equal one product over the batch."""
     from bpnn.nn import conv as conv_module
 
-    monkeypatch.setattr(conv_module, "_EVAL_CHUNK_BYTES", 4000)  # force several chunks of a few samples
     conv = _built(Conv2D(4, 3, padding=1), (channels, 6, 5))
     x = np.random.default_rng(0).standard_normal((11, channels, 6, 5))
-    np.testing.assert_allclose(conv.forward(x, training=False), conv.forward(x, training=True), rtol=1e-13)
-    # and a backward after an evaluation forward (gradient checks in eval mode) still works
-    y = conv.forward(x, training=False)
-    g = conv.backward(np.ones_like(y))
-    gw = conv.grads["weight"].copy()
-    conv.forward(x, training=True)
-    np.testing.assert_allclose(conv.backward(np.ones_like(y)), g, rtol=1e-13)
-    np.testing.assert_allclose(conv.grads["weight"], gw, rtol=1e-13)
+    R = np.random.default_rng(1).standard_normal((11, 4, 6, 5))
+    results = {}
+    for block in (1 << 30, 4000):  # one block; blocks of a few samples
+        monkeypatch.setattr(conv_module, "_FUSE_BYTES", block)
+        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", block)
+        y_eval = conv.forward(x, training=False)
+        gx_eval = conv.backward(R)  # a backward after an evaluation forward still works
+        gw_eval = conv.grads["weight"].copy()
+        y = conv.forward(x, training=True)
+        gx = conv.backward(R)
+        results[block] = (y_eval, gx_eval, gw_eval, y, gx, conv.grads["weight"].copy(), conv.grads["bias"].copy())
+    for a, b in zip(results[1 << 30], results[4000]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(results[4000][0], results[4000][3], rtol=1e-13)
 
 
 def test_float32_forward_and_backward_stay_float32():

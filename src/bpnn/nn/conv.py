@@ -118,8 +118,9 @@ def as_nchw(xl):
 
 
 _SCRATCH: dict = {}
-#: Size of the im2col chunks of an evaluation-mode forward (fits the L2 cache).
-_EVAL_CHUNK_BYTES = 1 << 21
+#: Size of the blocks of X_col (and ∂L/∂X_col) that are filled and multiplied while
+#: they are in cache.
+_FUSE_BYTES = 1 << 20
 
 
 def _shared_temp(shape, dtype):
@@ -132,6 +133,43 @@ def _shared_temp(shape, dtype):
         buf = backend.xp.empty(size, dtype=dtype)
         _SCRATCH[key] = buf
     return buf[:size].reshape(shape)
+
+
+#: Row blocks of the matrix products with few output columns: OpenBLAS handles a tall
+#: X_col times a narrow W_mat (or X_colᵀ G) poorly when X_col does not fit in cache;
+#: blocks of ~256 KB measured 1.3-2x faster for LeNet-5's and a 16-channel ResNet's
+#: layers (single thread, same run), and no faster for 32 output channels.
+_BLOCK_BYTES = 1 << 18
+_BLOCK_MAX_COLUMNS = 16
+
+
+def _block_rows(a, n_out: int) -> int:
+    if n_out > _BLOCK_MAX_COLUMNS:
+        return a.shape[0]
+    return max(256, _BLOCK_BYTES // ((a.shape[1] + n_out) * a.itemsize))
+
+
+def _matmul_chunked(a, b):
+    """a @ b, computed in row blocks of ``a`` (see ``_BLOCK_BYTES``)."""
+    rows = _block_rows(a, b.shape[1])
+    if rows >= a.shape[0]:
+        return a @ b
+    xp = backend.xp
+    out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b))
+    for s in range(0, a.shape[0], rows):
+        xp.matmul(a[s:s + rows], b, out=out[s:s + rows])
+    return out
+
+
+def _matmul_tn_chunked(a, g):
+    """aᵀ @ g, summed over row blocks of ``a`` and ``g``."""
+    rows = _block_rows(a, g.shape[1])
+    if rows >= a.shape[0]:
+        return a.T @ g
+    out = a[:rows].T @ g[:rows]
+    for s in range(rows, a.shape[0], rows):
+        out += a[s:s + rows].T @ g[s:s + rows]
+    return out
 
 
 # ----------------------------------------------------------------------------- layer
@@ -229,43 +267,63 @@ class Conv2D(Module):
             self._scratch.pop(name + ".ones", None)
         return buf[:size].reshape(shape)
 
-    def _fill(self, xl, buf, win, ncol: int, rows: int, ones: bool = True):
-        """im2col of ``xl`` into ``buf`` and return X_col (rows, ncol + bias) as a view.
-
-        ``buf`` is (rows, ncol + bias), or its transpose (ncol + bias, ≥ rows) for one input
-        channel (:func:`bpnn._conv_kernels.im2col_t`: 3.5x faster to fill there). With a
-        bias the column after the taps holds ones, so that the matrix products carry b
-        and ∂L/∂b; ``ones=False`` when the buffer already has them."""
-        transposed = xl.shape[3] == 1
-        if ones and self.bias:
+    def _new_buffer(self, rows: int, ncol: int, dtype, transposed: bool, name=None):
+        """Room for X_col (rows, ncol + bias) — or its transpose (ncol + bias, rows) for one
+        input channel, where :func:`bpnn._conv_kernels.im2col_t` fills it 6x faster —
+        with the bias column of ones in place. ``name``: a buffer kept across steps (the
+        ones are then written once per buffer and number of rows)."""
+        width = ncol + self.bias
+        shape = (width, rows) if transposed else (rows, width)
+        if name is None:
+            buf = backend.xp.empty(shape, dtype=dtype)
+        else:
+            buf = self._buffer(name, shape, dtype)
+            if self._scratch.get(name + ".ones") == rows:
+                return buf
+            self._scratch[name + ".ones"] = rows
+        if self.bias:
             if transposed:
-                buf[ncol, :rows] = 1
+                buf[ncol] = 1
             else:
                 buf[:, ncol] = 1
-        if transposed:
-            kernels.im2col_t(xl, buf, win)
-            return buf[:, :rows].T
-        kernels.im2col(xl, buf, win)
         return buf
 
-    def _new_buffer(self, xl, rows: int, ncol: int):
-        shape = (ncol + self.bias, rows) if xl.shape[3] == 1 else (rows, ncol + self.bias)
-        return backend.xp.empty(shape, dtype=xl.dtype)
+    def _product(self, xl, win, w, ncol, keep: bool):
+        """Y = X_col W_mat; returns (X_col or None, Y).
 
-    def _columns(self, xl, win, m: int, ncol: int):
-        """X_col of ``xl`` in a buffer kept across training steps: one per use of this object
-        in the model (see ``Module._uses``), since a second forward must not overwrite
-        columns the first one's backward still needs. The ones column is written once
-        per buffer and batch size."""
-        slot = self._calls % getattr(self, "_uses", 1)
-        self._calls += 1
-        name = f"cols{slot}"
-        width = ncol + self.bias
-        buf = self._buffer(name, (width, m) if xl.shape[3] == 1 else (m, width), xl.dtype)
-        # (a flat buffer reshaped per batch size: the ones column moves when m changes)
-        fresh = self._scratch.get(name + ".ones") != m
-        self._scratch[name + ".ones"] = m
-        return self._fill(xl, buf, win, ncol, m, ones=fresh)
+        With ``keep`` (training) X_col goes to a buffer kept across steps for backward:
+        one per use of this object in the model (see ``Module._uses``), since a second
+        forward must not overwrite columns the first one's backward still needs. Rows of
+        samples are filled and multiplied block by block, while they are in cache;
+        without ``keep`` (evaluation: batches of 1024 in ``predict``) only one block of
+        X_col exists at a time (measured for LeNet-5's first layer at batch 1024: 1.4x
+        faster than one product over the whole batch, and no 80 MB array).
+        """
+        xp = backend.xp
+        n, hw, o = xl.shape[0], win.Ho * win.Wo, w.shape[1]
+        m, transposed = n * hw, xl.shape[3] == 1
+        per = max(1, _FUSE_BYTES // (hw * (ncol + self.bias) * xl.itemsize))  # samples per block
+        if keep:
+            slot = self._calls % getattr(self, "_uses", 1)
+            self._calls += 1
+            buf = self._new_buffer(m, ncol, xl.dtype, transposed, name=f"cols{slot}")
+            if transposed:
+                kernels.im2col_t(xl, buf, win)
+                return buf.T, _matmul_chunked(buf.T, w)
+        else:
+            buf = self._new_buffer(min(per, n) * hw, ncol, xl.dtype, transposed)
+        y = xp.empty((m, o), dtype=xl.dtype)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            rows = slice(s * hw, (s + k) * hw)
+            if transposed:  # evaluation with one channel: the first k·hw columns of the block
+                kernels.im2col_t(xl[s:s + k], buf, win)
+                cols = buf[:, :k * hw].T
+            else:
+                cols = buf[rows] if keep else buf[:k * hw]
+                kernels.im2col(xl[s:s + k], cols, win)
+            xp.matmul(cols, w, out=y[rows])
+        return (buf if keep else None), y
 
     # ------------------------------------------------------------------ computing
     def forward(self, x, training=False):
@@ -282,31 +340,9 @@ class Conv2D(Module):
         else:
             if self.bias:
                 w = backend.xp.concatenate([w, self.params["bias"][None, :]])
-            if training:
-                cols = self._columns(xl, win, m, ncol)
-                y = cols @ w
-            else:
-                cols, y = None, self._product_in_chunks(xl, win, w, ncol)
+            cols, y = self._product(xl, win, w, ncol, keep=training)
         self._cols, self._xl, self._wmat, self._n, self._fwin = cols, xl, w, n, win
         return as_nchw(y.reshape(n, win.Ho, win.Wo, o))
-
-    def _product_in_chunks(self, xl, win, w, ncol):
-        """Y = X_col W_mat in evaluation, with X_col built a few samples at a time into a
-        cache-sized array and not kept: evaluation batches are large (``predict`` uses
-        1024) and their whole X_col would not fit in cache (measured for LeNet-5's first
-        layer at batch 1024: 1.4x faster than one product over the whole batch, and no
-        80 MB array)."""
-        xp = backend.xp
-        n, hw, width = xl.shape[0], win.Ho * win.Wo, ncol + self.bias
-        per = max(1, _EVAL_CHUNK_BYTES // (hw * width * xl.itemsize))
-        y = xp.empty((n * hw, w.shape[1]), dtype=xl.dtype)
-        buf = self._new_buffer(xl, min(per, n) * hw, ncol)
-        for s in range(0, n, per):
-            k = min(per, n - s)
-            part = buf if xl.shape[3] == 1 else buf[:k * hw]  # transposed: the first k·hw columns
-            cols = self._fill(xl[s:s + k], part, win, ncol, k * hw, ones=s == 0)
-            xp.matmul(cols, w, out=y[s * hw:(s + k) * hw])
-        return y
 
     def backward(self, grad_out, input_grad=True):
         xp = backend.xp
@@ -315,10 +351,16 @@ class Conv2D(Module):
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
         if self._cols is None:  # after an evaluation-mode forward: build the columns now
-            m = g.shape[0]
-            self._cols = self._fill(self._xl, self._new_buffer(self._xl, m, ncol), win, ncol, m)
+            m, xl = g.shape[0], self._xl
+            if c == 1:
+                buf = self._new_buffer(m, ncol, xl.dtype, True)
+                kernels.im2col_t(xl, buf, win)
+                self._cols = buf.T
+            else:
+                self._cols = self._new_buffer(m, ncol, xl.dtype, False)
+                kernels.im2col(xl, self._cols, win)
         if self._trainable:
-            dwmat = self._cols.T @ g  # with the ones column, its last row is ∂L/∂b
+            dwmat = _matmul_tn_chunked(self._cols, g)  # X_colᵀ G; its last row is ∂L/∂b
             self.grads["weight"][...] = dwmat[:ncol].reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
             if self.bias:
                 if self._pointwise:
@@ -330,10 +372,17 @@ class Conv2D(Module):
         wt = self._wmat[:ncol].T
         if self._pointwise:
             return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
-        dcols = _shared_temp((g.shape[0], ncol), g.dtype)  # used only until col2im below
-        xp.matmul(g, wt, out=dcols)
+        # ∂L/∂X_col = G W_matᵀ and col2im, block by block of samples (in cache), into one
+        # temporary shared by all Conv2D layers
+        hw = win.Ho * win.Wo
+        per = max(1, _FUSE_BYTES // (hw * ncol * g.itemsize))
+        dcols = _shared_temp((min(per, n) * hw, ncol), g.dtype)
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-        kernels.col2im(dcols, dx, win)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            part = dcols[:k * hw]
+            xp.matmul(g[s * hw:(s + k) * hw], wt, out=part)
+            kernels.col2im(part, dx[s:s + k], win)
         return as_nchw(dx)
 
     def get_config(self):
