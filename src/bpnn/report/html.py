@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 
+from ..experiment.results import _pm  # one formatting of mean ± std for table and report
 from . import figures
 
 _CSS = """
@@ -46,14 +47,6 @@ def _num(v, pct=False, digits=4):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     return f"{100 * v:.1f} %" if pct else f"{v:.{digits}g}"
-
-
-def _pm(mean, std, pct=False):
-    if mean is None:
-        return "—"
-    if pct:
-        return f"{100 * mean:.1f} ± {100 * (std or 0):.1f} %"
-    return f"{mean:.4g} ± {(std or 0):.2g}"
 
 
 def _img(alt, b64) -> str:
