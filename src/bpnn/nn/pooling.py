@@ -36,6 +36,12 @@ class _Pool2D(Module):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation)}
 
+    def _grad_buffers(self, grad_out):
+        """The incoming gradient channels-last, an empty input-gradient buffer, the window."""
+        win = self._fwin
+        g = channels_last(grad_out)
+        return g, backend.xp.empty((g.shape[0], win.H, win.W, g.shape[3]), dtype=g.dtype), win
+
 
 @layers.register("max_pool2d", "maxpool2d", "max_pooling2d")
 class MaxPool2D(_Pool2D):
@@ -71,9 +77,7 @@ class MaxPool2D(_Pool2D):
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        win = self._fwin
-        g = channels_last(grad_out)
-        dx = backend.xp.empty((g.shape[0], win.H, win.W, g.shape[3]), dtype=g.dtype)
+        g, dx, win = self._grad_buffers(grad_out)
         kernels.max_pool_backward(g, self._arg, dx, win)
         return as_nchw(dx)
 
@@ -116,9 +120,7 @@ class AvgPool2D(_Pool2D):
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        win = self._fwin
-        g = channels_last(grad_out)
-        dx = backend.xp.empty((g.shape[0], win.H, win.W, g.shape[3]), dtype=g.dtype)
+        g, dx, win = self._grad_buffers(grad_out)
         kernels.avg_pool_backward(g, dx, win, self.count_include_pad)
         return as_nchw(dx)
 

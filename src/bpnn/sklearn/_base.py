@@ -43,6 +43,14 @@ def _solver_is_second_order(solver) -> bool:
     return isinstance(solver, LevenbergMarquardt) or (isinstance(solver, str) and solver in SECOND_ORDER)
 
 
+def _gradient_solver(est) -> bool:
+    """``available_if`` test for ``partial_fit``: only gradient solvers train incrementally."""
+    if est._second_order:
+        raise AttributeError(f"partial_fit is only available for gradient solvers; solver={est.solver!r} "
+                             f"(Levenberg–Marquardt / Bayesian regularization) trains on the whole set")
+    return True
+
+
 class BaseBPNN(BaseEstimator):
     """Shared machinery; see :class:`BPNNClassifier` and :class:`BPNNRegressor`."""
 

@@ -8,14 +8,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseBPNN
-
-
-def _gradient_solver(est) -> bool:
-    if est._second_order:
-        raise AttributeError(f"partial_fit is only available for gradient solvers; solver={est.solver!r} "
-                             f"(Levenberg–Marquardt / Bayesian regularization) trains on the whole set")
-    return True
+from ._base import BaseBPNN, _gradient_solver
 
 
 class BPNNClassifier(ClassifierMixin, BaseBPNN):
