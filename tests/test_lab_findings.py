@@ -98,6 +98,17 @@ def test_he_2015_thirty_relu_layers_train_with_he_init_and_stall_with_1_over_fan
 
 # Zero initialization: every hidden unit of a layer gets the same input weights and the same
 # gradient, so the units stay identical however long one trains (the symmetry problem).
+# "Identical" up to float32 rounding: BLAS kernels sum different output columns in different
+# orders, so units drift apart by rounding alone (relative spread up to ~1e-5 after 5 epochs
+# here), while units that learned different features differ by order 1.
+SAME_UNITS = 1e-4
+
+
+def _rel_spread(a, axis):
+    scale = float(np.abs(a).max())
+    return float(np.ptp(a, axis=axis).max()) / scale if scale else 0.0
+
+
 @pytest.mark.parametrize("act", ["tanh", "sigmoid"])
 def test_zero_init_leaves_all_hidden_units_of_a_layer_identical(digits, act):
     X, y = digits
@@ -111,15 +122,15 @@ def test_zero_init_leaves_all_hidden_units_of_a_layer_identical(digits, act):
     moved = False
     for layer in dense[:-1]:
         W, b = layer.params["weight"], layer.params["bias"]
-        assert np.ptp(W, axis=1).max() == 0      # all columns (units) identical
-        assert np.ptp(b) == 0
+        assert _rel_spread(W, 1) <= SAME_UNITS   # all columns (units) identical
+        assert _rel_spread(b, 0) <= SAME_UNITS
         moved |= bool(np.abs(b).max() > 0) or bool(np.abs(W).max() > 0)
     out_W, out_b = dense[-1].params["weight"], dense[-1].params["bias"]
-    assert np.ptp(out_W, axis=0).max() == 0      # every hidden unit sends the same weights on
-    assert np.ptp(out_b) > 0                     # ... while the ten output units did learn
+    assert _rel_spread(out_W, 0) <= SAME_UNITS   # every hidden unit sends the same weights on
+    assert _rel_spread(out_b, 0) > 0.1           # ... while the ten output units did learn
     if act == "sigmoid":                         # (tanh(0) = 0: there the hidden layers stay 0)
-        assert moved and np.ptp(out_W, axis=1).max() > 0
+        assert moved and _rel_spread(out_W, 1) > 0.1
     # the statistics and the verdict see the same thing
     last = stats.records[-1]["layers"]
-    assert all(last[n]["unit_spread"] == 0.0 for n in ("0", "2", "4"))
+    assert all(last[n]["unit_spread"] <= SAME_UNITS for n in ("0", "2", "4"))
     assert {v.layer for v in diagnose(stats) if v.kind == "unbroken_symmetry"} == {"0", "2", "4"}
