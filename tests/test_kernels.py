@@ -56,3 +56,55 @@ def test_adam_with_eps_zero_and_a_zero_gradient_gives_nan_like_torch_not_an_exce
     with np.errstate(invalid="ignore", divide="ignore"):
         _kernels.adam_direction(u, m, v, None, 0.9, 0.999, 0.0, 1, np.empty(2))
     assert np.isnan(u[0]) and np.isfinite(u[1])
+
+
+# The one-pass optimizer steps (used with numba) against the transform chain they replace.
+FUSED = {
+    "sgd": lambda: __import__("bpnn").optim.SGD(lr=0.1),
+    "sgd_wd": lambda: __import__("bpnn").optim.SGD(lr=0.1, weight_decay=0.01),
+    "momentum": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    "nesterov": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: __import__("bpnn").optim.Adam(lr=0.01),
+    "adam_l2": lambda: __import__("bpnn").optim.Adam(lr=0.01, weight_decay=0.1),
+    "adamw": lambda: __import__("bpnn").optim.AdamW(lr=0.01, weight_decay=0.1),
+    "chain": lambda: __import__("bpnn").optim.Optimizer(lr=0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_optimizer_steps_equal_the_transform_chain(name, dtype, rng):
+    pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
+    import bpnn
+
+    def run(fused):
+        model = bpnn.Sequential([bpnn.Dense(7), bpnn.Tanh(), bpnn.Dense(3)], input_shape=(5,), seed=1, dtype=dtype)
+        opt = FUSED[name]().attach(model)
+        assert opt._fused is not None
+        if not fused:
+            opt._fused = None  # force the chain of update() calls
+        flat = model.flat_parameters()
+        grads = np.random.default_rng(0).normal(size=(6, flat.grads.size))
+        for g in grads:
+            flat.grads[...] = g
+            opt.step()
+        return flat.params.copy()
+
+    before = _kernels.enabled()
+    _kernels.set_enabled(True)
+    try:
+        fused, chain = run(True), run(False)
+    finally:
+        _kernels.set_enabled(before)
+    rtol = 2e-6 if dtype == "float32" else 1e-13
+    # float32 rounding of the two orders of operations, on the scale of the parameters (~1)
+    np.testing.assert_allclose(fused, chain, rtol=rtol, atol=rtol)
+
+
+def test_chains_without_a_fused_step_take_the_chain(rng):
+    import bpnn
+
+    model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(2,), seed=0)
+    for opt in (bpnn.optim.Adam(clip_norm=1.0), bpnn.optim.Adam(amsgrad=True), bpnn.optim.RMSprop(),
+                bpnn.optim.SGD(momentum=0.9, momentum_form="classic")):
+        assert opt.attach(model)._fused is None, opt

@@ -62,6 +62,36 @@ def _amsgrad_kernel(u, m, v, vmax, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt):
         u[i] = (mi * inv_bc1) / (np.sqrt(vm) * inv_bc2_sqrt + eps)
 
 
+def _adam_step_kernel(p, g, m, v, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt, lr, wd, dwd):
+    # The whole Adam step in one pass (7 streams: read p g m v, write p m v) instead of
+    # copy + direction + axpy (11 streams): g' = g + λ θ; moments; θ ← θ − η (û + λ_d θ).
+    for i in range(p.shape[0]):
+        pi = p[i]
+        gi = g[i] + wd * pi
+        mi = m[i] + c1 * (gi - m[i])
+        vi = b2 * v[i] + c2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - lr * ((mi * inv_bc1) / (np.sqrt(vi) * inv_bc2_sqrt + eps) + dwd * pi)
+
+
+def _sgd_step_kernel(p, g, lr, wd, dwd):
+    for i in range(p.shape[0]):
+        pi = p[i]
+        p[i] = pi - lr * (g[i] + wd * pi + dwd * pi)
+
+
+def _momentum_step_kernel(p, g, buf, lr, wd, dwd, mu, damp1, first, nesterov):
+    # torch.optim.SGD: b₁ = g', b_t = μ b + (1 − τ) g'; d = g' + μ b (Nesterov) or b.
+    for i in range(p.shape[0]):
+        pi = p[i]
+        gi = g[i] + wd * pi
+        b = gi if first else mu * buf[i] + damp1 * gi
+        buf[i] = b
+        d = gi + mu * b if nesterov else b
+        p[i] = pi - lr * (d + dwd * pi)
+
+
 def _axpy_kernel(y, a, x):
     for i in range(y.shape[0]):
         y[i] += a * x[i]
@@ -99,8 +129,10 @@ def _kernels():
         jit = numba.njit(fastmath=False, cache=True, nogil=True, error_model="numpy")
         # The penalty sums may be reassociated (float64 partial sums in SIMD lanes): 3x faster.
         reduce = numba.njit(fastmath={"reassoc"}, cache=True, nogil=True, error_model="numpy")
-        _compiled = {"adam": jit(_adam_kernel), "amsgrad": jit(_amsgrad_kernel), "axpy": jit(_axpy_kernel), "l2": reduce(_l2_kernel),
-                     "l1": reduce(_l1_kernel)}
+        _compiled = {"adam": jit(_adam_kernel), "amsgrad": jit(_amsgrad_kernel), "axpy": jit(_axpy_kernel),
+                     "adam_step": jit(_adam_step_kernel), "sgd_step": jit(_sgd_step_kernel),
+                     "momentum_step": jit(_momentum_step_kernel),
+                     "l2": reduce(_l2_kernel), "l1": reduce(_l1_kernel)}
     return _compiled
 
 
@@ -141,6 +173,30 @@ def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp) -> None:
     tmp += eps
     xp.divide(m, tmp, out=u)
     u *= inv_bc1
+
+
+def fusable(params, grads) -> bool:
+    """Whether the one-pass optimizer steps below can run on these arrays (numba, NumPy)."""
+    return _use_numba(params, grads)
+
+
+def adam_step(p, g, m, v, b1, b2, eps, t, lr, weight_decay=0.0, decoupled_weight_decay=0.0) -> None:
+    """One whole Adam step in place, one pass (needs :func:`fusable`): g' = g + λ θ,
+    m, v ← moments of g', θ ← θ − η (m̂ / (√v̂ + ε) + λ_d θ). Scalars in the arrays' dtype."""
+    f = p.dtype.type
+    _kernels()["adam_step"](p, g, m, v, f(1.0 - b1), f(b2), f(1.0 - b2), f(eps), f(1.0 / (1.0 - b1**t)),
+                            f(1.0 / (1.0 - b2**t) ** 0.5), f(lr), f(weight_decay), f(decoupled_weight_decay))
+
+
+def sgd_step(p, g, buf, lr, weight_decay, decoupled_weight_decay, momentum, dampening, nesterov, first) -> None:
+    """One whole SGD step (torch's momentum convention) in place, one pass (needs
+    :func:`fusable`); ``buf`` None means no momentum."""
+    f = p.dtype.type
+    if buf is None:
+        _kernels()["sgd_step"](p, g, f(lr), f(weight_decay), f(decoupled_weight_decay))
+    else:
+        _kernels()["momentum_step"](p, g, buf, f(lr), f(weight_decay), f(decoupled_weight_decay), f(momentum),
+                                    f(1.0 - dampening), bool(first), bool(nesterov))
 
 
 def axpy(y, a: float, x, tmp=None) -> None:

@@ -45,6 +45,14 @@ class Transform(Configurable):
     def init(self, params) -> dict:
         return {}
 
+    def fused(self, state, weight_decay: float, decoupled_weight_decay: float):
+        """A one-pass step ``step(params, grads, t, lr)`` doing θ ← θ − η·u for the chain
+        [AddWeightDecay(λ), self, AddDecoupledWeightDecay(λ_d)] without touching the
+        gradient, or None (the default) when this transform has none. The optimizer uses
+        it when the compiled kernels are on; the chain of ``update`` calls stays the
+        reference (and the NumPy path)."""
+        return None
+
     def update(self, u, state, params, t, lr):
         raise NotImplementedError
 
@@ -61,11 +69,10 @@ class AddWeightDecay(Transform):
     def __init__(self, weight_decay: float = 0.0):
         self.weight_decay = float(_checks.positive("weight_decay", weight_decay, allow_zero=True))
 
-    def init(self, params):
-        return {"_tmp": backend.xp.empty_like(params)} if self.weight_decay else {}
-
     def update(self, u, state, params, t, lr):
         if self.weight_decay:
+            if "_tmp" not in state:  # scratch for the NumPy path, made on first use
+                state["_tmp"] = backend.xp.empty_like(u)
             _kernels.axpy(u, self.weight_decay, params, state["_tmp"])
         return u
 
@@ -122,6 +129,17 @@ class Momentum(Transform):
         if not self.momentum:
             return {}
         return {"momentum_buffer": backend.xp.zeros_like(params)}
+
+    def fused(self, state, weight_decay, decoupled_weight_decay):
+        if self.applies_lr:
+            return None
+        buf = state.get("momentum_buffer")
+        mu, tau, nesterov = self.momentum, self.dampening, self.nesterov
+
+        def step(params, grads, t, lr):
+            _kernels.sgd_step(params, grads, buf, lr, weight_decay, decoupled_weight_decay, mu, tau, nesterov,
+                              first=t == 1)
+        return step
 
     def update(self, u, state, params, t, lr):
         classic = self.applies_lr
@@ -189,14 +207,24 @@ class ScaleByAdam(Transform):
 
     def init(self, params):
         xp = backend.xp
-        state = {"exp_avg": xp.zeros_like(params), "exp_avg_sq": xp.zeros_like(params),
-                 "_tmp": xp.empty_like(params)}
+        state = {"exp_avg": xp.zeros_like(params), "exp_avg_sq": xp.zeros_like(params)}
         if self.amsgrad:
             state["max_exp_avg_sq"] = xp.zeros_like(params)
         return state
 
+    def fused(self, state, weight_decay, decoupled_weight_decay):
+        if self.amsgrad:
+            return None
+        m, v, (b1, b2), eps = state["exp_avg"], state["exp_avg_sq"], self.betas, self.eps
+
+        def step(params, grads, t, lr):
+            _kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay)
+        return step
+
     def update(self, u, state, params, t, lr):
         b1, b2 = self.betas
+        if "_tmp" not in state:  # scratch for the NumPy path, made on first use
+            state["_tmp"] = backend.xp.empty_like(u)
         _kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
                                 b1, b2, self.eps, t, state["_tmp"])
         return u
