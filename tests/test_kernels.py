@@ -108,3 +108,43 @@ def test_chains_without_a_fused_step_take_the_chain(rng):
     for opt in (bpnn.optim.Adam(clip_norm=1.0), bpnn.optim.Adam(amsgrad=True), bpnn.optim.RMSprop(),
                 bpnn.optim.SGD(momentum=0.9, momentum_form="classic")):
         assert opt.attach(model)._fused is None, opt
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "2d"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_on_both_paths_and_layouts_matches_the_formula(kernels, layout, training, rng):
+    import bpnn
+
+    shape = (5, 3) if layout == "2d" else (4, 3, 5, 6)
+    x = rng.normal(2.0, 3.0, size=shape)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    g = rng.normal(size=shape)
+    bn = bpnn.BatchNorm(momentum=0.2)
+    bn.build(shape[1:], np.random.default_rng(0), np.float64)
+    gamma, beta = rng.normal(size=3), rng.normal(size=3)
+    bn.params["weight"][...], bn.params["bias"][...] = gamma, beta
+    bn.buffers["running_mean"][...], bn.buffers["running_var"][...] = rng.normal(size=3), rng.random(3) + 0.5
+    rm0, rv0 = bn.buffers["running_mean"].copy(), bn.buffers["running_var"].copy()
+    axes = (0,) + tuple(range(2, x.ndim))
+    b = (1, 3) + (1,) * (x.ndim - 2)
+    m = x.size // 3
+    if training:
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    else:
+        mean, var = rm0, rv0
+    xhat = (x - mean.reshape(b)) / np.sqrt(var.reshape(b) + bn.eps)
+    y = bn.forward(x, training=training)
+    np.testing.assert_allclose(y, gamma.reshape(b) * xhat + beta.reshape(b), rtol=1e-12, atol=1e-12)
+    dx = bn.backward(g)
+    dgamma, dbeta = (g * xhat).sum(axis=axes), g.sum(axis=axes)
+    scale = (gamma / np.sqrt(var + bn.eps)).reshape(b)
+    if training:
+        want = scale / m * (m * g - dbeta.reshape(b) - xhat * dgamma.reshape(b))
+        np.testing.assert_allclose(bn.buffers["running_mean"], 0.8 * rm0 + 0.2 * mean, rtol=1e-12)
+        np.testing.assert_allclose(bn.buffers["running_var"], 0.8 * rv0 + 0.2 * var * m / (m - 1), rtol=1e-12)
+    else:
+        want = g * scale
+    np.testing.assert_allclose(dx, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.grads["weight"], dgamma, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.grads["bias"], dbeta, rtol=1e-10, atol=1e-12)

@@ -115,6 +115,62 @@ def _l1_kernel(g, w, lam):
     return total
 
 
+# Batch normalization over the rows of a C-contiguous (M, C) array: the channels-last
+# layout of the image layers, and plain (N, C) inputs. Flat arrays and unsigned indices
+# (with signed ones numba tests every index for wrap-around); per-channel sums in float64.
+def _bn_stats_kernel(x, m, c, mean, var):
+    uc = np.uint64(c)
+    for j in range(uc):
+        mean[j] = 0.0
+        var[j] = 0.0
+    for i in range(np.uint64(m)):
+        b = i * uc
+        for j in range(uc):
+            mean[j] += x[b + j]
+    for j in range(uc):
+        mean[j] /= m
+    for i in range(np.uint64(m)):
+        b = i * uc
+        for j in range(uc):
+            d = x[b + j] - mean[j]
+            var[j] += d * d
+    for j in range(uc):
+        var[j] /= m
+
+
+def _bn_apply_kernel(x, m, c, shift, inv, gamma, beta, xhat, y):
+    # x̂ = (x − shift)·inv,  y = γ x̂ + β   (per channel, all in the arrays' dtype)
+    uc = np.uint64(c)
+    for i in range(np.uint64(m)):
+        b = i * uc
+        for j in range(uc):
+            h = (x[b + j] - shift[j]) * inv[j]
+            xhat[b + j] = h
+            y[b + j] = h * gamma[j] + beta[j]
+
+
+def _bn_grad_sums_kernel(g, xhat, m, c, dbeta, dgamma):
+    uc = np.uint64(c)
+    for j in range(uc):
+        dbeta[j] = 0.0
+        dgamma[j] = 0.0
+    for i in range(np.uint64(m)):
+        b = i * uc
+        for j in range(uc):
+            gj = g[b + j]
+            dbeta[j] += gj
+            dgamma[j] += gj * xhat[b + j]
+
+
+def _bn_input_grad_kernel(g, xhat, m, c, a, shift, slope, dx):
+    # ∂L/∂x = a·G − shift − x̂·slope  with a = γ/σ, shift = a ∂L/∂β / m, slope = a ∂L/∂γ / m
+    uc = np.uint64(c)
+    for i in range(np.uint64(m)):
+        b = i * uc
+        for j in range(uc):
+            dx[b + j] = a[j] * g[b + j] - shift[j] - xhat[b + j] * slope[j]
+
+
 def _kernels():
     """The compiled kernels (numba compiles on first call and caches them on disk).
 
@@ -132,7 +188,9 @@ def _kernels():
         _compiled = {"adam": jit(_adam_kernel), "amsgrad": jit(_amsgrad_kernel), "axpy": jit(_axpy_kernel),
                      "adam_step": jit(_adam_step_kernel), "sgd_step": jit(_sgd_step_kernel),
                      "momentum_step": jit(_momentum_step_kernel),
-                     "l2": reduce(_l2_kernel), "l1": reduce(_l1_kernel)}
+                     "l2": reduce(_l2_kernel), "l1": reduce(_l1_kernel),
+                     "bn_stats": jit(_bn_stats_kernel), "bn_apply": jit(_bn_apply_kernel),
+                     "bn_grad_sums": jit(_bn_grad_sums_kernel), "bn_input_grad": jit(_bn_input_grad_kernel)}
     return _compiled
 
 
@@ -237,3 +295,59 @@ def l1_penalty_grad(g, w, lam: float) -> float:
     total = float(xp.abs(w).sum())
     g += lam * xp.sign(w)
     return total
+
+
+# ----------------------------------------------------------------------------- batch norm
+def bn_rows_stats(x2):
+    """Per-column mean and biased variance of the C-contiguous (M, C) array ``x2``, as
+    float64 arrays (two passes: the variance is a mean of squared deviations)."""
+    xp = backend.xp
+    m, c = x2.shape
+    if _use_numba(x2):
+        mean, var = np.empty(c), np.empty(c)
+        _kernels()["bn_stats"](x2.reshape(-1), m, c, mean, var)
+        return mean, var
+    mean = x2.mean(axis=0, dtype=xp.float64)
+    d = x2 - mean.astype(x2.dtype)
+    return mean, (d * d).mean(axis=0, dtype=xp.float64)
+
+
+def bn_rows_apply(x2, shift, inv, gamma, beta):
+    """(x̂, y) with x̂ = (x − shift)·inv and y = γ x̂ + β per column of the (M, C) array;
+    the per-column vectors come in ``x2``'s dtype."""
+    xp = backend.xp
+    xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+    if _use_numba(x2, shift, inv, gamma, beta):
+        m, c = x2.shape
+        _kernels()["bn_apply"](x2.reshape(-1), m, c, shift, inv, gamma, beta, xhat.reshape(-1), y.reshape(-1))
+        return xhat, y
+    xp.subtract(x2, shift, out=xhat)
+    xhat *= inv
+    xp.multiply(xhat, gamma, out=y)
+    y += beta
+    return xhat, y
+
+
+def bn_rows_grad_sums(g2, xhat2):
+    """(Σ_rows G, Σ_rows G x̂) per column, float64."""
+    xp = backend.xp
+    m, c = g2.shape
+    if _use_numba(g2, xhat2):
+        dbeta, dgamma = np.empty(c), np.empty(c)
+        _kernels()["bn_grad_sums"](g2.reshape(-1), xhat2.reshape(-1), m, c, dbeta, dgamma)
+        return dbeta, dgamma
+    return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
+
+
+def bn_rows_input_grad(g2, xhat2, a, shift, slope):
+    """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm)."""
+    xp = backend.xp
+    dx = xp.empty_like(g2)
+    if _use_numba(g2, xhat2, a, shift, slope):
+        m, c = g2.shape
+        _kernels()["bn_input_grad"](g2.reshape(-1), xhat2.reshape(-1), m, c, a, shift, slope, dx.reshape(-1))
+        return dx
+    xp.multiply(g2, a, out=dx)
+    dx -= shift
+    dx -= xhat2 * slope
+    return dx

@@ -1,10 +1,26 @@
 """Batch normalization over the channel axis (1-d and 2-d inputs share one class)."""
 from __future__ import annotations
 
-from .. import backend
+from .. import _kernels, backend
 from .. import init as initializers
 from .._checks import in_range, positive
 from .module import Module, layers
+
+
+def _rows(x):
+    """x (N, C, ...) as a C-contiguous (M, C) array of its channels-last layout — a view
+    when x is stored channels-last (the output of Conv2D, pooling and of this layer) or
+    is 2-d, a copy otherwise — and the function mapping such an array back to x's shape
+    (as a view of the channels-last layout)."""
+    nd = x.ndim
+    if nd == 2:
+        x2 = x if x.flags.c_contiguous else backend.xp.ascontiguousarray(x)
+        return x2, lambda a: a
+    xl = x.transpose(0, *range(2, nd), 1)
+    if not xl.flags.c_contiguous:
+        xl = backend.xp.ascontiguousarray(xl)
+    shape, back = xl.shape, (0, nd - 1, *range(1, nd - 1))
+    return xl.reshape(-1, x.shape[1]), lambda a: a.reshape(shape).transpose(back)
 
 
 @layers.register("batch_norm", "batchnorm", "batch_norm1d", "batch_norm2d")
@@ -24,6 +40,13 @@ class BatchNorm(Module):
         ∂L/∂γ = Σ G x̂,   ∂L/∂β = Σ G,
         ∂L/∂x = γ / (m √(σ² + ε)) · (m G − ∂L/∂β − x̂ ∂L/∂γ).
     Backward (evaluation): ∂L/∂x = G γ / √(r_var + ε).
+
+    Implementation: the layer works on the channels-last (M, C) matrix of its input —
+    free for the output of the image layers, which is stored channels-last, and for
+    (N, C) inputs; one copy otherwise — with fused one-pass kernels
+    (:mod:`bpnn._kernels`) and float64 per-channel sums. Its output is stored
+    channels-last too. Measured on (64, 16, 28, 28) float32, forward + backward:
+    ~10 ms with NumPy reductions over the strided 4-d array, ~1.6 ms fused.
 
     Parameters
     ----------
@@ -49,24 +72,23 @@ class BatchNorm(Module):
         xp = backend.xp
         self.buffers["running_mean"] = xp.zeros(c, dtype=self.dtype)
         self.buffers["running_var"] = xp.ones(c, dtype=self.dtype)
-        self._axes = (0, *range(2, len(input_shape) + 1))
         self._bshape = (1, c) + (1,) * (len(input_shape) - 1)
         return input_shape
 
     def forward(self, x, training=False):
         self._check_built(x)
         xp = backend.xp
-        axes, bshape = self._axes, self._bshape
-        m = x.size // x.shape[1]
+        c = x.shape[1]
+        m = x.size // c
+        if training and m < 2:
+            raise ValueError(
+                f"x: BatchNorm in training mode needs more than one value per channel, got an "
+                f"input of shape {tuple(x.shape)}; use a larger batch or evaluation mode"
+            )
+        x2, unrows = _rows(x)
+        dtype = x2.dtype
         if training:
-            if m < 2:
-                raise ValueError(
-                    f"x: BatchNorm in training mode needs more than one value per channel, got an "
-                    f"input of shape {tuple(x.shape)}; use a larger batch or evaluation mode"
-                )
-            mean = x.mean(axis=axes)
-            centered = x - mean.reshape(bshape)
-            var = (centered * centered).mean(axis=axes)
+            mean, var = _kernels.bn_rows_stats(x2)  # float64
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -75,19 +97,25 @@ class BatchNorm(Module):
             rv += (mom * m / (m - 1)) * var
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-            centered = x - mean.reshape(bshape)
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        xhat = centered * inv_std.reshape(bshape)
-        self._xhat, self._inv_std, self._training, self._m = xhat, inv_std, training, m
-        if not self.affine:
-            return xhat
-        return xhat * self.params["weight"].reshape(bshape) + self.params["bias"].reshape(bshape)
+        inv_std = (1.0 / xp.sqrt(var.astype(xp.float64) + self.eps)).astype(dtype)
+        if self.affine:
+            gamma, beta = self.params["weight"], self.params["bias"]
+        else:
+            gamma, beta = xp.ones(c, dtype=dtype), xp.zeros(c, dtype=dtype)
+        xhat2, y2 = _kernels.bn_rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta)
+        self._xhat2, self._unrows = xhat2, unrows
+        self._inv_std, self._training, self._m = inv_std, training, m
+        return unrows(y2)
+
+    @property
+    def _xhat(self):
+        """x̂ in the input's (N, C, ...) shape (a view)."""
+        return self._unrows(self._xhat2)
 
     def backward(self, grad_out, input_grad=True):
-        axes, bshape = self._axes, self._bshape
-        xhat = self._xhat
-        dbeta = grad_out.sum(axis=axes)
-        dgamma = (grad_out * xhat).sum(axis=axes)
+        g2, _ = _rows(grad_out)
+        xhat2 = self._xhat2
+        dbeta, dgamma = _kernels.bn_rows_grad_sums(g2, xhat2)  # float64
         if self.affine and self._trainable:
             self.grads["weight"][...] = dgamma
             self.grads["bias"][...] = dbeta
@@ -95,11 +123,12 @@ class BatchNorm(Module):
             return None
         scale = self._inv_std * (self.params["weight"] if self.affine else 1.0)
         if not self._training:
-            return grad_out * scale.reshape(bshape)
-        m = self._m
-        dx = grad_out * m - dbeta.reshape(bshape) - xhat * dgamma.reshape(bshape)
-        dx *= (scale / m).reshape(bshape)
-        return dx
+            return self._unrows(g2 * scale)
+        m, s64 = self._m, scale.astype(backend.xp.float64)
+        dtype = g2.dtype
+        dx2 = _kernels.bn_rows_input_grad(g2, xhat2, scale, (s64 * dbeta / m).astype(dtype),
+                                          (s64 * dgamma / m).astype(dtype))
+        return self._unrows(dx2)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
         """Per-sample backward, evaluation mode only (in training mode the batch statistics
