@@ -89,9 +89,10 @@ def test_output_is_a_channels_last_view_and_the_next_layer_reads_it_without_a_co
 
 
 def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
-    conv = _built(Conv2D(3, 3, padding=1), (2, 5, 5))
+    """One input channel: X_col is kept for backward, in a buffer reused step after step."""
+    conv = _built(Conv2D(3, 3, padding=1), (1, 5, 5))
     rng = np.random.default_rng(0)
-    x1, x2 = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 2, 5, 5))
+    x1, x2 = rng.standard_normal((4, 1, 5, 5)), rng.standard_normal((4, 1, 5, 5))
     y1 = conv.forward(x1, training=True)
     y1_copy = y1.copy()
     buf = conv._scratch["cols0"]
@@ -105,6 +106,48 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     # a smaller batch (the last of an epoch) uses the front of the same buffer
     conv.forward(x1[:3], training=True)
     assert conv._scratch["cols0"] is buf
+
+
+def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels, monkeypatch):
+    """More channels and an X_col above _KEEP_BYTES: X_col is filled block by block in a
+    temporary shared by all layers and refilled in backward, so no layer keeps it; results
+    do not depend on the sharing."""
+    from bpnn.nn import conv as conv_module
+
+    monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+
+    a, b = _built(Conv2D(3, 3, padding=1), (2, 5, 5)), _built(Conv2D(2, 3, padding=1), (3, 5, 5))
+    rng = np.random.default_rng(0)
+    x, ga, gb = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 2, 5, 5))
+    a.forward(x, training=True)
+    dxa_alone = a.backward(ga).copy()
+    dwa_alone = a.grads["weight"].copy()
+    ya = a.forward(x, training=True)
+    ya_copy = ya.copy()
+    b.forward(ya, training=True)  # fills the shared block with another layer's columns
+    b.backward(gb)
+    np.testing.assert_array_equal(ya, ya_copy)
+    np.testing.assert_array_equal(a.backward(ga), dxa_alone)  # refilled from a's own input
+    np.testing.assert_array_equal(a.grads["weight"], dwa_alone)
+    assert not a._scratch and not b._scratch
+    assert ("cols", "numpy", "<f8") in vars(conv_module._SCRATCH)  # the one block, shared
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, monkeypatch, stride):
+    from bpnn.nn import conv as conv_module
+
+    x = np.random.default_rng(0).standard_normal((5, 3, 7, 6))
+    results = []
+    for keep in (1 << 40, 0):
+        monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
+        conv = _built(Conv2D(4, 3, stride=stride, padding=1), (3, 7, 6))
+        y = conv.forward(x, training=True)
+        assert (conv._cols is not None) == bool(keep)
+        dx = conv.backward(np.cos(y))
+        results.append((y, dx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

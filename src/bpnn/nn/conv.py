@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import threading
 
 from .. import _conv_kernels as kernels
 from .. import backend
@@ -117,23 +118,33 @@ def as_nchw(xl):
     return xl.transpose(0, 3, 1, 2)
 
 
-_SCRATCH: dict = {}
+# Temporaries shared by the layers of one thread (threads, e.g. joblib's threading
+# backend for restarts, each get their own).
+_SCRATCH = threading.local()
 #: Size of the blocks of X_col (and ∂L/∂X_col) that are filled and multiplied while
 #: they are in cache.
 _FUSE_BYTES = 1 << 20
 
 
-def _shared_temp(shape, dtype):
-    """One temporary (rows, cols) array per dtype, shared by every Conv2D: ∂L/∂X_col lives
-    only between its matrix product and col2im, so one buffer serves all layers."""
+def _shared_temp(shape, dtype, name: str):
+    """One temporary (rows, cols) array per name and dtype, shared by every Conv2D: blocks
+    of X_col and of ∂L/∂X_col live only within one layer call, so one buffer serves all
+    layers (and is not touched for the first time again by every new model)."""
     size = shape[0] * shape[1]
-    key = (backend.xp.__name__, backend.xp.dtype(dtype).str)
-    buf = _SCRATCH.get(key)
+    key = (name, backend.xp.__name__, backend.xp.dtype(dtype).str)
+    store = _SCRATCH.__dict__
+    buf = store.get(key)
     if buf is None or buf.size < size:
         buf = backend.xp.empty(size, dtype=dtype)
-        _SCRATCH[key] = buf
+        store[key] = buf
     return buf[:size].reshape(shape)
 
+
+#: Largest X_col (bytes) kept from forward for backward; larger ones are recomputed
+#: block by block in backward (see ``Conv2D._product``). Measured at batch 64: keeping
+#: wins for LeNet-5's second layer (3.9 MB: backward 0.65 vs 0.85 ms), recomputing from
+#: 7 MB up (a 16→32 3×3 stride-2 layer on 28×28 even, 14.5 and 29 MB clearly).
+_KEEP_BYTES = 6 << 20
 
 #: Row blocks of the matrix products with few output columns: OpenBLAS handles a tall
 #: X_col times a narrow W_mat (or X_colᵀ G) poorly when X_col does not fit in cache;
@@ -291,18 +302,23 @@ class Conv2D(Module):
     def _product(self, xl, win, w, ncol, keep: bool):
         """Y = X_col W_mat; returns (X_col or None, Y).
 
-        With ``keep`` (training) X_col goes to a buffer kept across steps for backward:
-        one per use of this object in the model (see ``Module._uses``), since a second
-        forward must not overwrite columns the first one's backward still needs. Rows of
-        samples are filled and multiplied block by block, while they are in cache;
-        without ``keep`` (evaluation: batches of 1024 in ``predict``) only one block of
-        X_col exists at a time (measured for LeNet-5's first layer at batch 1024: 1.4x
-        faster than one product over the whole batch, and no 80 MB array).
+        X_col is filled and multiplied block by block of samples, while the block is in
+        cache. With ``keep`` (training) and an X_col of at most ``_KEEP_BYTES``, the
+        blocks go to a buffer kept across steps for backward — one per use of this
+        object in the model (see ``Module._uses``), since a second forward must not
+        overwrite columns the first one's backward still needs. A larger X_col (9× the
+        input for a 3×3 kernel: 29 MB for 64 images of 16×28×28) is not kept: its blocks
+        live in a temporary shared by all layers and backward fills them again, which
+        costs less than writing it out and reading it back (measured on a 16-channel
+        ResNet block: forward 4.5 → 2.5 ms, backward unchanged). With one input channel
+        X_col is stored transposed (:func:`bpnn._conv_kernels.im2col_t`, 6x faster to
+        fill).
         """
         xp = backend.xp
         n, hw, o = xl.shape[0], win.Ho * win.Wo, w.shape[1]
         m, transposed = n * hw, xl.shape[3] == 1
-        per = max(1, _FUSE_BYTES // (hw * (ncol + self.bias) * xl.itemsize))  # samples per block
+        per = self._per_block(hw, ncol + self.bias, xl.itemsize)
+        keep = keep and (transposed or m * (ncol + self.bias) * xl.itemsize <= _KEEP_BYTES)
         if keep:
             slot = self._calls % getattr(self, "_uses", 1)
             self._calls += 1
@@ -310,8 +326,10 @@ class Conv2D(Module):
             if transposed:
                 kernels.im2col_t(xl, buf, win)
                 return buf.T, _matmul_chunked(buf.T, w)
-        else:
+        elif transposed:
             buf = self._new_buffer(min(per, n) * hw, ncol, xl.dtype, transposed)
+        else:
+            buf = self._column_block(min(per, n) * hw, ncol, xl.dtype)
         y = xp.empty((m, o), dtype=xl.dtype)
         for s in range(0, n, per):
             k = min(per, n - s)
@@ -324,6 +342,18 @@ class Conv2D(Module):
                 kernels.im2col(xl[s:s + k], cols, win)
             xp.matmul(cols, w, out=y[rows])
         return (buf if keep else None), y
+
+    @staticmethod
+    def _per_block(hw: int, width: int, itemsize: int) -> int:
+        """Samples per block of X_col (about ``_FUSE_BYTES``)."""
+        return max(1, _FUSE_BYTES // (hw * width * itemsize))
+
+    def _column_block(self, rows: int, ncol: int, dtype):
+        """The shared block of X_col, (rows, ncol + bias), with the bias column of ones."""
+        buf = _shared_temp((rows, ncol + self.bias), dtype, "cols")
+        if self.bias:
+            buf[:, ncol] = 1
+        return buf
 
     # ------------------------------------------------------------------ computing
     def forward(self, x, training=False):
@@ -350,33 +380,67 @@ class Conv2D(Module):
         c = self.input_shape[0]
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
-        if self._cols is None:  # after an evaluation-mode forward: build the columns now
+        if self._pointwise or c == 1 or self._cols is not None:
+            return self._backward_kept(g, win, n, c, ncol, input_grad)
+        # X_col again block by block (see _product): ∂L/∂W_mat = Σ_blocks X_colᵀ G, and
+        # ∂L/∂X_col = G W_matᵀ followed by col2im, while the block is in cache
+        hw = win.Ho * win.Wo
+        per = self._per_block(hw, ncol + self.bias, g.itemsize)
+        rows = min(per, n) * hw
+        trainable = self._trainable
+        if trainable:
+            cols = self._column_block(rows, ncol, g.dtype)
+            dwmat = xp.zeros((ncol + self.bias, o), dtype=g.dtype)
+            part_w = xp.empty_like(dwmat)
+        if input_grad:
+            wt = self._wmat[:ncol].T
+            dcols = _shared_temp((rows, ncol), g.dtype, "dcols")
+            dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            gb = g[s * hw:(s + k) * hw]
+            if trainable:
+                block = cols[:k * hw]
+                kernels.im2col(self._xl[s:s + k], block, win)
+                xp.matmul(block.T, gb, out=part_w)
+                dwmat += part_w
+            if input_grad:
+                part = dcols[:k * hw]
+                xp.matmul(gb, wt, out=part)
+                kernels.col2im(part, dx[s:s + k], win)
+        if trainable:
+            self._set_weight_grads(dwmat, win, c, o, ncol)
+        return as_nchw(dx) if input_grad else None
+
+    def _set_weight_grads(self, dwmat, win, c, o, ncol):
+        """∂L/∂W from ∂L/∂W_mat (last row ∂L/∂b when the bias rides along)."""
+        self.grads["weight"][...] = dwmat[:ncol].reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
+        if self.bias and not self._pointwise:
+            self.grads["bias"][...] = dwmat[ncol]
+
+    def _backward_kept(self, g, win, n, c, ncol, input_grad):
+        """Backward from a whole X_col: x itself for a 1×1 stride-1 kernel, or the columns
+        kept from forward, or (one input channel, after an evaluation-mode forward) built
+        now."""
+        xp = backend.xp
+        o = self.out_channels
+        if self._cols is None:
             m, xl = g.shape[0], self._xl
-            if c == 1:
-                buf = self._new_buffer(m, ncol, xl.dtype, True)
-                kernels.im2col_t(xl, buf, win)
-                self._cols = buf.T
-            else:
-                self._cols = self._new_buffer(m, ncol, xl.dtype, False)
-                kernels.im2col(xl, self._cols, win)
+            buf = self._new_buffer(m, ncol, xl.dtype, True)
+            kernels.im2col_t(xl, buf, win)
+            self._cols = buf.T
         if self._trainable:
-            dwmat = _matmul_tn_chunked(self._cols, g)  # X_colᵀ G; its last row is ∂L/∂b
-            self.grads["weight"][...] = dwmat[:ncol].reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
-            if self.bias:
-                if self._pointwise:
-                    xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=self.grads["bias"])
-                else:
-                    self.grads["bias"][...] = dwmat[ncol]
+            self._set_weight_grads(_matmul_tn_chunked(self._cols, g), win, c, o, ncol)  # X_colᵀ G
+            if self.bias and self._pointwise:
+                xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=self.grads["bias"])
         if not input_grad:
             return None
         wt = self._wmat[:ncol].T
         if self._pointwise:
             return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
-        # ∂L/∂X_col = G W_matᵀ and col2im, block by block of samples (in cache), into one
-        # temporary shared by all Conv2D layers
         hw = win.Ho * win.Wo
-        per = max(1, _FUSE_BYTES // (hw * ncol * g.itemsize))
-        dcols = _shared_temp((min(per, n) * hw, ncol), g.dtype)
+        per = self._per_block(hw, ncol, g.itemsize)
+        dcols = _shared_temp((min(per, n) * hw, ncol), g.dtype, "dcols")
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
         for s in range(0, n, per):
             k = min(per, n - s)
