@@ -259,3 +259,46 @@ def test_save_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         bpnn.save(model, tmp_path / "no" / "such" / "dir.safetensors")
     assert not os.path.exists(tmp_path / "x.safetensors")
+
+
+def _shared_model():
+    shared = bpnn.Dense(4, init="he_normal")
+    conv = bpnn.Conv2D(2, 3, padding=1)
+    return bpnn.Sequential([conv, bpnn.ReLU(), conv, bpnn.Flatten(), bpnn.Dense(4), bpnn.Tanh(), shared, bpnn.Tanh(),
+                            bpnn.Residual([shared, bpnn.Tanh()], shortcut=shared), shared],
+                           input_shape=(2, 4, 4), seed=0, dtype="float64")
+
+
+def test_a_layer_used_at_several_places_stays_one_layer_after_loading(tmp_path):
+    model = _shared_model()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 2, 4, 4)), rng.integers(0, 4, 8)
+    trainer = bpnn.Trainer(model, optimizer=bpnn.optim.Adam(lr=0.01))
+    trainer.fit(x, y, epochs=2, batch_size=4, verbose=False)
+    cfg = layer_registry.serialize(model)["config"]["layers"]
+    assert cfg[2] == {"class_name": "shared", "config": {"index": 0}}  # written once, then referenced
+    path = bpnn.io.save(model, tmp_path / "shared.bpnn", optimizer=trainer.optimizer)
+    loaded, opt = bpnn.io.load(path, with_optimizer=True)
+    L = loaded.layers
+    assert L[0] is L[2] and L[6] is L[8].block.layers[0] is L[8].shortcut is L[9]
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    # and training goes on as one set of weights in both models
+    bpnn.Trainer(model, optimizer=trainer.optimizer).fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=False)
+    bpnn.Trainer(loaded, optimizer=opt).fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=False)
+    for (n1, p1, _), (n2, p2, _) in zip(model.named_parameters(), loaded.named_parameters()):
+        assert n1 == n2
+        np.testing.assert_array_equal(p1, p2)
+
+
+def test_a_shared_reference_to_nothing_is_an_invalid_file(tmp_path):
+    model = bpnn.Sequential([bpnn.Dense(3), bpnn.Tanh()], input_shape=(2,), seed=0)
+    path = bpnn.io.save(model, tmp_path / "m.bpnn")
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        doc = json.loads(f.metadata()["bpnn"])
+    doc["model"]["config"]["layers"][1] = {"class_name": "shared", "config": {"index": 7}}
+    save_file(load_file(path), path, metadata={"bpnn": json.dumps(doc)})
+    with pytest.raises(bpnn.io.InvalidModelFileError, match="names no layer written before it"):
+        bpnn.io.load(path)

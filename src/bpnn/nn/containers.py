@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import backend
-from .module import Module, backward_shared, forward_shared, layers, mark_shared
+from .module import (Module, backward_shared, child_from_config, forward_shared, layers, mark_shared,
+                     serialize_child, sharing_scope)
 
 
 def _forward(m, x, training):
@@ -120,7 +121,8 @@ class Sequential(Module):
         return "\n".join(lines)
 
     def get_config(self):
-        cfg = {"layers": [layers.serialize(layer) for layer in self.layers]}
+        with sharing_scope():
+            cfg = {"layers": [serialize_child(layer) for layer in self.layers]}
         if self.input_shape is not None:
             cfg["input_shape"] = list(self.input_shape)
         cfg["dtype"] = self.dtype.name
@@ -129,7 +131,8 @@ class Sequential(Module):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["layers"] = [layers.get(c) for c in config.get("layers", [])]
+        with sharing_scope():
+            config["layers"] = [child_from_config(c) for c in config.get("layers", [])]
         return cls(**config)
 
     def __repr__(self):
@@ -191,15 +194,17 @@ class Residual(Module):
         return g + grad_out if input_grad else None
 
     def get_config(self):
-        cfg = {"block": layers.serialize(self.block)}
-        if self.shortcut is not None:
-            cfg["shortcut"] = layers.serialize(self.shortcut)
+        with sharing_scope():
+            cfg = {"block": serialize_child(self.block)}
+            if self.shortcut is not None:
+                cfg["shortcut"] = serialize_child(self.shortcut)
         return {**cfg, **super().get_config()}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["block"] = layers.get(config["block"])
-        if config.get("shortcut") is not None:
-            config["shortcut"] = layers.get(config["shortcut"])
+        with sharing_scope():
+            config["block"] = child_from_config(config["block"])
+            if config.get("shortcut") is not None:
+                config["shortcut"] = child_from_config(config["shortcut"])
         return cls(**config)

@@ -15,6 +15,8 @@ structure, and a model may pack them into one flat buffer (see
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import inspect
 
 from .. import backend
@@ -344,3 +346,56 @@ def backward_shared(m: Module, grad_out, input_grad: bool):
             g += before
     m._share_accumulate = True
     return out
+
+
+# ----------------------------------------------------------------------------- shared modules in configs
+# A module used at several places is written in full once; every later place holds
+# ``{"class_name": "shared", "config": {"index": k}}``, k counting the modules written
+# so far in post-order (children before their container). Reading counts the modules
+# it builds in the same order, so a reference finds the very object built for the
+# first place and the weights stay shared after a save and load.
+_SHARING = contextvars.ContextVar("bpnn_layer_sharing", default=None)
+SHARED = "shared"
+
+
+@contextlib.contextmanager
+def sharing_scope():
+    """One numbering of modules for a whole (nested) container config; containers open
+    it in ``get_config`` and ``from_config`` (nested containers join the outer one)."""
+    if _SHARING.get() is not None:
+        yield
+        return
+    token = _SHARING.set({"ids": {}, "objects": []})
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
+
+
+def serialize_child(child: Module) -> dict:
+    """A child's config for its container's ``get_config`` (a reference when the same
+    object was written before, inside the same ``sharing_scope``)."""
+    memo = _SHARING.get()
+    if memo is not None and id(child) in memo["ids"]:
+        return {"class_name": SHARED, "config": {"index": memo["ids"][id(child)]}}
+    config = layers.serialize(child)
+    if memo is not None:
+        memo["ids"][id(child)] = len(memo["objects"])
+        memo["objects"].append(child)
+    return config
+
+
+def child_from_config(config) -> Module:
+    """The inverse of :func:`serialize_child`, for a container's ``from_config``."""
+    memo = _SHARING.get()
+    if isinstance(config, dict) and config.get("class_name") == SHARED:
+        index = (config.get("config") or {}).get("index")
+        objects = memo["objects"] if memo is not None else []
+        if not (isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(objects)):
+            raise ValueError(f"layers: a shared-layer reference {config!r} names no layer written before it "
+                             f"({len(objects)} so far)")
+        return objects[index]
+    child = layers.get(config)
+    if memo is not None:
+        memo["objects"].append(child)
+    return child
