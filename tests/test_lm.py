@@ -208,3 +208,16 @@ def test_unknown_solver_and_bad_arguments():
         LMTrainer(_net(0), max_fail=0)
     with pytest.raises(ValueError, match=r"T: got targets of shape \(100, 2\)"):
         LMTrainer(_net(0)).fit(np.zeros((100, 1)), np.zeros((100, 2)))
+
+
+def test_lm_trains_a_small_cnn(rng):
+    """Conv2D and pooling give per-sample Jacobians too, so LM trains a small CNN: the mean
+    intensity of the left vs right half of 6×6 images, learnt to a tiny error."""
+    x = rng.random((40, 1, 6, 6))
+    t = np.stack([x[:, 0, :, :3].mean(axis=(1, 2)), x[:, 0, :, 3:].mean(axis=(1, 2))], axis=1)
+    model = bpnn.Sequential([bpnn.Conv2D(2, 3, padding=1), bpnn.Tanh(), bpnn.AvgPool2D(2), bpnn.Flatten(),
+                             bpnn.Dense(2)], input_shape=(1, 6, 6), seed=0, dtype="float64")
+    start = float(np.mean((model.predict(x) - t) ** 2))
+    record = LMTrainer(model, "lm", epochs=60, goal=1e-8).fit(x, t)
+    mse = float(np.mean((model.predict(x) - t) ** 2))
+    assert mse < 1e-5 * start and record.perf[-1] == pytest.approx(mse)

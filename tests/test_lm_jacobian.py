@@ -46,6 +46,16 @@ def _models():
                                               D(2)]), (4, 2, 3)),
         "batchnorm-2d-input": (lambda: S([bpnn.BatchNorm(), bpnn.Flatten(), D(3)]), (4, 2, 3)),
         "frozen-middle": (lambda: S([D(4), bpnn.Tanh(), D(4, trainable=False), bpnn.Tanh(), D(2)]), (5, 3)),
+        # small CNNs: several and one input channels, stride, dilation, 1×1, every pooling
+        "conv-maxpool": (lambda: S([bpnn.Conv2D(3, 3, padding=1), bpnn.Tanh(), bpnn.MaxPool2D(2),
+                                    bpnn.Conv2D(2, 2, stride=2, dilation=1), bpnn.Flatten(), D(2)]), (3, 2, 6, 6)),
+        "conv1ch-avgpool-gap": (lambda: S([bpnn.Conv2D(3, 3, dilation=2, padding="same"), bpnn.Tanh(),
+                                           bpnn.AvgPool2D(2, padding=1), bpnn.Conv2D(2, 1, bias=False),
+                                           bpnn.GlobalAvgPool2D(), D(2)]), (4, 1, 5, 6)),
+        "conv-residual-bn-eval": (lambda: S([bpnn.Conv2D(2, 3, padding=1),
+                                             bpnn.Residual([bpnn.Conv2D(2, 3, padding=1), bpnn.BatchNorm(), bpnn.Tanh()],
+                                                           shortcut=bpnn.Conv2D(2, 1)),
+                                             bpnn.Flatten(), D(2)]), (3, 2, 4, 4)),
     }
 
 

@@ -435,6 +435,11 @@ class Conv2D(Module):
                 xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=self.grads["bias"])
         if not input_grad:
             return None
+        return self._input_grad(g, win, n, c, ncol)
+
+    def _input_grad(self, g, win, n, c, ncol):
+        """∂L/∂x from G (N·H_out·W_out, O): G W_matᵀ, then col2im block by block."""
+        xp = backend.xp
         wt = self._wmat[:ncol].T
         if self._pointwise:
             return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
@@ -448,6 +453,33 @@ class Conv2D(Module):
             xp.matmul(g[s * hw:(s + k) * hw], wt, out=part)
             kernels.col2im(part, dx[s:s + k], win)
         return as_nchw(dx)
+
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """Per-sample gradients for the Jacobian. With G (T, N, O, H_out, W_out) the
+        cotangents and X_col,n the n-th sample's rows of X_col:
+            ∂/∂W_mat [n, t] = X_col,nᵀ G_{t,n},   ∂/∂b [n, t] = Σ_{i,j} G_{t,n}[:, i, j],
+        input cotangents col2im(G_t W_matᵀ) for each t."""
+        xp = backend.xp
+        win, o, n = self._fwin, self.out_channels, self._n
+        c = self.input_shape[0]
+        ncol, hw, t = win.kh * win.kw * c, win.Ho * win.Wo, grad_out.shape[0]
+        g = grad_out.transpose(0, 1, 3, 4, 2)  # (T, N, H_out, W_out, O)
+        dw = sink(prefix + "weight") if self._trainable else None
+        db = sink(prefix + "bias") if self._trainable and self.bias else None
+        if dw is not None or db is not None:
+            cols = xp.empty((n * hw, ncol), dtype=grad_out.dtype)
+            kernels.im2col(self._xl, cols, win)
+            for i in range(n):
+                gi = g[:, i].reshape(t, hw, o)
+                if dw is not None:
+                    dwm = xp.matmul(cols[i * hw:(i + 1) * hw].T, gi)  # (T, ncol, O)
+                    dw[i] = dwm.reshape(t, win.kh, win.kw, c, o).transpose(0, 4, 3, 1, 2)
+                if db is not None:
+                    db[i] = gi.sum(axis=1)
+        if not input_grad:
+            return None
+        return xp.stack([self._input_grad(xp.ascontiguousarray(g[k]).reshape(-1, o), win, n, c, ncol)
+                         for k in range(t)])
 
     def get_config(self):
         serialize = initializers.initializers.serialize

@@ -21,8 +21,8 @@ def jacobian(model, x, out=None):
     Parameters
     ----------
     model : a :class:`~bpnn.nn.Module` whose layers implement ``backward_per_sample``
-        (Dense, activations, Dropout, Flatten, BatchNorm in evaluation mode, Sequential,
-        Residual).
+        (Dense, Conv2D, the pooling layers, activations, Dropout, Flatten, BatchNorm in
+        evaluation mode, Sequential, Residual).
     x : array (N, *input_shape) on the active backend.
     out : optional array of N·K·P entries to fill (reused between calls).
 

@@ -148,6 +148,14 @@ class Module(Configurable):
     def __call__(self, x, training: bool = False):
         return self.forward(x, training)
 
+    def _backward_each_cotangent(self, grad_out, input_grad: bool):
+        """Input cotangents of a layer without parameters for ``backward_per_sample``:
+        ``backward`` applied to each of the T cotangents (the layer acts per sample, so
+        the rows of one cotangent do not interact)."""
+        if not input_grad:
+            return None
+        return backend.xp.stack([self.backward(g, True) for g in grad_out])
+
     def zero_grad(self) -> None:
         for _, _, grad in self.named_parameters():
             grad[...] = 0

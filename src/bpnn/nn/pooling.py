@@ -36,6 +36,10 @@ class _Pool2D(Module):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation)}
 
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """No parameters: ``backward`` of each of the T cotangents (G: (T, N, C, H_out, W_out))."""
+        return self._backward_each_cotangent(grad_out, input_grad)
+
     def _grad_buffers(self, grad_out):
         """The incoming gradient channels-last, an empty input-gradient buffer, the window."""
         win = self._fwin
@@ -159,3 +163,7 @@ class GlobalAvgPool2D(Module):
         dx = backend.xp.empty((n, h, w, c), dtype=grad_out.dtype)  # channels-last, as the image layers
         dx[...] = (grad_out * (1.0 / (h * w)))[:, None, None, :]
         return as_nchw(dx)
+
+    def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
+        """No parameters: ``backward`` of each of the T cotangents (G: (T, N, C))."""
+        return self._backward_each_cotangent(grad_out, input_grad)
