@@ -148,3 +148,20 @@ def test_batch_norm_on_both_paths_and_layouts_matches_the_formula(kernels, layou
     np.testing.assert_allclose(dx, want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bn.grads["weight"], dgamma, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bn.grads["bias"], dbeta, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["c", "channels_last", "strided", "mixed"])
+def test_relu_and_its_backward_on_every_layout(kernels, layout, rng):
+    x = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    g = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+    if layout == "channels_last":
+        x, g = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) for a in (x, g))
+    elif layout == "strided":
+        x, g = x[:, ::2], g[:, ::2]
+    elif layout == "mixed":  # gradient and output stored differently
+        g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y = _kernels.relu(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))  # NaN passes through, as np.maximum
+    assert np.isnan(y[0, 0, 0, 0])
+    np.testing.assert_array_equal(_kernels.relu_backward(g, y), np.where(y > 0, g, 0))

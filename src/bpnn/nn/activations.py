@@ -7,7 +7,7 @@ in place (a residual block hands the same gradient to two branches).
 from __future__ import annotations
 
 
-from .. import backend
+from .. import _kernels, backend
 from .._checks import in_range, positive
 from .module import Module, layers
 
@@ -82,13 +82,13 @@ class ReLU(Activation):
     """
 
     def forward(self, x, training=False):
-        self._y = backend.xp.maximum(x, 0)
+        self._y = _kernels.relu(x)
         return self._y
 
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        return grad_out * (self._y > 0)
+        return _kernels.relu_backward(grad_out, self._y)
 
 
 @layers.register("leaky_relu")
