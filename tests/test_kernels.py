@@ -68,6 +68,11 @@ FUSED = {
     "adam_l2": lambda: __import__("bpnn").optim.Adam(lr=0.01, weight_decay=0.1),
     "adamw": lambda: __import__("bpnn").optim.AdamW(lr=0.01, weight_decay=0.1),
     "chain": lambda: __import__("bpnn").optim.Optimizer(lr=0.1),
+    # gradients of norm ~8: clipped to 0.5 (and to 50: untouched)
+    "adam_clip": lambda: __import__("bpnn").optim.Adam(lr=0.01, weight_decay=0.1, clip_norm=0.5),
+    "adamw_no_clip": lambda: __import__("bpnn").optim.AdamW(lr=0.01, clip_norm=50.0),
+    "nesterov_clip": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, nesterov=True, clip_norm=0.5),
+    "sgd_clip": lambda: __import__("bpnn").optim.SGD(lr=0.1, clip_norm=0.5),
 }
 
 
@@ -88,6 +93,7 @@ def test_fused_optimizer_steps_equal_the_transform_chain(name, dtype, rng):
         for g in grads:
             flat.grads[...] = g
             opt.step()
+            np.testing.assert_array_equal(flat.grads, g.astype(dtype))  # the fused pass leaves it alone
         return flat.params.copy()
 
     before = _kernels.enabled()
@@ -105,7 +111,7 @@ def test_chains_without_a_fused_step_take_the_chain(rng):
     import bpnn
 
     model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(2,), seed=0)
-    for opt in (bpnn.optim.Adam(clip_norm=1.0), bpnn.optim.Adam(amsgrad=True), bpnn.optim.RMSprop(),
+    for opt in (bpnn.optim.Adam(clip_value=1.0), bpnn.optim.Adam(amsgrad=True), bpnn.optim.RMSprop(),
                 bpnn.optim.SGD(momentum=0.9, momentum_form="classic")):
         assert opt.attach(model)._fused is None, opt
 

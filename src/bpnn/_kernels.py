@@ -62,12 +62,13 @@ def _amsgrad_kernel(u, m, v, vmax, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt):
         u[i] = (mi * inv_bc1) / (np.sqrt(vm) * inv_bc2_sqrt + eps)
 
 
-def _adam_step_kernel(p, g, m, v, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt, lr, wd, dwd):
+def _adam_step_kernel(p, g, m, v, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt, lr, wd, dwd, gs):
     # The whole Adam step in one pass (7 streams: read p g m v, write p m v) instead of
-    # copy + direction + axpy (11 streams): g' = g + λ θ; moments; θ ← θ − η (û + λ_d θ).
+    # copy + direction + axpy (11 streams): g' = s g + λ θ (s: the clipping factor, 1
+    # without); moments; θ ← θ − η (û + λ_d θ).
     for i in range(p.shape[0]):
         pi = p[i]
-        gi = g[i] + wd * pi
+        gi = g[i] * gs + wd * pi
         mi = m[i] + c1 * (gi - m[i])
         vi = b2 * v[i] + c2 * (gi * gi)
         m[i] = mi
@@ -75,17 +76,17 @@ def _adam_step_kernel(p, g, m, v, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt, lr, wd
         p[i] = pi - lr * ((mi * inv_bc1) / (np.sqrt(vi) * inv_bc2_sqrt + eps) + dwd * pi)
 
 
-def _sgd_step_kernel(p, g, lr, wd, dwd):
+def _sgd_step_kernel(p, g, lr, wd, dwd, gs):
     for i in range(p.shape[0]):
         pi = p[i]
-        p[i] = pi - lr * (g[i] + wd * pi + dwd * pi)
+        p[i] = pi - lr * (g[i] * gs + wd * pi + dwd * pi)
 
 
-def _momentum_step_kernel(p, g, buf, lr, wd, dwd, mu, damp1, first, nesterov):
+def _momentum_step_kernel(p, g, buf, lr, wd, dwd, mu, damp1, first, nesterov, gs):
     # torch.optim.SGD: b₁ = g', b_t = μ b + (1 − τ) g'; d = g' + μ b (Nesterov) or b.
     for i in range(p.shape[0]):
         pi = p[i]
-        gi = g[i] + wd * pi
+        gi = g[i] * gs + wd * pi
         b = gi if first else mu * buf[i] + damp1 * gi
         buf[i] = b
         d = gi + mu * b if nesterov else b
@@ -252,23 +253,27 @@ def fusable(params, grads) -> bool:
     return _use_numba(params, grads)
 
 
-def adam_step(p, g, m, v, b1, b2, eps, t, lr, weight_decay=0.0, decoupled_weight_decay=0.0) -> None:
-    """One whole Adam step in place, one pass (needs :func:`fusable`): g' = g + λ θ,
-    m, v ← moments of g', θ ← θ − η (m̂ / (√v̂ + ε) + λ_d θ). Scalars in the arrays' dtype."""
+def adam_step(p, g, m, v, b1, b2, eps, t, lr, weight_decay=0.0, decoupled_weight_decay=0.0,
+              grad_scale=1.0) -> None:
+    """One whole Adam step in place, one pass (needs :func:`fusable`): g' = s g + λ θ
+    (s = ``grad_scale``, the clipping factor), m, v ← moments of g',
+    θ ← θ − η (m̂ / (√v̂ + ε) + λ_d θ). Scalars in the arrays' dtype."""
     f = p.dtype.type
     _kernels()["adam_step"](p, g, m, v, f(1.0 - b1), f(b2), f(1.0 - b2), f(eps), f(1.0 / (1.0 - b1**t)),
-                            f(1.0 / (1.0 - b2**t) ** 0.5), f(lr), f(weight_decay), f(decoupled_weight_decay))
+                            f(1.0 / (1.0 - b2**t) ** 0.5), f(lr), f(weight_decay), f(decoupled_weight_decay),
+                            f(grad_scale))
 
 
-def sgd_step(p, g, buf, lr, weight_decay, decoupled_weight_decay, momentum, dampening, nesterov, first) -> None:
+def sgd_step(p, g, buf, lr, weight_decay, decoupled_weight_decay, momentum, dampening, nesterov, first,
+             grad_scale=1.0) -> None:
     """One whole SGD step (torch's momentum convention) in place, one pass (needs
-    :func:`fusable`); ``buf`` None means no momentum."""
+    :func:`fusable`); ``buf`` None means no momentum; g' = s g + λ θ as in :func:`adam_step`."""
     f = p.dtype.type
     if buf is None:
-        _kernels()["sgd_step"](p, g, f(lr), f(weight_decay), f(decoupled_weight_decay))
+        _kernels()["sgd_step"](p, g, f(lr), f(weight_decay), f(decoupled_weight_decay), f(grad_scale))
     else:
         _kernels()["momentum_step"](p, g, buf, f(lr), f(weight_decay), f(decoupled_weight_decay), f(momentum),
-                                    f(1.0 - dampening), bool(first), bool(nesterov))
+                                    f(1.0 - dampening), bool(first), bool(nesterov), f(grad_scale))
 
 
 def axpy(y, a: float, x, tmp=None) -> None:

@@ -23,10 +23,14 @@ class ClipByGlobalNorm(Transform):
         self.max_norm = float(_checks.positive("clip_norm", max_norm))
         self.last_norm = None
 
-    def update(self, u, state, params, t, lr):
+    def scale(self, u) -> float:
+        """min(1, c) for the gradient u (and ``last_norm`` = ‖u‖), without changing u."""
         norm = math.sqrt(float(backend.xp.vdot(u, u)))
         self.last_norm = norm
-        coef = self.max_norm / (norm + 1e-6)
+        return min(1.0, self.max_norm / (norm + 1e-6))
+
+    def update(self, u, state, params, t, lr):
+        coef = self.scale(u)
         if coef < 1.0:
             u *= coef
         return u

@@ -113,13 +113,18 @@ class Optimizer(Configurable):
         return self
 
     def _fused_step(self):
-        """The chain as one compiled pass, when it is [AddWeightDecay(λ)] + one transform
-        with a ``fused`` step + [AddDecoupledWeightDecay(λ_d)] (zero decays dropped), the
-        learning rate applied here — Adam, AdamW, SGD with torch-form momentum. Same
+        """The chain as one compiled pass, when it is [ClipByGlobalNorm] +
+        [AddWeightDecay(λ)] + one transform with a ``fused`` step +
+        [AddDecoupledWeightDecay(λ_d)] (zero decays dropped), the learning rate applied
+        here — Adam, AdamW, SGD with torch-form momentum, each with ``clip_norm``. Same
         arithmetic as the chain, without the copy of the gradient and the separate
-        update pass (Adam on 5.8M float32 parameters: 5.7 → 3.7 ms a step)."""
+        update pass (Adam on 5.8M float32 parameters: 5.7 → 3.7 ms a step); clipping
+        takes one reading pass for the norm and enters the pass as a factor."""
         pairs = [(t, s) for t, s in zip(self.transforms, self.state)
                  if not (isinstance(t, AddWeightDecay) and not t.weight_decay)]
+        self._fused_clip = None
+        if pairs and type(pairs[0][0]) is ClipByGlobalNorm:
+            self._fused_clip = pairs.pop(0)[0]
         wd = dwd = 0.0
         if pairs and type(pairs[0][0]) is AddWeightDecay:
             wd = pairs.pop(0)[0].weight_decay
@@ -128,8 +133,8 @@ class Optimizer(Configurable):
         if self._lr_inside or len(pairs) > 1:
             return None
         if not pairs:  # plain gradient descent
-            return lambda params, grads, t, lr: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0, 0.0,
-                                                                  False, False)
+            return lambda params, grads, t, lr, scale: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
+                                                                         0.0, False, False, scale)
         return pairs[0][0].fused(pairs[0][1], wd, dwd)
 
     def _bound(self):
@@ -149,7 +154,8 @@ class Optimizer(Configurable):
         self.step_count += 1
         t = self.step_count
         if self._fused is not None and _kernels.fusable(flat.params, flat.grads):
-            self._fused(flat.params, flat.grads, t, lr)
+            clip = self._fused_clip
+            self._fused(flat.params, flat.grads, t, lr, 1.0 if clip is None else clip.scale(flat.grads))
         else:
             self._chain_step(flat, t, lr)
         for constraint, bound in zip(self.constraints, self._bound_constraints):

@@ -46,9 +46,10 @@ class Transform(Configurable):
         return {}
 
     def fused(self, state, weight_decay: float, decoupled_weight_decay: float):
-        """A one-pass step ``step(params, grads, t, lr)`` doing θ ← θ − η·u for the chain
-        [AddWeightDecay(λ), self, AddDecoupledWeightDecay(λ_d)] without touching the
-        gradient, or None (the default) when this transform has none. The optimizer uses
+        """A one-pass step ``step(params, grads, t, lr, grad_scale)`` doing θ ← θ − η·u for
+        the chain [AddWeightDecay(λ), self, AddDecoupledWeightDecay(λ_d)] applied to
+        ``grad_scale`` times the gradient, without touching the gradient, or None (the
+        default) when this transform has none. The optimizer uses
         it when the compiled kernels are on; the chain of ``update`` calls stays the
         reference (and the NumPy path)."""
         return None
@@ -136,9 +137,9 @@ class Momentum(Transform):
         buf = state.get("momentum_buffer")
         mu, tau, nesterov = self.momentum, self.dampening, self.nesterov
 
-        def step(params, grads, t, lr):
+        def step(params, grads, t, lr, grad_scale):
             _kernels.sgd_step(params, grads, buf, lr, weight_decay, decoupled_weight_decay, mu, tau, nesterov,
-                              first=t == 1)
+                              t == 1, grad_scale)
         return step
 
     def update(self, u, state, params, t, lr):
@@ -217,8 +218,9 @@ class ScaleByAdam(Transform):
             return None
         m, v, (b1, b2), eps = state["exp_avg"], state["exp_avg_sq"], self.betas, self.eps
 
-        def step(params, grads, t, lr):
-            _kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay)
+        def step(params, grads, t, lr, grad_scale):
+            _kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay,
+                               grad_scale)
         return step
 
     def update(self, u, state, params, t, lr):
