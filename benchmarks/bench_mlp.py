@@ -470,6 +470,11 @@ def measure_peak(threads, quick, max_wait):
         w.close()
 
 
+def _paused(worker, cmd, pause=0.5):
+    time.sleep(pause)
+    return worker.ask(cmd)
+
+
 def run_config(name, cfg, args):
     hidden, batch = cfg["hidden"], cfg["batch"]
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else cfg["repeats"])
@@ -479,9 +484,10 @@ def run_config(name, cfg, args):
     base = {"n": n, "hidden": list(hidden), "batch": batch, "threads": args.threads,
             "seed": args.seed, "data_seed": args.seed}
     workers = {fw: Worker({**base, "framework": fw}) for fw in args.frameworks}
-    # A matmul peak measured right before every timed bpnn epoch: the host's matmul speed
-    # drifts during a run (2048² went from 189 to 147 GFLOP/s between the start and the end
-    # of one run here), so each epoch is compared with the peak of its own moment.
+    # A matmul peak measured right before and right after every timed bpnn epoch: the
+    # host's matmul speed drifts during a run (2048² went from 189 to 147 GFLOP/s between
+    # the start and the end of one run here), so each epoch is compared with the peak of
+    # its own moment (the mean of the two).
     paired_peak = None
     if "frac_peak" in TARGETS[name] and "bpnn" in workers and not args.no_peak:
         paired_peak = Worker({"framework": "peak", "serve": True, "threads": args.threads,
@@ -503,11 +509,15 @@ def run_config(name, cfg, args):
                 attempts = []
                 while True:
                     waited = _wait_quiet(args.noise_threshold, args.max_wait) if rep > 0 else 0.0
-                    pk = paired_peak.ask({"cmd": "peak"}) if (paired_peak and fw == "bpnn" and rep > 0) else None
+                    bracket = paired_peak is not None and fw == "bpnn" and rep > 0
+                    # (each peak after a pause: an idle worker's BLAS threads spin ~0.1 s after its last call)
+                    before = _paused(paired_peak, {"cmd": "peak"}) if bracket else None
                     r = workers[fw].ask({"cmd": "epoch", "rep": rep})
                     r["waited_s"] = waited
-                    if pk is not None:
-                        r["paired_peak_gflops"], r["paired_peak_per_size"] = pk["gflops"], pk["per_size"]
+                    if bracket:  # the epoch's peak: the mean of the ones measured just before and after
+                        after = _paused(paired_peak, {"cmd": "peak"})
+                        r["paired_peak_gflops"] = (before["gflops"] + after["gflops"]) / 2
+                        r["paired_peak_before_after"] = [before["per_size"], after["per_size"]]
                     r["noisy"] = r["foreign_cores"] is not None and r["foreign_cores"] > args.noise_threshold
                     attempts.append(r)
                     tag = "warm-up" if rep == 0 else f"rep {rep}"
@@ -629,7 +639,7 @@ def print_report(results):
                   f"{'PASS' if fp >= tgt else 'FAIL'}")
             if paired:
                 print(f"{'':11s} (%peak of medians: median epoch against the best peak of the run; paired: "
-                      f"each epoch against a peak measured just before it, {', '.join(f'{v:.1%}' for v in paired)};"
+                      f"each epoch against the mean of peaks measured just before and after it, {', '.join(f'{v:.1%}' for v in paired)};"
                       f" the target is judged on the paired median)")
     noisy = sum(e["noisy_samples"] for res in results["configs"].values() for e in res["frameworks"].values())
     if noisy:
