@@ -120,10 +120,8 @@ def _l1_kernel(g, w, lam):
 # layout of the image layers, and plain (N, C) inputs. Flat arrays and unsigned indices
 # (with signed ones numba tests every index for wrap-around); per-channel sums in float64.
 def _bn_stats_kernel(x, m, c, mean, var):
+    # mean, var come zeroed
     uc = np.uint64(c)
-    for j in range(uc):
-        mean[j] = 0.0
-        var[j] = 0.0
     for i in range(np.uint64(m)):
         b = i * uc
         for j in range(uc):
@@ -151,10 +149,8 @@ def _bn_apply_kernel(x, m, c, shift, inv, gamma, beta, xhat, y):
 
 
 def _bn_grad_sums_kernel(g, xhat, m, c, dbeta, dgamma):
+    # dbeta, dgamma come zeroed
     uc = np.uint64(c)
-    for j in range(uc):
-        dbeta[j] = 0.0
-        dgamma[j] = 0.0
     for i in range(np.uint64(m)):
         b = i * uc
         for j in range(uc):
@@ -323,7 +319,7 @@ def bn_rows_stats(x2):
     xp = backend.xp
     m, c = x2.shape
     if _use_numba(x2):
-        mean, var = np.empty(c), np.empty(c)
+        mean, var = np.zeros(c), np.zeros(c)
         _kernels()["bn_stats"](x2.reshape(-1), m, c, mean, var)
         return mean, var
     mean = x2.mean(axis=0, dtype=xp.float64)
@@ -352,7 +348,7 @@ def bn_rows_grad_sums(g2, xhat2):
     xp = backend.xp
     m, c = g2.shape
     if _use_numba(g2, xhat2):
-        dbeta, dgamma = np.empty(c), np.empty(c)
+        dbeta, dgamma = np.zeros(c), np.zeros(c)
         _kernels()["bn_grad_sums"](g2.reshape(-1), xhat2.reshape(-1), m, c, dbeta, dgamma)
         return dbeta, dgamma
     return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
