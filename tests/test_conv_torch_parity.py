@@ -296,7 +296,12 @@ def test_lenet5_adam_training_steps_match_torch():
 
 
 # --------------------------------------------------------------------------- weight sharing
-def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels):
+@pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
+def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, monkeypatch, kept):
+    from bpnn.nn import conv as conv_module
+
+    if not kept:  # X_col refilled in backward from each use's own input
+        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
     conv = Conv2D(3, 3, padding=1)
     model = Sequential([conv, Tanh(), MaxPool2D(2), conv, ReLU(), Flatten(), Dense(2)], seed=0, dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
@@ -308,7 +313,12 @@ def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels):
     assert_parity(model, x, training=True)
 
 
-def test_one_residual_block_used_twice_matches_torch():
+@pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
+def test_one_residual_block_used_twice_matches_torch(monkeypatch, kept):
+    from bpnn.nn import conv as conv_module
+
+    if not kept:
+        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
     block = Residual([Conv2D(2, 3, padding=1), BatchNorm(), ReLU(), Conv2D(2, 3, padding=1)])
     model = Sequential([block, ReLU(), block, GlobalAvgPool2D(), Dense(2)], seed=1, dtype="float64")
     x = np.random.default_rng(2).standard_normal((3, 2, 5, 5))
