@@ -133,15 +133,16 @@ def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels,
     assert ("cols", "numpy", "<f8") in vars(conv_module._SCRATCH)  # the one block, shared
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, monkeypatch, stride):
+@pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, "same"), (2, 2, 0)])
+def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, monkeypatch, stride, dilation, padding):
     from bpnn.nn import conv as conv_module
 
     x = np.random.default_rng(0).standard_normal((5, 3, 7, 6))
     results = []
     for keep in (1 << 40, 0):
         monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
-        conv = _built(Conv2D(4, 3, stride=stride, padding=1), (3, 7, 6))
+        monkeypatch.setattr(conv_module, "_FUSE_BYTES", 3000)  # blocks of a sample or two
+        conv = _built(Conv2D(4, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
         y = conv.forward(x, training=True)
         assert (conv._cols is not None) == bool(keep)
         dx = conv.backward(np.cos(y))
