@@ -171,3 +171,16 @@ def test_relu_and_its_backward_on_every_layout(kernels, layout, rng):
     np.testing.assert_array_equal(y, np.maximum(x, 0))  # NaN passes through, as np.maximum
     assert np.isnan(y[0, 0, 0, 0])
     np.testing.assert_array_equal(_kernels.relu_backward(g, y), np.where(y > 0, g, 0))
+
+
+def test_a_transform_subclass_that_changes_update_is_not_fused():
+    import bpnn
+    from bpnn.optim.transforms import ScaleByAdam
+
+    class SignAdam(ScaleByAdam):
+        def update(self, u, state, params, t, lr):
+            return np.sign(super().update(u, state, params, t, lr), out=u)
+
+    model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(2,), seed=0)
+    assert bpnn.optim.Optimizer([SignAdam()], lr=0.1).attach(model)._fused is None
+    assert bpnn.optim.Optimizer([ScaleByAdam()], lr=0.1).attach(model)._fused is not None

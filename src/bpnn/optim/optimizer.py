@@ -11,6 +11,11 @@ from .transforms import AddDecoupledWeightDecay, AddWeightDecay, Transform, tran
 optimizers = Registry("optimizer")
 
 
+def _defined_in(cls, name: str) -> type:
+    """The class of ``cls``'s MRO whose body defines ``name``."""
+    return next(c for c in cls.__mro__ if name in vars(c))
+
+
 @optimizers.register("chain", "optimizer")
 class Optimizer(Configurable):
     """Applies θ ← θ − η_t · u, u the gradient passed through a chain of transforms.
@@ -135,7 +140,10 @@ class Optimizer(Configurable):
         if not pairs:  # plain gradient descent
             return lambda params, grads, t, lr, scale: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
                                                                          0.0, False, False, scale)
-        return pairs[0][0].fused(pairs[0][1], wd, dwd)
+        transform, state = pairs[0]
+        if _defined_in(type(transform), "fused") is not _defined_in(type(transform), "update"):
+            return None  # e.g. a subclass that changes update(): its fused step would not be its arithmetic
+        return transform.fused(state, wd, dwd)
 
     def _bound(self):
         if self._flat is None:
