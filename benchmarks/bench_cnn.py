@@ -41,6 +41,8 @@ import subprocess
 import sys
 import time
 
+from _workers import proc_status_kib, receive, reset_hwm, send  # beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_DATA = os.environ.get("BPNN_MNIST_DIR") or os.path.join(os.path.dirname(REPO), "shared", "data", "mnist")
@@ -49,25 +51,9 @@ CONFIGS = {
     "resnet": {"samples": 2_560, "quick_samples": 640, "batch": 64},
 }
 TARGET_RATIO = 1.0  # goal: bpnn time / PyTorch time <= 1
-_MARK = "@@BENCH "
 
 
 # =============================================================================== helpers
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _reset_hwm():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _cpu_jiffies():
@@ -310,32 +296,27 @@ def worker(framework, config, samples, batch, threads, data_dir, seed):
         runner = BpnnRunner(config, X, y, batch, seed)
     else:
         runner = TorchRunner(config, X, y, batch, seed, threads)
-    _send({"ready": True, "versions": runner.versions(), "data": source})
+    send({"ready": True, "versions": runner.versions(), "data": source})
     first = True
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "quit":
             break
         if cmd["op"] == "split":
-            _send({"split": runner.split()})
+            send({"split": runner.split()})
             continue
-        rss0 = _status_kib("VmRSS")
-        _reset_hwm()
+        rss0 = proc_status_kib("VmRSS")
+        reset_hwm()
         busy0, own0 = _cpu_jiffies()
         elapsed, loss = runner.epoch(cmd["rep"])
         busy1, own1 = _cpu_jiffies()
-        hwm = _status_kib("VmHWM")
+        hwm = proc_status_kib("VmHWM")
         ticks = os.sysconf("SC_CLK_TCK")
         foreign = max(busy1 - busy0 - (own1 - own0), 0) / ticks / max(elapsed, 1e-9)
-        _send({"time": elapsed, "loss": loss, "first": first, "rss_before_kib": rss0, "hwm_kib": hwm,
+        send({"time": elapsed, "loss": loss, "first": first, "rss_before_kib": rss0, "hwm_kib": hwm,
                "epoch_peak_increase_kib": (hwm - rss0) if hwm and rss0 else None, "foreign_cores": foreign})
         first = False
-    _send({"bye": True, "peak_rss_kib": _status_kib("VmHWM")})
-
-
-def _send(obj):
-    sys.stdout.write(_MARK + json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    send({"bye": True, "peak_rss_kib": proc_status_kib("VmHWM")})
 
 
 # =============================================================================== parent
@@ -352,11 +333,10 @@ class Worker:
         self.hello = self.recv()
 
     def recv(self):
-        for line in self.proc.stdout:
-            if line.startswith(_MARK):
-                return json.loads(line[len(_MARK):])
-            sys.stderr.write(line)
-        raise RuntimeError(f"{self.framework} worker ended unexpectedly")
+        msg = receive(self.proc.stdout, self.framework)
+        if msg is None:
+            raise RuntimeError(f"{self.framework} worker ended unexpectedly")
+        return msg
 
     def ask(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")

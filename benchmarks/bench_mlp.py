@@ -36,6 +36,8 @@ import subprocess
 import sys
 import time
 
+from _workers import proc_status_kib, receive, reset_hwm, send  # beside this script
+
 IN_DIM, N_CLASSES = 784, 10
 FRAMEWORKS = ("bpnn", "torch", "sklearn")
 CONFIGS = {
@@ -49,7 +51,6 @@ TARGETS = {
     "small-b32": {"torch": 0.6, "sklearn": 0.6},
     "wide-b256": {"torch": 0.9, "sklearn": 0.6, "frac_peak": 0.80},
 }
-_MARK = "@@BENCH "  # prefix of protocol lines on a worker's stdout
 
 
 # =============================================================================== helpers
@@ -73,29 +74,6 @@ def train_flops(n_samples, hidden):
         "backward_input": 2 * n_samples * macs_no_first,
         "total": 2 * n_samples * (2 * macs + macs_no_first),
     }
-
-
-def _proc_status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _reset_hwm():
-    """Reset VmHWM to the current RSS (Linux: write "5" to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _send(obj):
-    sys.stdout.write(_MARK + json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def _machine_info():
@@ -284,6 +262,17 @@ def _prewarm_blas(fw, hidden, batch):
             mm(g, w.T)
 
 
+def _timed(fn, reps):
+    """Seconds of ``reps`` calls of ``fn`` after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
 def _matmul_peak(sizes, reps, threads):
     """Median GFLOP/s of float32 square matmuls (numpy; torch as a reference if installed)."""
     import numpy as np
@@ -294,12 +283,7 @@ def _matmul_peak(sizes, reps, threads):
         a = rng.random((n, n), dtype=np.float32)
         b = rng.random((n, n), dtype=np.float32)
         c = np.empty((n, n), dtype=np.float32)
-        np.matmul(a, b, out=c)  # warm-up
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            np.matmul(a, b, out=c)
-            ts.append(time.perf_counter() - t0)
+        ts = _timed(lambda: np.matmul(a, b, out=c), reps)
         out["numpy"][str(n)] = {"samples_s": ts, "gflops": 2 * n**3 / statistics.median(ts) / 1e9}
         try:
             import torch
@@ -308,12 +292,7 @@ def _matmul_peak(sizes, reps, threads):
         torch.set_num_threads(threads)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         tc = torch.empty((n, n), dtype=torch.float32)
-        torch.mm(ta, tb, out=tc)
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            torch.mm(ta, tb, out=tc)
-            ts.append(time.perf_counter() - t0)
+        ts = _timed(lambda: torch.mm(ta, tb, out=tc), reps)
         out["torch"][str(n)] = {"samples_s": ts, "gflops": 2 * n**3 / statistics.median(ts) / 1e9}
     out["numpy_peak_gflops"] = max(v["gflops"] for v in out["numpy"].values())
     if out["torch"]:
@@ -339,14 +318,14 @@ def worker_main(spec):
         if not spec.get("serve"):
             res = _matmul_peak(spec["sizes"], spec["reps"], threads)
             res["threads"] = _thread_info(threads)
-            _send({"ok": True, "result": res})
+            send({"ok": True, "result": res})
             return
-        _send({"ok": True, "ready": True})
+        send({"ok": True, "ready": True})
         for line in sys.stdin:  # one measurement per request, next to the epoch it is paired with
             if json.loads(line)["cmd"] == "quit":
                 break
             res = _matmul_peak(spec["sizes"], spec["reps"], threads)
-            _send({"ok": True, "gflops": res["numpy_peak_gflops"],
+            send({"ok": True, "gflops": res["numpy_peak_gflops"],
                    "per_size": {k: v["gflops"] for k, v in res["numpy"].items()}})
         return
     t0 = time.perf_counter()
@@ -365,22 +344,22 @@ def worker_main(spec):
     import gc
 
     gc.collect()
-    _send({"ok": True, "ready": True, "setup_s": time.perf_counter() - t0, "versions": runner.versions(),
-           "threads": _thread_info(threads), "data_rss_kib": _proc_status_kib("VmRSS")})
+    send({"ok": True, "ready": True, "setup_s": time.perf_counter() - t0, "versions": runner.versions(),
+           "threads": _thread_info(threads), "data_rss_kib": proc_status_kib("VmRSS")})
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "quit":
             break
         gc.collect()
-        base = _proc_status_kib("VmRSS")
-        reset_ok = _reset_hwm()
-        hwm_before = _proc_status_kib("VmHWM")
+        base = proc_status_kib("VmRSS")
+        reset_ok = reset_hwm()
+        hwm_before = proc_status_kib("VmHWM")
         c0, ru0, w0 = _cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         elapsed, extra = runner.epoch(cmd["rep"])
         w1, ru1, c1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), _cpu_ticks()
-        hwm = _proc_status_kib("VmHWM")
+        hwm = proc_status_kib("VmHWM")
         cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-        _send({"ok": True, "time_s": elapsed, "cpu_s": cpu_s, "foreign_cores": _foreign_cores(c0, c1, cpu_s, w1 - w0), "rss_base_kib": base, "hwm_kib": hwm,
+        send({"ok": True, "time_s": elapsed, "cpu_s": cpu_s, "foreign_cores": _foreign_cores(c0, c1, cpu_s, w1 - w0), "rss_base_kib": base, "hwm_kib": hwm,
                "hwm_before_kib": hwm_before, "hwm_reset": reset_ok,
                "peak_increase_mib": (hwm - base) / 1024 if reset_ok else None, **extra})
 
@@ -438,10 +417,9 @@ class Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def recv(self):
-        for line in self.proc.stdout:
-            if line.startswith(_MARK):
-                return json.loads(line[len(_MARK):])
-            sys.stderr.write(f"[{self.name}] {line}")
+        msg = receive(self.proc.stdout, self.name)
+        if msg is not None:
+            return msg
         rc = self.proc.wait()
         raise RuntimeError(f"{self.name} worker exited (rc={rc}) without answering")
 
