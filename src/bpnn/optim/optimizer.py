@@ -113,7 +113,7 @@ class Optimizer(Configurable):
         self.state = [t.init(flat.params) for t in self.transforms]
         self._bound_constraints = [c.bind(model) for c in self.constraints]
         self._u = self._tmp = None  # scratch of the transform chain, made on its first use
-        self._fused = self._fused_step()
+        self._fused, self._fused_clip = self._fused_step()
         self.step_count = 0
         return self
 
@@ -124,26 +124,26 @@ class Optimizer(Configurable):
         here — Adam, AdamW, SGD with torch-form momentum, each with ``clip_norm``. Same
         arithmetic as the chain, without the copy of the gradient and the separate
         update pass (Adam on 5.8M float32 parameters: 5.7 → 3.7 ms a step); clipping
-        takes one reading pass for the norm and enters the pass as a factor."""
+        takes one reading pass for the norm and enters the pass as a factor. Returns
+        (step or None, the ClipByGlobalNorm to apply as that factor or None)."""
         pairs = [(t, s) for t, s in zip(self.transforms, self.state)
                  if not (isinstance(t, AddWeightDecay) and not t.weight_decay)]
-        self._fused_clip = None
-        if pairs and type(pairs[0][0]) is ClipByGlobalNorm:
-            self._fused_clip = pairs.pop(0)[0]
+        clip = pairs.pop(0)[0] if pairs and type(pairs[0][0]) is ClipByGlobalNorm else None
         wd = dwd = 0.0
         if pairs and type(pairs[0][0]) is AddWeightDecay:
             wd = pairs.pop(0)[0].weight_decay
         if pairs and type(pairs[-1][0]) is AddDecoupledWeightDecay:
             dwd = pairs.pop()[0].weight_decay
         if self._lr_inside or len(pairs) > 1:
-            return None
+            return None, None
         if not pairs:  # plain gradient descent
-            return lambda params, grads, t, lr, scale: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
-                                                                         0.0, False, False, scale)
+            return (lambda params, grads, t, lr, scale: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
+                                                                          0.0, False, False, scale)), clip
         transform, state = pairs[0]
         if _defined_in(type(transform), "fused") is not _defined_in(type(transform), "update"):
-            return None  # e.g. a subclass that changes update(): its fused step would not be its arithmetic
-        return transform.fused(state, wd, dwd)
+            return None, None  # e.g. a subclass that changes update(): its fused step would not be its arithmetic
+        step = transform.fused(state, wd, dwd)
+        return step, (clip if step is not None else None)
 
     def _bound(self):
         if self._flat is None:
