@@ -203,10 +203,12 @@ class Conv2D(Module):
     no reordering and the next image layer (pooling, Conv2D) reads it without a copy; an
     NCHW-contiguous input is transposed once. X_col carries a last column of ones and
     W_mat a last row b, so the forward product adds the bias and X_colᵀ G gives ∂L/∂b
-    as its last row. X_col lives in a buffer kept across training steps (one per use
-    when the layer object appears several times in a model); with one input channel it
-    is stored transposed (faster to fill); in evaluation it is built a few samples at a
-    time and not kept. im2col and col2im are fused kernels (:mod:`bpnn._conv_kernels`).
+    as its last row. X_col is filled and multiplied a few samples at a time while they
+    are in cache; in training, an X_col of at most ``_KEEP_BYTES`` (6 MB) is kept for
+    backward in a buffer reused across steps (one per use when the layer object appears
+    several times in a model), a larger one is filled again in backward; with one input
+    channel it is stored transposed (faster to fill). im2col and col2im are fused
+    kernels (:mod:`bpnn._conv_kernels`).
 
     Parameters
     ----------
