@@ -462,8 +462,9 @@ def kernel_bench(repeats=20):
         dx = np.empty_like(x)
         cases.append((f"im2col  {name}", lambda x=x, cols=cols, win=win: K.im2col(x, cols, win)))
         if c == 1:  # what Conv2D uses for one input channel
-            cols_t = np.empty((k * k * c + 1, n * ho * ho), f32)
-            cases.append((f"im2col_t {name}", lambda x=x, ct=cols_t, win=win: K.im2col_t(x, ct, win)))
+            tl = K.tiles_for(win, 7)
+            a = np.empty((n * ho * tl.nt, k * tl.span * c + 1), f32)
+            cases.append((f"row_tiles {name}", lambda x=x, a=a, win=win, tl=tl: K.row_tiles(x, a, win, tl)))
         cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
     for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
         win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)

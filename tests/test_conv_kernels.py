@@ -58,17 +58,35 @@ def test_im2col_and_its_adjoint_col2im(kernels, geom, dtype):
     assert np.isfinite(dx).all()
 
 
+def _reference_row_tiles(x, win, tl):
+    n, H, W, c = x.shape
+    a = np.zeros((n, win.Ho, tl.nt, win.kh, tl.span, c), dtype=x.dtype)
+    for ho in range(win.Ho):
+        for t in range(tl.nt):
+            for i in range(win.kh):
+                for j in range(tl.span):
+                    h, w = ho * win.sh - win.ph + i * win.dh, t * tl.tile * win.sw - win.pw + j
+                    if 0 <= h < H and 0 <= w < W:
+                        a[:, ho, t, i, j, :] = x[:, h, w, :]
+    return a.reshape(n * win.Ho * tl.nt, -1)
+
+
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=[f"g{i}" for i in range(len(GEOMETRIES))])
-def test_transposed_im2col(kernels, geom):
+@pytest.mark.parametrize("tile", [1, 2, 3, 5])
+def test_row_tiles(kernels, geom, tile):
     rng = np.random.default_rng(2)
     win = _window(*geom)
     n, c = geom[0], geom[1]
     x = rng.standard_normal((n, win.H, win.W, c))
-    m, ncol = n * win.Ho * win.Wo, win.kh * win.kw * c
-    cols_t = np.full((ncol + 1, m + 5), 7.0)  # an extra row and extra columns: left alone
-    K.im2col_t(x, cols_t, win)
-    np.testing.assert_array_equal(cols_t[:ncol, :m], _reference_cols(x, win).T)
-    assert np.all(cols_t[ncol] == 7.0) and np.all(cols_t[:, m:] == 7.0)
+    tl = K.tiles_for(win, tile)
+    assert tl.nt * tile >= win.Wo > (tl.nt - 1) * tile
+    ncol = win.kh * tl.span * c
+    a = np.full((n * win.Ho * tl.nt, ncol + 2), 7.0)  # extra columns: left alone
+    K.row_tiles(x, a, win, tl)
+    np.testing.assert_array_equal(a[:, :ncol], _reference_row_tiles(x, win, tl))
+    assert np.all(a[:, ncol:] == 7.0)
+    if tile == 1 and win.dw == 1:  # one output per tile: the rows of X_col
+        np.testing.assert_array_equal(a[:, :ncol], _reference_cols(x, win))
 
 
 POOL_GEOMETRIES = GEOMETRIES + [(2, 8, 6, 7, 2, 2, (2, 2), (1, 0), (1, 1)), (1, 6, 6, 6, 3, 3, (1, 1), (1, 1), (1, 1))]

@@ -17,11 +17,12 @@ numba against the NumPy fallback in the same run (``benchmarks/bench_cnn.py --ke
 col2im of 6×14×14 with a 5×5 kernel 0.31 vs 2.6 ms (8×), max pooling 2×2 forward
 0.55 vs 2.3 ms (6 channels of 28×28) and 0.06 vs 0.73 ms (16 of 10×10), backward
 0.24 vs 0.61 ms, average pooling 0.30 vs 1.6 ms. im2col is a copy, and NumPy's
-strided copy is as fast as the compiled one (0.22 ms for 6×14×14); for one input
-channel the transposed layout (:func:`im2col_t`) is 0.23 ms against 1.4 ms for the
-row layout. The compiled loops index flat arrays with unsigned integers: with signed
-indices numba adds a negative-index wrap-around test to every access and the loops
-ran 5–10× slower.
+strided copy is as fast as the compiled one (0.22 ms for 6×14×14). For one input
+channel, :class:`bpnn.nn.Conv2D` uses :func:`row_tiles` instead of im2col: runs of a
+whole tile of input columns instead of single values, 0.26 ms for LeNet-5's first
+layer against 1.96 ms for im2col. The compiled loops index flat arrays with unsigned
+integers: with signed indices numba adds a negative-index wrap-around test to every
+access and the loops ran 5–10× slower.
 
 The kernels are serial on purpose: numba's parallel threads and OpenBLAS's threads
 spin-wait on the same two cores. Measured: a col2im parallelized over the batch
@@ -132,39 +133,37 @@ def _make(njit, u64):
                                     cols[dk + c] = x[s + c]
 
     @njit
-    def im2col_t(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
-        # The transposed layout: cols flat (L, ld), column (n, ho, wo) of row (i, k, c) at
-        # row·ld + column. Runs of Wo consecutive outputs read x with stride sw·C, so with
-        # one channel and stride 1 both sides are contiguous.
-        zero = cols.dtype.type(0)
+    def row_tiles(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
+        # a: flat (N·Ho·nt, ld); row (n, ho, t), columns (i, j, c) of the first kh·span·C:
+        # x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c], j < span. Each (row, i) is one
+        # run of span·C values of an image row, zero where it leaves the image.
         uC = u64(C)
-        for i in range(kh):
-            for k in range(kw):
-                off = k * dw - pw
-                lo, hi = valid_range(off, sw, W, Wo)
-                step = u64(sw) * uC
-                for c in range(C):
-                    row = u64((i * kw + k) * C + c) * u64(ld)
-                    for n in range(N):
-                        for ho in range(Ho):
-                            h = ho * sh - ph + i * dh
-                            base = row + u64((n * Ho + ho) * Wo)
-                            if h < 0 or h >= H:
-                                for wo in range(u64(Wo)):
-                                    cols[base + wo] = zero
-                                continue
-                            for wo in range(u64(lo)):
-                                cols[base + wo] = zero
-                            src = u64((n * H + h) * W + off + lo * sw) * uC + u64(c)
-                            dst = base + u64(lo)
-                            if step == 1:
-                                for t in range(u64(hi - lo)):
-                                    cols[dst + t] = x[src + t]
-                            else:
-                                for t in range(u64(hi - lo)):
-                                    cols[dst + t] = x[src + t * step]
-                            for wo in range(u64(hi), u64(Wo)):
-                                cols[base + wo] = zero
+        run = u64(span) * uC
+        zero = a.dtype.type(0)
+        for n in range(N):
+            for ho in range(Ho):
+                for t in range(nt):
+                    r = u64((n * Ho + ho) * nt + t) * u64(ld)
+                    w0 = t * tile * sw - pw
+                    j0 = 0 if w0 >= 0 else -w0
+                    j1 = W - w0 if W - w0 < span else span
+                    if j1 < j0:
+                        j1 = j0
+                    for i in range(kh):
+                        d = r + u64(i) * run
+                        h = ho * sh - ph + i * dh
+                        if h < 0 or h >= H:
+                            for q in range(run):
+                                a[d + q] = zero
+                            continue
+                        for q in range(u64(j0) * uC):
+                            a[d + q] = zero
+                        s = u64((n * H + h) * W + w0 + j0) * uC
+                        d0 = d + u64(j0) * uC
+                        for q in range(u64(j1 - j0) * uC):
+                            a[d0 + q] = x[s + q]
+                        for q in range(u64(j1) * uC, run):
+                            a[d + q] = zero
 
     @njit
     def col2im(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
@@ -334,7 +333,7 @@ def _make(njit, u64):
                             for c in range(uC):
                                 dx[s + c] += g[o + c] * scale
 
-    return {"im2col": im2col, "im2col_t": im2col_t, "col2im": col2im, "max_pool": max_pool,
+    return {"im2col": im2col, "row_tiles": row_tiles, "col2im": col2im, "max_pool": max_pool,
             "max_pool_backward": max_pool_backward, "avg_pool": avg_pool,
             "avg_pool_backward": avg_pool_backward}
 
@@ -416,19 +415,44 @@ def im2col(x, cols, win: Window) -> None:
     _write_windows(x, cols, win)
 
 
-def im2col_t(x, cols_t, win: Window) -> None:
-    """The transposed im2col: ``cols_t[(i, k, c), (n, ho, wo)]``, written into the first
-    N·Ho·Wo columns and kh·kw·C rows of the C-contiguous ``cols_t`` (L, ld).
+class Tiles(NamedTuple):
+    """Output columns in tiles of ``tile`` (``nt`` tiles per row, the last one may reach
+    past W_out); a tile reads ``span`` = (tile − 1)·s_w + (k_w − 1)·d_w + 1 input columns."""
 
-    Chosen by :class:`bpnn.nn.Conv2D` for one input channel: its rows are then shifted
-    copies of image rows (measured for LeNet-5's first layer at batch 64: 0.24 ms against
-    0.84 ms for :func:`im2col`, for a matrix product 0.1 ms slower).
+    tile: int
+    nt: int
+    span: int
+
+
+def tiles_for(win: Window, tile: int) -> Tiles:
+    nt = -(-win.Wo // tile)
+    return Tiles(tile, nt, (tile - 1) * win.sw + (win.kw - 1) * win.dw + 1)
+
+
+def row_tiles(x, a, win: Window, tl: Tiles) -> None:
+    """a[(n, ho, t), (i, j, c)] = x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c] (0 outside
+    the image), j < span: the input rows under kernel row i of the output tile t of row
+    ho, written into the first kh·span·C columns of the C-contiguous ``a`` (N·Ho·nt, L)
+    (further columns are left as they are). With ``tile`` = 1 this is im2col for d_w = 1.
     """
     n, _, _, c = x.shape
-    if _use_numba(x, cols_t):
-        _numba()["im2col_t"](_flat(x), _flat(cols_t), cols_t.shape[1], n, c, *_geom(win))
+    if _use_numba(x, a):
+        _numba()["row_tiles"](_flat(x), _flat(a), a.shape[1], n, c, win.kh, tl.tile, tl.span, tl.nt,
+                              win.sh, win.sw, win.ph, win.pw, win.dh, win.H, win.W, win.Ho)
         return
-    _write_windows(x, cols_t[:, :n * win.Ho * win.Wo].T, win)
+    xp = backend.xp
+    need_h = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
+    need_w = (tl.nt - 1) * tl.tile * win.sw + tl.span
+    xpad = xp.pad(x, ((0, 0), (win.ph, max(need_h - win.H - win.ph, 0)),
+                      (win.pw, max(need_w - win.W - win.pw, 0)), (0, 0)))
+    s = xpad.strides
+    shape = (n, win.Ho, tl.nt, win.kh, tl.span * c)
+    strides = (s[0], s[1] * win.sh, s[2] * tl.tile * win.sw, s[1] * win.dh, s[3])
+    view = xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
+    r, q = a.strides
+    target = xp.lib.stride_tricks.as_strided(a, shape=shape, strides=(
+        win.Ho * tl.nt * r, tl.nt * r, r, tl.span * c * q, q))
+    target[...] = view
 
 
 def _write_windows(x, cols, win: Window) -> None:

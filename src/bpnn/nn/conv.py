@@ -171,6 +171,17 @@ def _matmul_tn_chunked(a, g):
     return out
 
 
+def _row_tile(wo: int) -> int:
+    """Outputs per tile of the one-channel product (``Conv2D._row_product``): a divisor
+    of W_out from 8 down to 4 (no outputs past the image), else 6 (or W_out if smaller).
+    Measured at batch 64 on 28×28 images, 5×5 and 3×3 kernels: tiles of 4-7 are fastest;
+    1 (im2col) and 28 (whole rows) are 1.5-3x slower."""
+    for t in (8, 7, 6, 5, 4):
+        if wo % t == 0:
+            return t
+    return min(6, wo)
+
+
 # ----------------------------------------------------------------------------- layer
 @layers.register("conv2d", "conv_2d", "convolution2d")
 class Conv2D(Module):
@@ -206,9 +217,10 @@ class Conv2D(Module):
     as its last row. X_col is filled and multiplied a few samples at a time while they
     are in cache; in training, an X_col of at most ``_KEEP_BYTES`` (6 MB) is kept for
     backward in a buffer reused across steps (one per use when the layer object appears
-    several times in a model), a larger one is filled again in backward; with one input
-    channel it is stored transposed (faster to fill). im2col and col2im are fused
-    kernels (:mod:`bpnn._conv_kernels`).
+    several times in a model), a larger one is filled again in backward. With one input
+    channel the product runs over tiles of input rows and a banded weight matrix instead
+    (``_row_product``): far less data to move for a few more multiplications. im2col,
+    col2im and the row tiles are fused kernels (:mod:`bpnn._conv_kernels`).
 
     Parameters
     ----------
@@ -268,72 +280,120 @@ class Conv2D(Module):
             self._scratch.pop(name + ".ones", None)
         return buf[:size].reshape(shape)
 
-    def _new_buffer(self, rows: int, ncol: int, dtype, transposed: bool, name=None):
-        """Room for X_col (rows, ncol + bias) — or its transpose (ncol + bias, rows) for one
-        input channel, where :func:`bpnn._conv_kernels.im2col_t` fills it 6x faster —
-        with the bias column of ones in place. ``name``: a buffer kept across steps (the
-        ones are then written once per buffer and number of rows)."""
-        width = ncol + self.bias
-        shape = (width, rows) if transposed else (rows, width)
-        if name is None:
-            buf = backend.xp.empty(shape, dtype=dtype)
-        else:
-            buf = self._buffer(name, shape, dtype)
-            if self._scratch.get(name + ".ones") == rows:
-                return buf
+    def _new_buffer(self, rows: int, ncol: int, dtype, name: str):
+        """A buffer kept across steps for X_col (rows, ncol + bias) with the bias column
+        of ones in place (written once per buffer and number of rows)."""
+        buf = self._buffer(name, (rows, ncol + self.bias), dtype)
+        if self._scratch.get(name + ".ones") != rows:
             self._scratch[name + ".ones"] = rows
-        if self.bias:
-            if transposed:
-                buf[ncol] = 1
-            else:
+            if self.bias:
                 buf[:, ncol] = 1
         return buf
+
+    def _kept_slot(self) -> str:
+        """The name of the buffer this forward keeps for backward: one per use of this
+        object in the model (see ``Module._uses``), since a second forward must not
+        overwrite columns the first one's backward still needs."""
+        slot = self._calls % getattr(self, "_uses", 1)
+        self._calls += 1
+        return f"cols{slot}"
 
     def _product(self, xl, win, w, ncol, keep: bool):
         """Y = X_col W_mat; returns (X_col or None, Y).
 
         X_col is filled and multiplied block by block of samples, while the block is in
         cache. With ``keep`` (training) and an X_col of at most ``_KEEP_BYTES``, the
-        blocks go to a buffer kept across steps for backward — one per use of this
-        object in the model (see ``Module._uses``), since a second forward must not
-        overwrite columns the first one's backward still needs. A larger X_col (9× the
-        input for a 3×3 kernel: 29 MB for 64 images of 16×28×28) is not kept: its blocks
-        live in a temporary shared by all layers and backward fills them again, which
-        costs less than writing it out and reading it back (measured on a 16-channel
-        ResNet block: forward 4.5 → 2.5 ms, backward unchanged). With one input channel
-        X_col is stored transposed (:func:`bpnn._conv_kernels.im2col_t`, 6x faster to
-        fill).
+        blocks go to a buffer kept across steps for backward (``_kept_slot``). A larger
+        X_col (9× the input for a 3×3 kernel: 29 MB for 64 images of 16×28×28) is not
+        kept: its blocks live in a temporary shared by all layers and backward fills them
+        again, which costs less than writing it out and reading it back (measured on a
+        16-channel ResNet block: forward 4.5 → 2.5 ms, backward unchanged).
         """
         xp = backend.xp
         n, hw, o = xl.shape[0], win.Ho * win.Wo, w.shape[1]
-        m, transposed = n * hw, xl.shape[3] == 1
+        m = n * hw
         per = self._per_block(hw, ncol + self.bias, xl.itemsize)
-        keep = keep and (transposed or m * (ncol + self.bias) * xl.itemsize <= _KEEP_BYTES)
+        keep = keep and m * (ncol + self.bias) * xl.itemsize <= _KEEP_BYTES
         if keep:
-            slot = self._calls % getattr(self, "_uses", 1)
-            self._calls += 1
-            buf = self._new_buffer(m, ncol, xl.dtype, transposed, name=f"cols{slot}")
-            if transposed:
-                kernels.im2col_t(xl, buf, win)
-                # one product: row blocks of this transposed (Fortran-order) view ran 2x slower
-                # (LeNet-5's first layer at batch 64: 0.80 vs 0.43 ms)
-                return buf.T, buf.T @ w
-        elif transposed:
-            buf = self._new_buffer(min(per, n) * hw, ncol, xl.dtype, transposed)
+            buf = self._new_buffer(m, ncol, xl.dtype, self._kept_slot())
         else:
             buf = self._column_block(min(per, n) * hw, ncol, xl.dtype)
         y = xp.empty((m, o), dtype=xl.dtype)
         for s in range(0, n, per):
             k = min(per, n - s)
             rows = slice(s * hw, (s + k) * hw)
-            if transposed:  # evaluation with one channel: the first k·hw columns of the block
-                kernels.im2col_t(xl[s:s + k], buf, win)
-                cols = buf[:, :k * hw].T
-            else:
-                cols = buf[rows] if keep else buf[:k * hw]
-                kernels.im2col(xl[s:s + k], cols, win)
+            cols = buf[rows] if keep else buf[:k * hw]
+            kernels.im2col(xl[s:s + k], cols, win)
             xp.matmul(cols, w, out=y[rows])
         return (buf if keep else None), y
+
+    # ------------------------------------------------------------------ one input channel
+    def _row_plan(self, win):
+        """(tiles, index map) of the row-tile product over images of ``win``'s size.
+
+        The index map ``dst`` (tile, O·C·kh·kw) gives, for output column u of a tile and
+        each weight entry in OIHW order, its place in the flat Toeplitz matrix T (see
+        ``_row_product``): T[(i, u·s_w + k·d_w, c), (u, o)] = W[o, c, i, k]."""
+        plans = self.__dict__.setdefault("_row_plans", {})
+        plan = plans.get(win)
+        if plan is None:
+            xp = backend.xp
+            tl = kernels.tiles_for(win, _row_tile(win.Wo))
+            o, c, kh, kw = self.params["weight"].shape
+            u, oo, cc, i, k = xp.ogrid[:tl.tile, :o, :c, :kh, :kw]
+            dst = ((i * tl.span + u * win.sw + k * win.dw) * c + cc) * (tl.tile * o) + u * o + oo
+            plan = plans[win] = (tl, dst.reshape(tl.tile, -1))
+        return plan
+
+    def _row_product(self, xl, win, keep: bool):
+        r"""Y for one input channel, as a product over row tiles; returns (A or None, Y).
+
+        X_col of a one-channel image is kh·kw times the image and slow to fill (runs of
+        one value). Instead, each row of A holds the kh input rows under a tile of
+        ``tile`` consecutive outputs of one output row, span = (tile − 1)·s_w + (kw − 1)·d_w
+        + 1 values each (:func:`bpnn._conv_kernels.row_tiles`), and a banded (Toeplitz)
+        matrix T, (kh·span·C + bias, tile·O), computes all the tile's outputs at once:
+            Y_tiles = A T,   ∂L/∂T = Aᵀ G_tiles,   ∂L/∂W[o, c, i, k] = Σ_u ∂L/∂T[(i, u·s_w + k·d_w, c), (u, o)],
+        where G_tiles is G (N, H_out, W_out, O) seen as (N·H_out·nt, tile·O). The product
+        does span/kw times the multiplications of X_col W_mat but moves far less data:
+        measured for LeNet-5's first layer at batch 64 (tile 7, A 1.6 MB instead of
+        5.2 MB): forward 0.45 vs 0.63 ms, ∂L/∂W 0.30 vs 0.56 ms.
+        """
+        xp = backend.xp
+        tl, dst = self._row_plan(win)
+        n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
+        kcols = win.kh * tl.span * xl.shape[3]
+        rows = n * win.Ho * tl.nt
+        a = self._new_buffer(rows, kcols, dtype, self._kept_slot()) if keep else self._column_block(rows, kcols, dtype)
+        kernels.row_tiles(xl, a, win, tl)
+        t = self._buffer("toeplitz", (kcols + self.bias, tl.tile * o), dtype)
+        t[...] = 0
+        t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
+        if self.bias:
+            t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
+        y = (a @ t).reshape(n, win.Ho, tl.nt * tl.tile, o)
+        if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
+            y = xp.ascontiguousarray(y[:, :, :win.Wo])
+        return (a if keep else None), y.reshape(-1, o)
+
+    def _row_weight_grads(self, g, win, n):
+        """∂L/∂W and ∂L/∂b from G (N·H_out·W_out, O) and the A of ``_row_product``."""
+        xp = backend.xp
+        tl, dst = self._row_plan(win)
+        o, c = self.out_channels, self.input_shape[0]
+        kcols = win.kh * tl.span * c
+        a = self._cols
+        if a is None:  # after an evaluation-mode forward
+            a = self._column_block(n * win.Ho * tl.nt, kcols, g.dtype)
+            kernels.row_tiles(self._xl, a, win, tl)
+        if tl.nt * tl.tile != win.Wo:
+            gp = xp.zeros((n, win.Ho, tl.nt * tl.tile, o), dtype=g.dtype)
+            gp[:, :, :win.Wo] = g.reshape(n, win.Ho, win.Wo, o)
+            g = gp
+        dt = a.T @ g.reshape(-1, tl.tile * o)
+        self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
+        if self.bias:
+            self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
 
     @staticmethod
     def _per_block(hw: int, width: int, itemsize: int) -> int:
@@ -360,9 +420,12 @@ class Conv2D(Module):
             if self.bias:
                 y += self.params["bias"]
         else:
-            if self.bias:
-                w = backend.xp.concatenate([w, self.params["bias"][None, :]])
-            cols, y = self._product(xl, win, w, ncol, keep=training)
+            if xl.shape[3] == 1:
+                cols, y = self._row_product(xl, win, keep=training)
+            else:
+                if self.bias:
+                    w = backend.xp.concatenate([w, self.params["bias"][None, :]])
+                cols, y = self._product(xl, win, w, ncol, keep=training)
         self._cols, self._xl, self._wmat, self._n, self._fwin = cols, xl, w, n, win
         return as_nchw(y.reshape(n, win.Ho, win.Wo, o))
 
@@ -372,7 +435,11 @@ class Conv2D(Module):
         c = self.input_shape[0]
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
-        if self._pointwise or c == 1 or self._cols is not None:
+        if c == 1 and not self._pointwise:
+            if self._trainable:
+                self._row_weight_grads(g, win, n)
+            return self._input_grad(g, win, n, c, ncol) if input_grad else None
+        if self._pointwise or self._cols is not None:
             return self._backward_kept(g, win, n, c, ncol, input_grad)
         # X_col again block by block (see _product): ∂L/∂W_mat = Σ_blocks X_colᵀ G, and
         # ∂L/∂X_col = G W_matᵀ followed by col2im, while the block is in cache
@@ -412,15 +479,9 @@ class Conv2D(Module):
 
     def _backward_kept(self, g, win, n, c, ncol, input_grad):
         """Backward from a whole X_col: x itself for a 1×1 stride-1 kernel, or the columns
-        kept from forward, or (one input channel, after an evaluation-mode forward) built
-        now."""
+        kept from forward."""
         xp = backend.xp
         o = self.out_channels
-        if self._cols is None:
-            m, xl = g.shape[0], self._xl
-            buf = self._new_buffer(m, ncol, xl.dtype, True)
-            kernels.im2col_t(xl, buf, win)
-            self._cols = buf.T
         if self._trainable:
             self._set_weight_grads(_matmul_tn_chunked(self._cols, g), win, c, o, ncol)  # X_colᵀ G
             if self.bias and self._pointwise:
