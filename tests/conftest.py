@@ -18,3 +18,13 @@ def kernels(request):
     _kernels.set_enabled(request.param == "numba")
     yield request.param
     _kernels.set_enabled(before)
+
+
+@pytest.fixture(params=["im2col", "row_tiles"])
+def conv_product(request, monkeypatch):
+    """Run a test once with each of Conv2D's two products, whatever the channel count:
+    im2col with W_mat, or row tiles with a banded weight matrix (``_ROW_MAX_CHANNELS``)."""
+    from bpnn.nn import conv
+
+    monkeypatch.setattr(conv, "_ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
+    return request.param

@@ -108,7 +108,7 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     assert conv._scratch["cols0"] is buf
 
 
-def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels, monkeypatch):
+def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels, conv_product, monkeypatch):
     """More channels and an X_col above _KEEP_BYTES: X_col is filled block by block in a
     temporary shared by all layers and refilled in backward, so no layer keeps it; results
     do not depend on the sharing."""
@@ -133,8 +133,23 @@ def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels,
     assert ("cols", "numpy", "<f8") in vars(conv_module._SCRATCH)  # the one block, shared
 
 
+@pytest.mark.parametrize("channels,rows", [(1, True), (6, True), (7, False), (16, False)])
+def test_few_input_channels_take_the_row_tile_product(channels, rows):
+    """The product is chosen by the input channels (``_ROW_MAX_CHANNELS``, measured); both
+    give the same numbers (the parity and gradient tests run each on every case)."""
+    conv = _built(Conv2D(4, 5, padding=2), (channels, 9, 9))
+    conv.forward(np.random.default_rng(0).standard_normal((2, channels, 9, 9)), training=True)
+    assert bool(conv.__dict__.get("_row_plans")) == rows
+    if not rows:
+        assert conv._cols.shape == (2 * 9 * 9, 5 * 5 * channels + 1)  # X_col with its bias column
+    else:  # tiles of W_out = 9: no divisor from 8 to 4, so tiles of 6, the last past the edge
+        (tl, _), = conv._row_plans.values()
+        assert (tl.tile, tl.nt, tl.span) == (6, 2, 10)
+        assert conv._cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
+
+
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, "same"), (2, 2, 0)])
-def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, monkeypatch, stride, dilation, padding):
+def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_product, monkeypatch, stride, dilation, padding):
     from bpnn.nn import conv as conv_module
 
     x = np.random.default_rng(0).standard_normal((5, 3, 7, 6))
@@ -152,7 +167,7 @@ def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, monkeypatc
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_blockwise_products_equal_whole_batch_products(kernels, monkeypatch, channels):
+def test_blockwise_products_equal_whole_batch_products(kernels, conv_product, monkeypatch, channels):
     """X_col is filled and multiplied block by block of samples (training and evaluation),
     and ∂L/∂x computed block by block: the results equal one product over the batch."""
     from bpnn.nn import conv as conv_module

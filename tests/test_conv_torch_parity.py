@@ -170,7 +170,7 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("shape,out,kw", CONV_CASES, ids=[f"c{i}" for i in range(len(CONV_CASES))])
-def test_conv2d_matches_torch(kernels, shape, out, kw):
+def test_conv2d_matches_torch(kernels, conv_product, shape, out, kw):
     rng = np.random.default_rng(len(shape) + out)
     conv = Conv2D(out, **kw)
     conv.build(shape[1:], 0, np.float64)
@@ -299,10 +299,10 @@ def test_lenet5_adam_training_steps_match_torch():
 
 # --------------------------------------------------------------------------- weight sharing
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
-def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, monkeypatch, kept):
+def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, conv_product, monkeypatch, kept):
     from bpnn.nn import conv as conv_module
 
-    if not kept:  # X_col refilled in backward from each use's own input
+    if not kept:  # X_col (or A) refilled in backward from each use's own input
         monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
     conv = Conv2D(3, 3, padding=1)
     model = Sequential([conv, Tanh(), MaxPool2D(2), conv, ReLU(), Flatten(), Dense(2)], seed=0, dtype="float64")
@@ -316,7 +316,7 @@ def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, monkeypatch, k
 
 
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
-def test_one_residual_block_used_twice_matches_torch(monkeypatch, kept):
+def test_one_residual_block_used_twice_matches_torch(conv_product, monkeypatch, kept):
     from bpnn.nn import conv as conv_module
 
     if not kept:

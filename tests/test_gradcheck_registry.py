@@ -231,6 +231,22 @@ def test_every_registered_layer_passes_gradcheck(name):
                     f"gradient-check case: add constructor examples for it to LAYER_CASES in {THIS_FILE}")
     cases = LAYER_CASES[name]
     assert cases, f"LAYER_CASES[{name!r}] is empty; give at least one constructor example"
+    failures, checked = _gradcheck_cases(name, cls, cases)
+    assert checked >= 2, f"{name}: give at least two input shapes"
+    assert any(shape[0] == 1 for case in cases for shape in case.shapes + case.raises), (
+        f"LAYER_CASES[{name!r}]: include a batch of one among the input shapes")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_conv2d_gradcheck_on_each_product(conv_product):
+    """Conv2D computes with im2col or with row tiles depending on its input channels
+    (``_ROW_MAX_CHANNELS``): every conv2d case, forced through each of the two."""
+    failures, _ = _gradcheck_cases("conv2d", Conv2D, LAYER_CASES["conv2d"])
+    assert not failures, "\n\n".join(failures)
+
+
+def _gradcheck_cases(name, cls, cases):
+    """(failure reports, number of checks) of the float64 gradient check over ``cases``."""
     failures, checked = [], 0
     for k, case in enumerate(cases):
         mode = "training" if case.training else "eval"
@@ -256,10 +272,7 @@ def test_every_registered_layer_passes_gradcheck(name):
             x = np.random.default_rng(0).standard_normal(shape)
             with pytest.raises(ValueError, match=case.match):
                 bpnn.gradcheck(module, x, training=case.training, eps=EPS, tol=TOL)
-    assert checked >= 2, f"{name}: give at least two input shapes"
-    assert any(shape[0] == 1 for case in cases for shape in case.shapes + case.raises), (
-        f"LAYER_CASES[{name!r}]: include a batch of one among the input shapes")
-    assert not failures, "\n\n".join(failures)
+    return failures, checked
 
 
 def test_layer_cases_only_name_registered_layers():

@@ -171,8 +171,16 @@ def _matmul_tn_chunked(a, g):
     return out
 
 
+#: Inputs with at most this many channels take the row-tile product (``Conv2D._row_product``)
+#: instead of im2col. Measured per layer (forward + backward, batch 64, float32, paired):
+#: rows/im2col 0.88 for 3→16 channels 3×3 on 32×32, 0.98 for 3→32 5×5 on 32×32, 0.92
+#: for LeNet-5's 6→16 5×5 on 14×14 (whole LeNet-5 epochs: 0.90-0.97); but 1.23 for
+#: 16→32 5×5 on 14×14, 1.36 for 16→16 3×3 on 28×28 and 1.78 for 32→64 5×5 on 7×7.
+_ROW_MAX_CHANNELS = 6
+
+
 def _row_tile(wo: int) -> int:
-    """Outputs per tile of the one-channel product (``Conv2D._row_product``): a divisor
+    """Outputs per tile of the row-tile product (``Conv2D._row_product``): a divisor
     of W_out from 8 down to 4 (no outputs past the image), else 6 (or W_out if smaller).
     Measured at batch 64 on 28×28 images, 5×5 and 3×3 kernels: tiles of 4-7 are fastest;
     1 (im2col) and 28 (whole rows) are 1.5-3x slower."""
@@ -217,9 +225,10 @@ class Conv2D(Module):
     as its last row. X_col is filled and multiplied a few samples at a time while they
     are in cache; in training, an X_col of at most ``_KEEP_BYTES`` (6 MB) is kept for
     backward in a buffer reused across steps (one per use when the layer object appears
-    several times in a model), a larger one is filled again in backward. With one input
-    channel the product runs over tiles of input rows and a banded weight matrix instead
-    (``_row_product``): far less data to move for a few more multiplications. im2col,
+    several times in a model), a larger one is filled again in backward. With few input
+    channels (at most ``_ROW_MAX_CHANNELS``, 6) the product runs over tiles of input rows
+    and a banded weight matrix instead (``_row_product``): far less data to move for a
+    few more multiplications. im2col,
     col2im and the row tiles are fused kernels (:mod:`bpnn._conv_kernels`).
 
     Parameters
@@ -327,7 +336,7 @@ class Conv2D(Module):
             xp.matmul(cols, w, out=y[rows])
         return (buf if keep else None), y
 
-    # ------------------------------------------------------------------ one input channel
+    # ------------------------------------------------------------------ few input channels
     def _row_plan(self, win):
         """(tiles, index map) of the row-tile product over images of ``win``'s size.
 
@@ -346,10 +355,10 @@ class Conv2D(Module):
         return plan
 
     def _row_product(self, xl, win, keep: bool):
-        r"""Y for one input channel, as a product over row tiles; returns (A or None, Y).
+        r"""Y for few input channels, as a product over row tiles; returns (A or None, Y).
 
-        X_col of a one-channel image is kh·kw times the image and slow to fill (runs of
-        one value). Instead, each row of A holds the kh input rows under a tile of
+        X_col of an image with few channels is kh·kw times the image and slow to fill
+        (runs of kw·C values, 1 to kw·C). Instead, each row of A holds the kh input rows under a tile of
         ``tile`` consecutive outputs of one output row, span = (tile − 1)·s_w + (kw − 1)·d_w
         + 1 values each (:func:`bpnn._conv_kernels.row_tiles`), and a banded (Toeplitz)
         matrix T, (kh·span·C + bias, tile·O), computes all the tile's outputs at once:
@@ -357,16 +366,18 @@ class Conv2D(Module):
         where G_tiles is G (N, H_out, W_out, O) seen as (N·H_out·nt, tile·O). The product
         does span/kw times the multiplications of X_col W_mat but moves far less data:
         measured for LeNet-5's first layer at batch 64 (tile 7, A 1.6 MB instead of
-        5.2 MB): forward 0.45 vs 0.63 ms, ∂L/∂W 0.30 vs 0.56 ms.
+        5.2 MB): forward 0.45 vs 0.63 ms, ∂L/∂W 0.30 vs 0.56 ms. A is kept for backward
+        under the same rule as X_col (``_KEEP_BYTES``).
         """
         xp = backend.xp
         tl, dst = self._row_plan(win)
         n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
         kcols = win.kh * tl.span * xl.shape[3]
         rows = n * win.Ho * tl.nt
+        keep = keep and rows * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
         a = self._new_buffer(rows, kcols, dtype, self._kept_slot()) if keep else self._column_block(rows, kcols, dtype)
         kernels.row_tiles(xl, a, win, tl)
-        t = self._buffer("toeplitz", (kcols + self.bias, tl.tile * o), dtype)
+        t = _shared_temp((kcols + self.bias, tl.tile * o), dtype, "toeplitz")
         t[...] = 0
         t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
         if self.bias:
@@ -383,7 +394,7 @@ class Conv2D(Module):
         o, c = self.out_channels, self.input_shape[0]
         kcols = win.kh * tl.span * c
         a = self._cols
-        if a is None:  # after an evaluation-mode forward
+        if a is None:  # not kept (too large, or an evaluation-mode forward): fill it again
             a = self._column_block(n * win.Ho * tl.nt, kcols, g.dtype)
             kernels.row_tiles(self._xl, a, win, tl)
         if tl.nt * tl.tile != win.Wo:
@@ -420,7 +431,7 @@ class Conv2D(Module):
             if self.bias:
                 y += self.params["bias"]
         else:
-            if xl.shape[3] == 1:
+            if xl.shape[3] <= _ROW_MAX_CHANNELS:
                 cols, y = self._row_product(xl, win, keep=training)
             else:
                 if self.bias:
@@ -435,7 +446,7 @@ class Conv2D(Module):
         c = self.input_shape[0]
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
-        if c == 1 and not self._pointwise:
+        if c <= _ROW_MAX_CHANNELS and not self._pointwise:
             if self._trainable:
                 self._row_weight_grads(g, win, n)
             return self._input_grad(g, win, n, c, ncol) if input_grad else None
