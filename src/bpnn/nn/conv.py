@@ -228,8 +228,8 @@ class Conv2D(Module):
     several times in a model), a larger one is filled again in backward. With few input
     channels (at most ``_ROW_MAX_CHANNELS``, 6) the product runs over tiles of input rows
     and a banded weight matrix instead (``_row_product``): far less data to move for a
-    few more multiplications. im2col,
-    col2im and the row tiles are fused kernels (:mod:`bpnn._conv_kernels`).
+    few more multiplications. im2col, col2im and the row tiles are fused kernels
+    (:mod:`bpnn._conv_kernels`).
 
     Parameters
     ----------
@@ -264,6 +264,7 @@ class Conv2D(Module):
         self.bias_init = initializers.get(bias_init)
         self._scratch: dict = {}
         self._calls = 0
+        self._rows = False  # the last forward used the row-tile product
 
     # ------------------------------------------------------------------ building
     def _build(self, input_shape):
@@ -358,50 +359,70 @@ class Conv2D(Module):
         r"""Y for few input channels, as a product over row tiles; returns (A or None, Y).
 
         X_col of an image with few channels is kh·kw times the image and slow to fill
-        (runs of kw·C values, 1 to kw·C). Instead, each row of A holds the kh input rows under a tile of
-        ``tile`` consecutive outputs of one output row, span = (tile − 1)·s_w + (kw − 1)·d_w
-        + 1 values each (:func:`bpnn._conv_kernels.row_tiles`), and a banded (Toeplitz)
-        matrix T, (kh·span·C + bias, tile·O), computes all the tile's outputs at once:
-            Y_tiles = A T,   ∂L/∂T = Aᵀ G_tiles,   ∂L/∂W[o, c, i, k] = Σ_u ∂L/∂T[(i, u·s_w + k·d_w, c), (u, o)],
+        (runs of kw·C values). Instead, each row of A holds the kh input rows under a
+        tile of ``tile`` consecutive outputs of one output row, span = (tile − 1)·s_w +
+        (kw − 1)·d_w + 1 values each (:func:`bpnn._conv_kernels.row_tiles`), and a banded
+        (Toeplitz) matrix T, (kh·span·C + bias, tile·O), computes the tile's outputs at once:
+            Y_tiles = A T,   ∂L/∂T = Aᵀ G_tiles,
+            ∂L/∂W[o, c, i, k] = Σ_u ∂L/∂T[(i, u·s_w + k·d_w, c), (u, o)],
         where G_tiles is G (N, H_out, W_out, O) seen as (N·H_out·nt, tile·O). The product
         does span/kw times the multiplications of X_col W_mat but moves far less data:
         measured for LeNet-5's first layer at batch 64 (tile 7, A 1.6 MB instead of
         5.2 MB): forward 0.45 vs 0.63 ms, ∂L/∂W 0.30 vs 0.56 ms. A is kept for backward
-        under the same rule as X_col (``_KEEP_BYTES``).
+        under the same rule as X_col (``_KEEP_BYTES``); otherwise it is filled and
+        multiplied block by block of samples, here and again in backward.
         """
         xp = backend.xp
         tl, dst = self._row_plan(win)
         n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
-        kcols = win.kh * tl.span * xl.shape[3]
-        rows = n * win.Ho * tl.nt
-        keep = keep and rows * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
-        a = self._new_buffer(rows, kcols, dtype, self._kept_slot()) if keep else self._column_block(rows, kcols, dtype)
-        kernels.row_tiles(xl, a, win, tl)
+        kcols, per_sample = win.kh * tl.span * xl.shape[3], win.Ho * tl.nt
+        keep = keep and n * per_sample * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
         t = _shared_temp((kcols + self.bias, tl.tile * o), dtype, "toeplitz")
         t[...] = 0
         t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
         if self.bias:
             t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
-        y = (a @ t).reshape(n, win.Ho, tl.nt * tl.tile, o)
+        y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
+        a = self._new_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
+        for rows, block in self._row_blocks(xl, win, tl, kcols, a):
+            xp.matmul(block, t, out=y[rows])
+        y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
         if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
             y = xp.ascontiguousarray(y[:, :, :win.Wo])
-        return (a if keep else None), y.reshape(-1, o)
+        return a, y.reshape(-1, o)
+
+    def _row_blocks(self, xl, win, tl, kcols, a=None):
+        """Yields (rows, block of A) over the batch, each block filled when it is yielded:
+        all of ``a`` at once when given (kept), else blocks of a few samples (about
+        ``_FUSE_BYTES``) in the shared temporary."""
+        n, per_sample = xl.shape[0], win.Ho * tl.nt
+        per = n if a is not None else self._per_block(per_sample, kcols + self.bias, xl.itemsize)
+        if a is None:
+            a = self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            block = a[:k * per_sample]
+            kernels.row_tiles(xl[s:s + k], block, win, tl)
+            yield slice(s * per_sample, (s + k) * per_sample), block
 
     def _row_weight_grads(self, g, win, n):
-        """∂L/∂W and ∂L/∂b from G (N·H_out·W_out, O) and the A of ``_row_product``."""
+        """∂L/∂W and ∂L/∂b from G (N·H_out·W_out, O) and the A of ``_row_product``
+        (filled again, block by block, when it was not kept)."""
         xp = backend.xp
         tl, dst = self._row_plan(win)
         o, c = self.out_channels, self.input_shape[0]
         kcols = win.kh * tl.span * c
-        a = self._cols
-        if a is None:  # not kept (too large, or an evaluation-mode forward): fill it again
-            a = self._column_block(n * win.Ho * tl.nt, kcols, g.dtype)
-            kernels.row_tiles(self._xl, a, win, tl)
-        if tl.nt * tl.tile != win.Wo:
+        if tl.nt * tl.tile != win.Wo:  # zero gradient for the outputs past the image
             gp = xp.zeros((n, win.Ho, tl.nt * tl.tile, o), dtype=g.dtype)
             gp[:, :, :win.Wo] = g.reshape(n, win.Ho, win.Wo, o)
             g = gp
-        dt = a.T @ g.reshape(-1, tl.tile * o)
+        g = g.reshape(-1, tl.tile * o)
+        if self._cols is not None:
+            dt = self._cols.T @ g
+        else:
+            dt = xp.zeros((kcols + self.bias, tl.tile * o), dtype=g.dtype)
+            for rows, block in self._row_blocks(self._xl, win, tl, kcols):
+                dt += block.T @ g[rows]
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
         if self.bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
@@ -431,7 +452,8 @@ class Conv2D(Module):
             if self.bias:
                 y += self.params["bias"]
         else:
-            if xl.shape[3] <= _ROW_MAX_CHANNELS:
+            self._rows = xl.shape[3] <= _ROW_MAX_CHANNELS
+            if self._rows:
                 cols, y = self._row_product(xl, win, keep=training)
             else:
                 if self.bias:
@@ -446,7 +468,7 @@ class Conv2D(Module):
         c = self.input_shape[0]
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
-        if c <= _ROW_MAX_CHANNELS and not self._pointwise:
+        if not self._pointwise and self._rows:
             if self._trainable:
                 self._row_weight_grads(g, win, n)
             return self._input_grad(g, win, n, c, ncol) if input_grad else None
