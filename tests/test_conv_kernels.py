@@ -153,3 +153,16 @@ def test_the_switch_selects_the_numpy_fallback(monkeypatch):
     finally:
         _kernels.set_enabled(before)
     assert not calls
+
+
+def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
+    """numba's cache index hashes a kernel's closure cells, and compiled helpers held in a
+    closure pickle differently in every process: kernels built inside a factory were
+    compiled again by every process (about 1 s each) and added a cache file each time.
+    Every compiled kernel is therefore a module-level function without closure."""
+    pytest.importorskip("numba")
+    from bpnn.diagnostics import _stat_kernels
+
+    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels()}
+    assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
+    assert all(d._cache.__class__.__name__ == "FunctionCache" for d in compiled.values()), "cache=True on every kernel"

@@ -84,270 +84,263 @@ def _valid_range(off, s, W, Wo):
     return lo, hi
 
 
-def _make(njit, u64):
-    valid_range = njit(_valid_range)
-
-    @njit
-    def im2col(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
-        # x: flat (N, H, W, C); cols: flat (N·Ho·Wo, ld), columns (i, k, c) of the first
-        # kh·kw·C entries of each row written, the rest of the row (ld > kh·kw·C) untouched.
-        uC = u64(C)
-        ncol = u64(ld)
-        KC = u64(kw * C)
-        zero = cols.dtype.type(0)
-        for n in range(N):
-            for ho in range(Ho):
-                r0 = u64((n * Ho + ho) * Wo)
-                for i in range(kh):
-                    h = ho * sh - ph + i * dh
-                    j0 = u64(i) * KC
-                    if h < 0 or h >= H:
-                        for wo in range(u64(Wo)):
-                            d = (r0 + wo) * ncol + j0
-                            for t in range(KC):
-                                cols[d + t] = zero
-                        continue
-                    xrow = u64((n * H + h) * W) * uC
-                    lo, hi = 0, 0
-                    if dw == 1:
-                        # windows wholly inside the row: one contiguous run of kw·C values
-                        lo, hi = valid_range(-pw, sw, W - kw + 1, Wo)
-                        for wo in range(lo, hi):
-                            d = (r0 + u64(wo)) * ncol + j0
-                            s = xrow + u64(wo * sw - pw) * uC
-                            for t in range(KC):
-                                cols[d + t] = x[s + t]
-                    for wo in range(Wo):
-                        if wo >= lo and wo < hi:
-                            continue
+def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
+    # x: flat (N, H, W, C); cols: flat (N·Ho·Wo, ld), columns (i, k, c) of the first
+    # kh·kw·C entries of each row written, the rest of the row (ld > kh·kw·C) untouched.
+    uC = u64(C)
+    ncol = u64(ld)
+    KC = u64(kw * C)
+    zero = cols.dtype.type(0)
+    for n in range(N):
+        for ho in range(Ho):
+            r0 = u64((n * Ho + ho) * Wo)
+            for i in range(kh):
+                h = ho * sh - ph + i * dh
+                j0 = u64(i) * KC
+                if h < 0 or h >= H:
+                    for wo in range(u64(Wo)):
+                        d = (r0 + wo) * ncol + j0
+                        for t in range(KC):
+                            cols[d + t] = zero
+                    continue
+                xrow = u64((n * H + h) * W) * uC
+                lo, hi = 0, 0
+                if dw == 1:
+                    # windows wholly inside the row: one contiguous run of kw·C values
+                    lo, hi = _valid_range_jit(-pw, sw, W - kw + 1, Wo)
+                    for wo in range(lo, hi):
                         d = (r0 + u64(wo)) * ncol + j0
-                        for k in range(kw):
-                            w = wo * sw - pw + k * dw
-                            dk = d + u64(k) * uC
-                            if w < 0 or w >= W:
-                                for c in range(uC):
-                                    cols[dk + c] = zero
-                            else:
-                                s = xrow + u64(w) * uC
-                                for c in range(uC):
-                                    cols[dk + c] = x[s + c]
-
-    @njit
-    def row_tiles(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
-        # a: flat (N·Ho·nt, ld); row (n, ho, t), columns (i, j, c) of the first kh·span·C:
-        # x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c], j < span. Each (row, i) is one
-        # run of span·C values of an image row, zero where it leaves the image.
-        uC = u64(C)
-        run = u64(span) * uC
-        zero = a.dtype.type(0)
-        for n in range(N):
-            for ho in range(Ho):
-                for t in range(nt):
-                    r = u64((n * Ho + ho) * nt + t) * u64(ld)
-                    w0 = t * tile * sw - pw
-                    j0 = 0 if w0 >= 0 else -w0
-                    j1 = W - w0 if W - w0 < span else span
-                    if j1 < j0:
-                        j1 = j0
-                    for i in range(kh):
-                        d = r + u64(i) * run
-                        h = ho * sh - ph + i * dh
-                        if h < 0 or h >= H:
-                            for q in range(run):
-                                a[d + q] = zero
-                            continue
-                        for q in range(u64(j0) * uC):
-                            a[d + q] = zero
-                        s = u64((n * H + h) * W + w0 + j0) * uC
-                        d0 = d + u64(j0) * uC
-                        for q in range(u64(j1 - j0) * uC):
-                            a[d0 + q] = x[s + q]
-                        for q in range(u64(j1) * uC, run):
-                            a[d + q] = zero
-
-    @njit
-    def col2im(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
-        # dx: flat (N, H, W, C), overwritten with the sum of the columns that read each entry.
-        zero = dx.dtype.type(0)
-        for t in range(dx.shape[0]):
-            dx[t] = zero
-        uC = u64(C)
-        ncol = u64(kh * kw * C)
-        KC = u64(kw * C)
-        for n in range(N):
-            for ho in range(Ho):
-                r0 = u64((n * Ho + ho) * Wo)
-                for i in range(kh):
-                    h = ho * sh - ph + i * dh
-                    if h < 0 or h >= H:
+                        s = xrow + u64(wo * sw - pw) * uC
+                        for t in range(KC):
+                            cols[d + t] = x[s + t]
+                for wo in range(Wo):
+                    if wo >= lo and wo < hi:
                         continue
-                    xrow = u64((n * H + h) * W) * uC
-                    j0 = u64(i) * KC
-                    lo, hi = 0, 0
-                    if dw == 1:
-                        lo, hi = valid_range(-pw, sw, W - kw + 1, Wo)
-                        for wo in range(lo, hi):
-                            d = (r0 + u64(wo)) * ncol + j0
-                            s = xrow + u64(wo * sw - pw) * uC
-                            for t in range(KC):
-                                dx[s + t] += cols[d + t]
-                    for wo in range(Wo):
-                        if wo >= lo and wo < hi:
-                            continue
-                        d = (r0 + u64(wo)) * ncol + j0
-                        for k in range(kw):
-                            w = wo * sw - pw + k * dw
-                            if w < 0 or w >= W:
-                                continue
+                    d = (r0 + u64(wo)) * ncol + j0
+                    for k in range(kw):
+                        w = wo * sw - pw + k * dw
+                        dk = d + u64(k) * uC
+                        if w < 0 or w >= W:
+                            for c in range(uC):
+                                cols[dk + c] = zero
+                        else:
                             s = xrow + u64(w) * uC
-                            dk = d + u64(k) * uC
                             for c in range(uC):
-                                dx[s + c] += cols[dk + c]
+                                cols[dk + c] = x[s + c]
 
-    @njit
-    def taps(o, s, d, size, k):
-        # [t0, t1): the kernel taps t with 0 <= o·s + t·d < size (o the output index, o·s
-        # already shifted by the padding)
-        t0 = 0
-        while t0 < k and o + t0 * d < 0:
-            t0 += 1
-        t1 = k
-        while t1 > t0 and o + (t1 - 1) * d >= size:
-            t1 -= 1
-        return t0, t1
-
-    @njit
-    def max_pool(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
-        # out, arg: flat (N, Ho, Wo, C); arg = window position i·kw + k of the first maximum.
-        # Two loop orders, chosen by measurement (2x either way): with C a multiple of 4
-        # (or at most 4) the channels are innermost and the branch-free update vectorizes;
-        # otherwise (LeNet's 6 channels) a scalar running maximum per channel is faster.
-        uC = u64(C)
-        vector = C % 4 == 0 or C <= 4
-        for n in range(N):
-            for ho in range(Ho):
-                h0 = ho * sh - ph
-                i0, i1 = taps(h0, 1, dh, H, kh)
-                for wo in range(Wo):
-                    w0 = wo * sw - pw
-                    k0, k1 = taps(w0, 1, dw, W, kw)
-                    o = u64((n * Ho + ho) * Wo + wo) * uC
-                    first = u64((n * H + h0 + i0 * dh) * W + w0 + k0 * dw) * uC
-                    p0 = i0 * kw + k0
-                    if vector:
-                        for c in range(uC):
-                            out[o + c] = x[first + c]
-                            arg[o + c] = p0
-                        for i in range(i0, i1):
-                            rb = u64((n * H + h0 + i * dh) * W + w0) * uC
-                            for k in range(k0, k1):
-                                s = rb + u64(k * dw) * uC
-                                pos = i * kw + k
-                                for c in range(uC):
-                                    v = x[s + c]
-                                    cur = out[o + c]
-                                    better = v > cur
-                                    out[o + c] = v if better else cur
-                                    arg[o + c] = pos if better else arg[o + c]
+def _row_tiles_kernel(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
+    # a: flat (N·Ho·nt, ld); row (n, ho, t), columns (i, j, c) of the first kh·span·C:
+    # x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c], j < span. Each (row, i) is one
+    # run of span·C values of an image row, zero where it leaves the image.
+    uC = u64(C)
+    run = u64(span) * uC
+    zero = a.dtype.type(0)
+    for n in range(N):
+        for ho in range(Ho):
+            for t in range(nt):
+                r = u64((n * Ho + ho) * nt + t) * u64(ld)
+                w0 = t * tile * sw - pw
+                j0 = 0 if w0 >= 0 else -w0
+                j1 = W - w0 if W - w0 < span else span
+                if j1 < j0:
+                    j1 = j0
+                for i in range(kh):
+                    d = r + u64(i) * run
+                    h = ho * sh - ph + i * dh
+                    if h < 0 or h >= H:
+                        for q in range(run):
+                            a[d + q] = zero
                         continue
-                    for c in range(uC):
-                        m = x[first + c]
-                        a = p0
-                        for i in range(i0, i1):
-                            rb = u64((n * H + h0 + i * dh) * W + w0) * uC + c
-                            for k in range(k0, k1):
-                                v = x[rb + u64(k * dw) * uC]
-                                if v > m:
-                                    m = v
-                                    a = i * kw + k
-                        out[o + c] = m
-                        arg[o + c] = a
+                    for q in range(u64(j0) * uC):
+                        a[d + q] = zero
+                    s = u64((n * H + h) * W + w0 + j0) * uC
+                    d0 = d + u64(j0) * uC
+                    for q in range(u64(j1 - j0) * uC):
+                        a[d0 + q] = x[s + q]
+                    for q in range(u64(j1) * uC, run):
+                        a[d + q] = zero
 
-    @njit
-    def max_pool_backward(g, arg, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
-        zero = dx.dtype.type(0)
-        for t in range(dx.shape[0]):
-            dx[t] = zero
-        uC = u64(C)
-        for n in range(N):
-            for ho in range(Ho):
+def _col2im_kernel(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
+    # dx: flat (N, H, W, C), overwritten with the sum of the columns that read each entry.
+    zero = dx.dtype.type(0)
+    for t in range(dx.shape[0]):
+        dx[t] = zero
+    uC = u64(C)
+    ncol = u64(kh * kw * C)
+    KC = u64(kw * C)
+    for n in range(N):
+        for ho in range(Ho):
+            r0 = u64((n * Ho + ho) * Wo)
+            for i in range(kh):
+                h = ho * sh - ph + i * dh
+                if h < 0 or h >= H:
+                    continue
+                xrow = u64((n * H + h) * W) * uC
+                j0 = u64(i) * KC
+                lo, hi = 0, 0
+                if dw == 1:
+                    lo, hi = _valid_range_jit(-pw, sw, W - kw + 1, Wo)
+                    for wo in range(lo, hi):
+                        d = (r0 + u64(wo)) * ncol + j0
+                        s = xrow + u64(wo * sw - pw) * uC
+                        for t in range(KC):
+                            dx[s + t] += cols[d + t]
                 for wo in range(Wo):
-                    o = u64((n * Ho + ho) * Wo + wo) * uC
-                    for c in range(uC):
-                        pos = arg[o + c]
-                        h = ho * sh - ph + (pos // kw) * dh
-                        w = wo * sw - pw + (pos % kw) * dw
-                        dx[u64((n * H + h) * W + w) * uC + c] += g[o + c]
+                    if wo >= lo and wo < hi:
+                        continue
+                    d = (r0 + u64(wo)) * ncol + j0
+                    for k in range(kw):
+                        w = wo * sw - pw + k * dw
+                        if w < 0 or w >= W:
+                            continue
+                        s = xrow + u64(w) * uC
+                        dk = d + u64(k) * uC
+                        for c in range(uC):
+                            dx[s + c] += cols[dk + c]
 
-    @njit
-    def avg_pool(x, out, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
-        uC = u64(C)
-        for n in range(N):
-            for ho in range(Ho):
-                h0 = ho * sh - ph
-                i0, i1 = taps(h0, 1, dh, H, kh)
-                for wo in range(Wo):
-                    w0 = wo * sw - pw
-                    k0, k1 = taps(w0, 1, dw, W, kw)
-                    count = kh * kw if include_pad else (i1 - i0) * (k1 - k0)
-                    scale = out.dtype.type(1.0 / count)
-                    o = u64((n * Ho + ho) * Wo + wo) * uC
-                    for c in range(uC):
-                        acc = out.dtype.type(0)
-                        for i in range(i0, i1):
-                            rb = u64((n * H + h0 + i * dh) * W + w0) * uC + c
-                            for k in range(k0, k1):
-                                acc += x[rb + u64(k * dw) * uC]
-                        out[o + c] = acc * scale
+def _taps(o, s, d, size, k):
+    # [t0, t1): the kernel taps t with 0 <= o·s + t·d < size (o the output index, o·s
+    # already shifted by the padding)
+    t0 = 0
+    while t0 < k and o + t0 * d < 0:
+        t0 += 1
+    t1 = k
+    while t1 > t0 and o + (t1 - 1) * d >= size:
+        t1 -= 1
+    return t0, t1
 
-    @njit
-    def avg_pool_backward(g, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
-        zero = dx.dtype.type(0)
-        for t in range(dx.shape[0]):
-            dx[t] = zero
-        uC = u64(C)
-        for n in range(N):
-            for ho in range(Ho):
-                for wo in range(Wo):
-                    o = u64((n * Ho + ho) * Wo + wo) * uC
-                    count = 0
-                    if include_pad:
-                        count = kh * kw
-                    else:
-                        for i in range(kh):
-                            h = ho * sh - ph + i * dh
-                            for k in range(kw):
-                                w = wo * sw - pw + k * dw
-                                if h >= 0 and h < H and w >= 0 and w < W:
-                                    count += 1
-                    scale = dx.dtype.type(1.0 / count)
+def _max_pool_kernel(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
+    # out, arg: flat (N, Ho, Wo, C); arg = window position i·kw + k of the first maximum.
+    # Two loop orders, chosen by measurement (2x either way): with C a multiple of 4
+    # (or at most 4) the channels are innermost and the branch-free update vectorizes;
+    # otherwise (LeNet's 6 channels) a scalar running maximum per channel is faster.
+    uC = u64(C)
+    vector = C % 4 == 0 or C <= 4
+    for n in range(N):
+        for ho in range(Ho):
+            h0 = ho * sh - ph
+            i0, i1 = _taps_jit(h0, 1, dh, H, kh)
+            for wo in range(Wo):
+                w0 = wo * sw - pw
+                k0, k1 = _taps_jit(w0, 1, dw, W, kw)
+                o = u64((n * Ho + ho) * Wo + wo) * uC
+                first = u64((n * H + h0 + i0 * dh) * W + w0 + k0 * dw) * uC
+                p0 = i0 * kw + k0
+                if vector:
+                    for c in range(uC):
+                        out[o + c] = x[first + c]
+                        arg[o + c] = p0
+                    for i in range(i0, i1):
+                        rb = u64((n * H + h0 + i * dh) * W + w0) * uC
+                        for k in range(k0, k1):
+                            s = rb + u64(k * dw) * uC
+                            pos = i * kw + k
+                            for c in range(uC):
+                                v = x[s + c]
+                                cur = out[o + c]
+                                better = v > cur
+                                out[o + c] = v if better else cur
+                                arg[o + c] = pos if better else arg[o + c]
+                    continue
+                for c in range(uC):
+                    m = x[first + c]
+                    a = p0
+                    for i in range(i0, i1):
+                        rb = u64((n * H + h0 + i * dh) * W + w0) * uC + c
+                        for k in range(k0, k1):
+                            v = x[rb + u64(k * dw) * uC]
+                            if v > m:
+                                m = v
+                                a = i * kw + k
+                    out[o + c] = m
+                    arg[o + c] = a
+
+def _max_pool_backward_kernel(g, arg, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
+    zero = dx.dtype.type(0)
+    for t in range(dx.shape[0]):
+        dx[t] = zero
+    uC = u64(C)
+    for n in range(N):
+        for ho in range(Ho):
+            for wo in range(Wo):
+                o = u64((n * Ho + ho) * Wo + wo) * uC
+                for c in range(uC):
+                    pos = arg[o + c]
+                    h = ho * sh - ph + (pos // kw) * dh
+                    w = wo * sw - pw + (pos % kw) * dw
+                    dx[u64((n * H + h) * W + w) * uC + c] += g[o + c]
+
+def _avg_pool_kernel(x, out, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
+    uC = u64(C)
+    for n in range(N):
+        for ho in range(Ho):
+            h0 = ho * sh - ph
+            i0, i1 = _taps_jit(h0, 1, dh, H, kh)
+            for wo in range(Wo):
+                w0 = wo * sw - pw
+                k0, k1 = _taps_jit(w0, 1, dw, W, kw)
+                count = kh * kw if include_pad else (i1 - i0) * (k1 - k0)
+                scale = out.dtype.type(1.0 / count)
+                o = u64((n * Ho + ho) * Wo + wo) * uC
+                for c in range(uC):
+                    acc = out.dtype.type(0)
+                    for i in range(i0, i1):
+                        rb = u64((n * H + h0 + i * dh) * W + w0) * uC + c
+                        for k in range(k0, k1):
+                            acc += x[rb + u64(k * dw) * uC]
+                    out[o + c] = acc * scale
+
+def _avg_pool_backward_kernel(g, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
+    zero = dx.dtype.type(0)
+    for t in range(dx.shape[0]):
+        dx[t] = zero
+    uC = u64(C)
+    for n in range(N):
+        for ho in range(Ho):
+            for wo in range(Wo):
+                o = u64((n * Ho + ho) * Wo + wo) * uC
+                count = 0
+                if include_pad:
+                    count = kh * kw
+                else:
                     for i in range(kh):
                         h = ho * sh - ph + i * dh
-                        if h < 0 or h >= H:
-                            continue
                         for k in range(kw):
                             w = wo * sw - pw + k * dw
-                            if w < 0 or w >= W:
-                                continue
-                            s = u64((n * H + h) * W + w) * uC
-                            for c in range(uC):
-                                dx[s + c] += g[o + c] * scale
-
-    return {"im2col": im2col, "row_tiles": row_tiles, "col2im": col2im, "max_pool": max_pool,
-            "max_pool_backward": max_pool_backward, "avg_pool": avg_pool,
-            "avg_pool_backward": avg_pool_backward}
+                            if h >= 0 and h < H and w >= 0 and w < W:
+                                count += 1
+                scale = dx.dtype.type(1.0 / count)
+                for i in range(kh):
+                    h = ho * sh - ph + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    for k in range(kw):
+                        w = wo * sw - pw + k * dw
+                        if w < 0 or w >= W:
+                            continue
+                        s = u64((n * H + h) * W + w) * uC
+                        for c in range(uC):
+                            dx[s + c] += g[o + c] * scale
 
 
 _compiled = None
+#: Set by :func:`_numba` when numba is imported: the kernels above read them as globals
+#: (compile-time constants), so the kernels are plain module-level functions and
+#: numba's on-disk cache finds them again in the next process.
+u64 = _valid_range_jit = _taps_jit = None
+KERNELS = ("im2col", "row_tiles", "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
 
 
 def _numba():
     """The compiled kernels (numba compiles each on first call and caches it on disk)."""
-    global _compiled
+    global _compiled, u64, _valid_range_jit, _taps_jit
     if _compiled is None:
         import numba
 
-        _compiled = _make(numba.njit(cache=True, nogil=True, fastmath=False), numba.uint64)
+        njit = numba.njit(cache=True, nogil=True, fastmath=False)
+        u64 = numba.uint64
+        _valid_range_jit, _taps_jit = njit(_valid_range), njit(_taps)
+        _compiled = {name: njit(globals()[f"_{name}_kernel"]) for name in KERNELS}
     return _compiled
 
 
