@@ -128,6 +128,7 @@ def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, 
                             for c in range(uC):
                                 cols[dk + c] = x[s + c]
 
+
 def _row_tiles_kernel(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
     # a: flat (N·Ho·nt, ld); row (n, ho, t), columns (i, j, c) of the first kh·span·C:
     # x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c], j < span. Each (row, i) is one
@@ -159,6 +160,7 @@ def _row_tiles_kernel(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H,
                         a[d0 + q] = x[s + q]
                     for q in range(u64(j1) * uC, run):
                         a[d + q] = zero
+
 
 def _col2im_kernel(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     # dx: flat (N, H, W, C), overwritten with the sum of the columns that read each entry.
@@ -198,6 +200,7 @@ def _col2im_kernel(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo)
                         for c in range(uC):
                             dx[s + c] += cols[dk + c]
 
+
 def _taps(o, s, d, size, k):
     # [t0, t1): the kernel taps t with 0 <= o·s + t·d < size (o the output index, o·s
     # already shifted by the padding)
@@ -208,6 +211,7 @@ def _taps(o, s, d, size, k):
     while t1 > t0 and o + (t1 - 1) * d >= size:
         t1 -= 1
     return t0, t1
+
 
 def _max_pool_kernel(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     # out, arg: flat (N, Ho, Wo, C); arg = window position i·kw + k of the first maximum.
@@ -255,6 +259,7 @@ def _max_pool_kernel(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho
                     out[o + c] = m
                     arg[o + c] = a
 
+
 def _max_pool_backward_kernel(g, arg, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     zero = dx.dtype.type(0)
     for t in range(dx.shape[0]):
@@ -269,6 +274,7 @@ def _max_pool_backward_kernel(g, arg, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, 
                     h = ho * sh - ph + (pos // kw) * dh
                     w = wo * sw - pw + (pos % kw) * dw
                     dx[u64((n * H + h) * W + w) * uC + c] += g[o + c]
+
 
 def _avg_pool_kernel(x, out, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
     uC = u64(C)
@@ -289,6 +295,7 @@ def _avg_pool_kernel(x, out, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo,
                         for k in range(k0, k1):
                             acc += x[rb + u64(k * dw) * uC]
                     out[o + c] = acc * scale
+
 
 def _avg_pool_backward_kernel(g, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
     zero = dx.dtype.type(0)
