@@ -14,12 +14,14 @@ written with :func:`bpnn.save` (safetensors + JSON; load it back with ``bpnn.loa
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
 import bpnn
 from bpnn.data import ImageAugment, load_mnist
+from bpnn.data.mnist import DatasetError
 
 
 def lenet5(init: str, seed: int) -> bpnn.Sequential:
@@ -61,7 +63,10 @@ def main(argv=None):
     ap.add_argument("--out", default="lenet5_mnist.bpnn", help="where to save the trained model")
     args = ap.parse_args(argv)
 
-    X, y, X_test, y_test = load_mnist(data_dir=args.data_dir, flatten=False)
+    try:
+        X, y, X_test, y_test = load_mnist(data_dir=args.data_dir, flatten=False)
+    except DatasetError as exc:
+        sys.exit(f"lenet5_mnist.py: MNIST: {exc}")
     if args.samples:
         X, y = X[:args.samples], y[:args.samples]
     model = lenet5(args.init, args.seed)

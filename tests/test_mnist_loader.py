@@ -75,8 +75,11 @@ def test_downloads_from_the_first_good_mirror_verifies_and_caches(fake_dataset, 
 def test_all_mirrors_failing_names_each_failure(fake_dataset):
     _, spec = fake_dataset
     spec["mirrors"] = spec["mirrors"][:2]
-    with pytest.raises(DatasetError, match=r"missing/.*404.*bad/.*sha256"):
+    with pytest.raises(DatasetError, match=r"missing/.*404.*bad/.*sha256") as err:
         load_mnist()
+    # and where it looked, and what to do without a network
+    assert "Not found locally either" in str(err.value) and "$BPNN_TEST_NOPE" in str(err.value)
+    assert "give data_dir" in str(err.value)
 
 
 def test_no_files_and_no_download(tmp_path, monkeypatch):

@@ -144,7 +144,12 @@ def load_mnist(data_dir=None, kind: str = "mnist", download: bool = True, flatte
         if path is None:
             if not download:
                 raise DatasetError(f"{name}: not found in {', '.join(map(str, dirs))} and download=False")
-            path = _download(spec, name, cache, timeout)
+            try:
+                path = _download(spec, name, cache, timeout)
+            except DatasetError as exc:
+                raise DatasetError(f"{exc}. Not found locally either (looked in {', '.join(map(str, dirs))}): "
+                                   f"give data_dir (a folder with the IDX files, plain or .gz) or set "
+                                   f"${spec['env']}") from None
         data = _read_bytes(path)
         raw = path.read_bytes() if path.suffix == ".gz" and "md5_gz" in spec else None
         _verify(spec, name, raw, data, path)
