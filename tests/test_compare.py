@@ -105,6 +105,20 @@ def test_cli_reports_bad_values_without_a_traceback(capsys):
 
 
 # ----------------------------------------------------------------------------- data
+def test_cli_reports_a_dataset_it_cannot_get_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from bpnn.data import mnist
+
+    monkeypatch.setitem(mnist.DATASETS, "mnist", {**mnist.DATASETS["mnist"], "mirrors": ["http://127.0.0.1:9/"]})
+    monkeypatch.setenv("BPNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("BPNN_MNIST_DIR", raising=False)
+    code = cli.main(["compare", "--data", "mnist", "--data-dir", str(tmp_path / "empty"), "--epochs", "1",
+                     "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "\nbpnn: error: could not download train-images-idx3-ubyte" in err
+    assert "give data_dir" in err and "Traceback" not in err
+
+
 def test_csv_classification_with_text_labels(tmp_path):
     path = tmp_path / "flowers.csv"
     rng = np.random.default_rng(0)

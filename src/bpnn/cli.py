@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError) as exc:
+    except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, files and datasets
         print(f"bpnn: error: {exc}", file=sys.stderr)
         return 2
 
