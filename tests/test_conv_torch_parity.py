@@ -215,8 +215,13 @@ def test_pooling_matches_torch(kernels, ours, theirs, kw, shape):
     _close(layer.backward(R), xt.grad, "input gradient")
 
 
-def test_global_avg_pool_matches_torch(kernels):
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_global_avg_pool_matches_torch(kernels, layout):
     x = np.random.default_rng(0).standard_normal((3, 4, 5, 6))
+    if layout == "channels_last":  # as the image layers hand it on: NCHW view of NHWC memory
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    elif layout == "strided":
+        x = np.random.default_rng(0).standard_normal((3, 4, 10, 6))[:, :, ::2]
     gap = GlobalAvgPool2D()
     gap.build(x.shape[1:], 0, np.float64)
     xt = _t(x, grad=True)
