@@ -461,10 +461,12 @@ def kernel_bench(repeats=20):
         dcols = rng.random((n * ho * ho, k * k * c), dtype=f32)
         dx = np.empty_like(x)
         cases.append((f"im2col  {name}", lambda x=x, cols=cols, win=win: K.im2col(x, cols, win)))
-        if c == 1:  # what Conv2D uses for one input channel
-            tl = K.tiles_for(win, 7)
-            a = np.empty((n * ho * tl.nt, k * tl.span * c + 1), f32)
-            cases.append((f"row_tiles {name}", lambda x=x, a=a, win=win, tl=tl: K.row_tiles(x, a, win, tl)))
+        # what Conv2D uses for up to 6 input channels (tiles of 7 and 5 outputs)
+        tl = K.tiles_for(win, 7 if ho % 7 == 0 else 5)
+        a = rng.random((n * ho * tl.nt, k * tl.span * c + 1), dtype=f32)
+        cases.append((f"row_tiles {name}", lambda x=x, a=a, win=win, tl=tl: K.row_tiles(x, a, win, tl)))
+        cases.append((f"row_tiles_adjoint {name}",
+                      lambda a=a, dx=np.empty_like(x), win=win, tl=tl: K.row_tiles_adjoint(a, dx, win, tl)))
         cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
     for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
         win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)

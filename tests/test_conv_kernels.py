@@ -73,7 +73,7 @@ def _reference_row_tiles(x, win, tl):
 
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=[f"g{i}" for i in range(len(GEOMETRIES))])
 @pytest.mark.parametrize("tile", [1, 2, 3, 5])
-def test_row_tiles(kernels, geom, tile):
+def test_row_tiles_and_its_adjoint(kernels, geom, tile):
     rng = np.random.default_rng(2)
     win = _window(*geom)
     n, c = geom[0], geom[1]
@@ -85,6 +85,12 @@ def test_row_tiles(kernels, geom, tile):
     K.row_tiles(x, a, win, tl)
     np.testing.assert_array_equal(a[:, :ncol], _reference_row_tiles(x, win, tl))
     assert np.all(a[:, ncol:] == 7.0)
+    # row_tiles_adjoint is its adjoint: <row_tiles(x), D> = <x, row_tiles_adjoint(D)> for every D
+    D = np.full_like(a, np.nan)  # the columns after kh·span·C must not be read
+    D[:, :ncol] = rng.standard_normal((len(a), ncol))
+    dx = np.full_like(x, np.nan)  # every entry must be written
+    K.row_tiles_adjoint(D, dx, win, tl)
+    assert np.vdot(a[:, :ncol], D[:, :ncol]) == pytest.approx(np.vdot(x, dx), rel=1e-11)
     if tile == 1 and win.dw == 1:  # one output per tile: the rows of X_col
         np.testing.assert_array_equal(a[:, :ncol], _reference_cols(x, win))
 

@@ -162,6 +162,33 @@ def _row_tiles_kernel(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H,
                         a[d + q] = zero
 
 
+def _row_tiles_adjoint_kernel(a, dx, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
+    # dx: flat (N, H, W, C), overwritten with the sum of the entries of a (flat
+    # (N·Ho·nt, ld), the layout of _row_tiles_kernel) that read each entry of x.
+    zero = dx.dtype.type(0)
+    for t in range(dx.shape[0]):
+        dx[t] = zero
+    uC = u64(C)
+    run = u64(span) * uC
+    for n in range(N):
+        for ho in range(Ho):
+            for t in range(nt):
+                r = u64((n * Ho + ho) * nt + t) * u64(ld)
+                w0 = t * tile * sw - pw
+                j0 = 0 if w0 >= 0 else -w0
+                j1 = W - w0 if W - w0 < span else span
+                if j1 <= j0:
+                    continue
+                for i in range(kh):
+                    h = ho * sh - ph + i * dh
+                    if h < 0 or h >= H:
+                        continue
+                    d = r + u64(i) * run + u64(j0) * uC
+                    s = u64((n * H + h) * W + w0 + j0) * uC
+                    for q in range(u64(j1 - j0) * uC):
+                        dx[s + q] += a[d + q]
+
+
 def _col2im_kernel(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     # dx: flat (N, H, W, C), overwritten with the sum of the columns that read each entry.
     zero = dx.dtype.type(0)
@@ -339,7 +366,8 @@ _compiled = None
 #: (compile-time constants), so the kernels are plain module-level functions and
 #: numba's on-disk cache finds them again in the next process.
 u64 = _valid_range_jit = _taps_jit = None
-KERNELS = ("im2col", "row_tiles", "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
+KERNELS = ("im2col", "row_tiles", "row_tiles_adjoint", "col2im", "max_pool", "max_pool_backward", "avg_pool",
+           "avg_pool_backward")
 
 
 def _numba():
@@ -457,6 +485,30 @@ def row_tiles(x, a, win: Window, tl: Tiles) -> None:
     target = xp.lib.stride_tricks.as_strided(a, shape=shape, strides=(
         win.Ho * tl.nt * r, tl.nt * r, r, tl.span * c * q, q))
     target[...] = view
+
+
+def row_tiles_adjoint(a, dx, win: Window, tl: Tiles) -> None:
+    """The adjoint of :func:`row_tiles`: dx (N, H, W, C) ← Σ of the entries of ``a`` (its
+    first kh·span·C columns) that read each entry of x; entries read from the padding are
+    dropped."""
+    n, _, _, c = dx.shape
+    if _use_numba(a, dx):
+        _numba()["row_tiles_adjoint"](_flat(a), _flat(dx), a.shape[1], n, c, win.kh, tl.tile, tl.span, tl.nt,
+                                      win.sh, win.sw, win.ph, win.pw, win.dh, win.H, win.W, win.Ho)
+        return
+    xp = backend.xp
+    need_h = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
+    need_w = (tl.nt - 1) * tl.tile * win.sw + tl.span
+    acc = xp.zeros((n, max(need_h, win.H + win.ph), max(need_w, win.W + win.pw), c), dtype=dx.dtype)
+    r, q = a.strides
+    a6 = xp.lib.stride_tricks.as_strided(a, shape=(n, win.Ho, tl.nt, win.kh, tl.span, c), strides=(
+        win.Ho * tl.nt * r, tl.nt * r, r, tl.span * c * q, c * q, q))
+    for i in range(win.kh):  # for one kernel row and one tile, the outputs read disjoint entries
+        rows = slice(i * win.dh, i * win.dh + (win.Ho - 1) * win.sh + 1, win.sh)
+        for t in range(tl.nt):
+            w0 = t * tl.tile * win.sw
+            acc[:, rows, w0:w0 + tl.span, :] += a6[:, :, t, i]
+    dx[...] = acc[:, win.ph:win.ph + win.H, win.pw:win.pw + win.W, :]
 
 
 def _write_windows(x, cols, win: Window) -> None:

@@ -377,11 +377,7 @@ class Conv2D(Module):
         n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
         kcols, per_sample = win.kh * tl.span * xl.shape[3], win.Ho * tl.nt
         keep = keep and n * per_sample * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
-        t = _shared_temp((kcols + self.bias, tl.tile * o), dtype, "toeplitz")
-        t[...] = 0
-        t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
-        if self.bias:
-            t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
+        t = self._toeplitz(tl, dst, kcols, dtype)
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._new_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
         for rows, block in self._row_blocks(xl, win, tl, kcols, a):
@@ -405,18 +401,52 @@ class Conv2D(Module):
             kernels.row_tiles(xl[s:s + k], block, win, tl)
             yield slice(s * per_sample, (s + k) * per_sample), block
 
-    def _row_weight_grads(self, g, win, n):
-        """∂L/∂W and ∂L/∂b from G (N·H_out·W_out, O) and the A of ``_row_product``
-        (filled again, block by block, when it was not kept)."""
+    def _toeplitz(self, tl, dst, kcols, dtype):
+        """T of ``_row_product`` from the current weights (and the bias as its last row),
+        in a temporary shared by all layers."""
+        o = self.out_channels
+        t = _shared_temp((kcols + self.bias, tl.tile * o), dtype, "toeplitz")
+        t[...] = 0
+        t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
+        if self.bias:
+            t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
+        return t
+
+    def _row_backward(self, g, win, n, input_grad):
+        """Backward of ``_row_product`` from G (N·H_out·W_out, O): ∂L/∂W, ∂L/∂b from Aᵀ
+        G_tiles (A filled again, block by block, when it was not kept), and ∂L/∂x as the
+        adjoint of the row tiles of G_tiles Tᵀ (:func:`bpnn._conv_kernels.row_tiles_adjoint`),
+        block by block of samples. Measured at batch 64 (paired, float32), ∂L/∂x against
+        G W_matᵀ and col2im: 0.38 vs 0.64 ms for LeNet-5's second layer (6→16 channels,
+        5×5 on 14×14), 1.26 vs 1.83 ms for 3→16 channels 3×3 on 32×32."""
         xp = backend.xp
         tl, dst = self._row_plan(win)
         o, c = self.out_channels, self.input_shape[0]
-        kcols = win.kh * tl.span * c
+        kcols, per_sample = win.kh * tl.span * c, win.Ho * tl.nt
         if tl.nt * tl.tile != win.Wo:  # zero gradient for the outputs past the image
             gp = xp.zeros((n, win.Ho, tl.nt * tl.tile, o), dtype=g.dtype)
             gp[:, :, :win.Wo] = g.reshape(n, win.Ho, win.Wo, o)
             g = gp
         g = g.reshape(-1, tl.tile * o)
+        if self._trainable:
+            self._row_weight_grads(g, win, tl, dst, kcols)
+        if not input_grad:
+            return None
+        tt = self._toeplitz(tl, dst, kcols, g.dtype)[:kcols].T
+        per = self._per_block(per_sample, kcols, g.itemsize)
+        da = _shared_temp((min(per, n) * per_sample, kcols), g.dtype, "dcols")
+        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            block = da[:k * per_sample]
+            xp.matmul(g[s * per_sample:(s + k) * per_sample], tt, out=block)
+            kernels.row_tiles_adjoint(block, dx[s:s + k], win, tl)
+        return as_nchw(dx)
+
+    def _row_weight_grads(self, g, win, tl, dst, kcols):
+        """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
+        xp = backend.xp
+        o = self.out_channels
         if self._cols is not None:
             dt = self._cols.T @ g
         else:
@@ -469,9 +499,7 @@ class Conv2D(Module):
         ncol = win.kh * win.kw * c
         g = channels_last(grad_out).reshape(-1, o)
         if not self._pointwise and self._rows:
-            if self._trainable:
-                self._row_weight_grads(g, win, n)
-            return self._input_grad(g, win, n, c, ncol) if input_grad else None
+            return self._row_backward(g, win, n, input_grad)
         if self._pointwise or self._cols is not None:
             return self._backward_kept(g, win, n, c, ncol, input_grad)
         # X_col again block by block (see _product): ∂L/∂W_mat = Σ_blocks X_colᵀ G, and
