@@ -172,10 +172,10 @@ def _matmul_tn_chunked(a, g):
 
 
 #: Inputs with at most this many channels take the row-tile product (``Conv2D._row_product``)
-#: instead of im2col. Measured per layer (forward + backward, batch 64, float32, paired):
-#: rows/im2col 0.88 for 3→16 channels 3×3 on 32×32, 0.98 for 3→32 5×5 on 32×32, 0.92
-#: for LeNet-5's 6→16 5×5 on 14×14 (whole LeNet-5 epochs: 0.90-0.97); but 1.23 for
-#: 16→32 5×5 on 14×14, 1.36 for 16→16 3×3 on 28×28 and 1.78 for 32→64 5×5 on 7×7.
+#: instead of im2col. Measured per layer (forward + backward with ∂L/∂x, batch 64, float32,
+#: paired), rows/im2col: 0.79 for LeNet-5's 6→16 channels 5×5 on 14×14, 0.84 for 3→16
+#: 3×3 on 32×32; but 1.04 for 8→16 5×5 on 14×14, 1.33 for 8→16 3×3 on 28×28, 1.24 for
+#: 12→24 5×5 on 14×14, 1.41-1.47 for 16 channels (whole LeNet-5 epochs: 0.90-0.97).
 _ROW_MAX_CHANNELS = 6
 
 
