@@ -433,15 +433,8 @@ class Conv2D(Module):
         if not input_grad:
             return None
         tt = self._toeplitz(tl, dst, kcols, g.dtype)[:kcols].T
-        per = self._per_block(per_sample, kcols, g.itemsize)
-        da = _shared_temp((min(per, n) * per_sample, kcols), g.dtype, "dcols")
-        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-        for s in range(0, n, per):
-            k = min(per, n - s)
-            block = da[:k * per_sample]
-            xp.matmul(g[s * per_sample:(s + k) * per_sample], tt, out=block)
-            kernels.row_tiles_adjoint(block, dx[s:s + k], win, tl)
-        return as_nchw(dx)
+        return self._scattered_products(g, tt, win, per_sample,
+                                        lambda block, dx: kernels.row_tiles_adjoint(block, dx, win, tl))
 
     def _row_weight_grads(self, g, win, tl, dst, kcols):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
@@ -553,19 +546,26 @@ class Conv2D(Module):
 
     def _input_grad(self, g, win, n, c, ncol):
         """∂L/∂x from G (N·H_out·W_out, O): G W_matᵀ, then col2im block by block."""
-        xp = backend.xp
         wt = self._wmat[:ncol].T
         if self._pointwise:
             return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
-        hw = win.Ho * win.Wo
-        per = self._per_block(hw, ncol, g.itemsize)
-        dcols = _shared_temp((min(per, n) * hw, ncol), g.dtype, "dcols")
+        return self._scattered_products(g, wt, win, win.Ho * win.Wo,
+                                        lambda block, dx: kernels.col2im(block, dx, win))
+
+    def _scattered_products(self, g, m, win, per_sample: int, scatter):
+        """∂L/∂x (N, C, H, W) from the rows of G (``per_sample`` rows per sample) times
+        ``m``, block by block of samples (about ``_FUSE_BYTES``) in a shared temporary,
+        each block added into ∂L/∂x by ``scatter(block, dx of the block's samples)``."""
+        xp = backend.xp
+        n, c = g.shape[0] // per_sample, self.input_shape[0]
+        per = self._per_block(per_sample, m.shape[1], g.itemsize)
+        temp = _shared_temp((min(per, n) * per_sample, m.shape[1]), g.dtype, "dcols")
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
         for s in range(0, n, per):
             k = min(per, n - s)
-            part = dcols[:k * hw]
-            xp.matmul(g[s * hw:(s + k) * hw], wt, out=part)
-            kernels.col2im(part, dx[s:s + k], win)
+            block = temp[:k * per_sample]
+            xp.matmul(g[s * per_sample:(s + k) * per_sample], m, out=block)
+            scatter(block, dx[s:s + k])
         return as_nchw(dx)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
