@@ -464,9 +464,9 @@ def kernel_bench(repeats=20):
         # what Conv2D uses for up to 6 input channels (tiles of 7 and 5 outputs)
         tl = K.tiles_for(win, 7 if ho % 7 == 0 else 5)
         a = rng.random((n * ho * tl.nt, k * tl.span * c + 1), dtype=f32)
-        cases.append((f"row_tiles {name}", lambda x=x, a=a, win=win, tl=tl: K.row_tiles(x, a, win, tl)))
-        cases.append((f"row_tiles_adjoint {name}",
-                      lambda a=a, dx=np.empty_like(x), win=win, tl=tl: K.row_tiles_adjoint(a, dx, win, tl)))
+        da = np.ascontiguousarray(a[:, :-1])
+        cases.append((f"im2col row tiles {name}", lambda x=x, a=a, tw=tl.window: K.im2col(x, a, tw)))
+        cases.append((f"col2im row tiles {name}", lambda d=da, dx=np.empty_like(x), tw=tl.window: K.col2im(d, dx, tw)))
         cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
     for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
         win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)

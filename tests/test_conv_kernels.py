@@ -82,15 +82,14 @@ def test_row_tiles_and_its_adjoint(kernels, geom, tile):
     assert tl.nt * tile >= win.Wo > (tl.nt - 1) * tile
     ncol = win.kh * tl.span * c
     a = np.full((n * win.Ho * tl.nt, ncol + 2), 7.0)  # extra columns: left alone
-    K.row_tiles(x, a, win, tl)
+    K.im2col(x, a, tl.window)  # the row tiles: im2col over the tiles' window
     np.testing.assert_array_equal(a[:, :ncol], _reference_row_tiles(x, win, tl))
     assert np.all(a[:, ncol:] == 7.0)
-    # row_tiles_adjoint is its adjoint: <row_tiles(x), D> = <x, row_tiles_adjoint(D)> for every D
-    D = np.full_like(a, np.nan)  # the columns after kh·span·C must not be read
-    D[:, :ncol] = rng.standard_normal((len(a), ncol))
+    # col2im over the same window is its adjoint: <row tiles of x, D> = <x, col2im(D)> for every D
+    D = rng.standard_normal((len(a), ncol))
     dx = np.full_like(x, np.nan)  # every entry must be written
-    K.row_tiles_adjoint(D, dx, win, tl)
-    assert np.vdot(a[:, :ncol], D[:, :ncol]) == pytest.approx(np.vdot(x, dx), rel=1e-11)
+    K.col2im(D, dx, tl.window)
+    assert np.vdot(a[:, :ncol], D) == pytest.approx(np.vdot(x, dx), rel=1e-11)
     if tile == 1 and win.dw == 1:  # one output per tile: the rows of X_col
         np.testing.assert_array_equal(a[:, :ncol], _reference_cols(x, win))
 

@@ -164,6 +164,8 @@ CONV_CASES = [
     ((1, 1, 28, 28), 6, dict(kernel_size=5, padding=2)),  # LeNet-5's first layer
     ((2, 1, 8, 13), 4, dict(kernel_size=3, padding=1)),  # one channel, W_out 13: the last tile padded
     ((2, 1, 9, 12), 3, dict(kernel_size=(2, 3), stride=(2, 3), dilation=(2, 1), padding=(1, 2), bias=False)),
+    ((2, 1, 3, 4), 2, dict(kernel_size=(1, 2), padding=(0, 11))),  # padding wider than a tile's span
+    ((1, 3, 2, 2), 2, dict(kernel_size=1, padding=9)),  # and wider than the kernel, several channels
     ((3, 6, 14, 14), 16, dict(kernel_size=5, padding="valid")),  # and its second
     ((2, 5, 8, 8), 3, dict(kernel_size=3, stride=3, dilation=2, padding=3)),
 ]

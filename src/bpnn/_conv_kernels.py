@@ -17,10 +17,10 @@ numba against the NumPy fallback in the same run (``benchmarks/bench_cnn.py --ke
 col2im of 6×14×14 with a 5×5 kernel 0.31 vs 2.6 ms (8×), max pooling 2×2 forward
 0.55 vs 2.3 ms (6 channels of 28×28) and 0.06 vs 0.73 ms (16 of 10×10), backward
 0.07 vs 0.57 ms, average pooling 0.30 vs 1.6 ms. im2col is a copy, and NumPy's
-strided copy is as fast as the compiled one (0.22 ms for 6×14×14). For one input
-channel, :class:`bpnn.nn.Conv2D` uses :func:`row_tiles` instead of im2col: runs of a
-whole tile of input columns instead of single values, 0.26 ms for LeNet-5's first
-layer against 1.96 ms for im2col. The compiled loops index flat arrays with unsigned
+strided copy is as fast as the compiled one (0.22 ms for 6×14×14). For few input
+channels :class:`bpnn.nn.Conv2D` runs im2col over row tiles (:class:`Tiles`): runs of
+a whole tile of input columns instead of kw·C values, 0.26 ms for LeNet-5's first
+layer against 1.96 ms for plain im2col. The compiled loops index flat arrays with unsigned
 integers: with signed indices numba adds a negative-index wrap-around test to every
 access and the loops ran 5–10× slower.
 
@@ -69,21 +69,6 @@ def _use_numba(*arrays) -> bool:
 # Plain Python functions, compiled by numba on first use (``_compiled``). Flat arrays,
 # unsigned indices (see the module docstring).
 
-def _valid_range(off, s, W, Wo):
-    """[lo, hi): the output columns wo with 0 <= wo·s + off < W, clipped to [0, Wo)."""
-    lo = 0
-    if off < 0:
-        lo = (-off + s - 1) // s
-    hi = 0
-    if W - 1 - off >= 0:
-        hi = (W - 1 - off) // s + 1
-    if hi > Wo:
-        hi = Wo
-    if lo > hi:
-        lo = hi
-    return lo, hi
-
-
 def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     # x: flat (N, H, W, C); cols: flat (N·Ho·Wo, ld), columns (i, k, c) of the first
     # kh·kw·C entries of each row written, the rest of the row (ld > kh·kw·C) untouched.
@@ -91,6 +76,7 @@ def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, 
     ncol = u64(ld)
     KC = u64(kw * C)
     zero = cols.dtype.type(0)
+    k0s, k1s = _column_taps_jit(Wo, sw, pw, dw, W, kw)
     for n in range(N):
         for ho in range(Ho):
             r0 = u64((n * Ho + ho) * Wo)
@@ -104,21 +90,25 @@ def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, 
                             cols[d + t] = zero
                     continue
                 xrow = u64((n * H + h) * W) * uC
-                lo, hi = 0, 0
-                if dw == 1:
-                    # windows wholly inside the row: one contiguous run of kw·C values
-                    lo, hi = _valid_range_jit(-pw, sw, W - kw + 1, Wo)
-                    for wo in range(lo, hi):
-                        d = (r0 + u64(wo)) * ncol + j0
-                        s = xrow + u64(wo * sw - pw) * uC
-                        for t in range(KC):
-                            cols[d + t] = x[s + t]
                 for wo in range(Wo):
-                    if wo >= lo and wo < hi:
-                        continue
                     d = (r0 + u64(wo)) * ncol + j0
+                    w0 = wo * sw - pw
+                    if dw == 1:
+                        # the window's kw·C values are one run of the image row, zeros
+                        # where it leaves the image
+                        k0, k1 = k0s[wo], k1s[wo]
+                        a0, a1 = u64(k0) * uC, u64(k1) * uC
+                        for t in range(a0):
+                            cols[d + t] = zero
+                        s = xrow + u64(w0 + k0) * uC
+                        d0 = d + a0
+                        for t in range(a1 - a0):
+                            cols[d0 + t] = x[s + t]
+                        for t in range(a1, KC):
+                            cols[d + t] = zero
+                        continue
                     for k in range(kw):
-                        w = wo * sw - pw + k * dw
+                        w = w0 + k * dw
                         dk = d + u64(k) * uC
                         if w < 0 or w >= W:
                             for c in range(uC):
@@ -129,97 +119,38 @@ def _im2col_kernel(x, cols, ld, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, 
                                 cols[dk + c] = x[s + c]
 
 
-def _row_tiles_kernel(x, a, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
-    # a: flat (N·Ho·nt, ld); row (n, ho, t), columns (i, j, c) of the first kh·span·C:
-    # x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c], j < span. Each (row, i) is one
-    # run of span·C values of an image row, zero where it leaves the image.
-    uC = u64(C)
-    run = u64(span) * uC
-    zero = a.dtype.type(0)
-    for n in range(N):
-        for ho in range(Ho):
-            for t in range(nt):
-                r = u64((n * Ho + ho) * nt + t) * u64(ld)
-                w0 = t * tile * sw - pw
-                j0 = 0 if w0 >= 0 else -w0
-                j1 = W - w0 if W - w0 < span else span
-                if j1 < j0:
-                    j1 = j0
-                for i in range(kh):
-                    d = r + u64(i) * run
-                    h = ho * sh - ph + i * dh
-                    if h < 0 or h >= H:
-                        for q in range(run):
-                            a[d + q] = zero
-                        continue
-                    for q in range(u64(j0) * uC):
-                        a[d + q] = zero
-                    s = u64((n * H + h) * W + w0 + j0) * uC
-                    d0 = d + u64(j0) * uC
-                    for q in range(u64(j1 - j0) * uC):
-                        a[d0 + q] = x[s + q]
-                    for q in range(u64(j1) * uC, run):
-                        a[d + q] = zero
-
-
-def _row_tiles_adjoint_kernel(a, dx, ld, N, C, kh, tile, span, nt, sh, sw, ph, pw, dh, H, W, Ho):
-    # dx: flat (N, H, W, C), overwritten with the sum of the entries of a (flat
-    # (N·Ho·nt, ld), the layout of _row_tiles_kernel) that read each entry of x.
-    zero = dx.dtype.type(0)
-    for t in range(dx.shape[0]):
-        dx[t] = zero
-    uC = u64(C)
-    run = u64(span) * uC
-    for n in range(N):
-        for ho in range(Ho):
-            for t in range(nt):
-                r = u64((n * Ho + ho) * nt + t) * u64(ld)
-                w0 = t * tile * sw - pw
-                j0 = 0 if w0 >= 0 else -w0
-                j1 = W - w0 if W - w0 < span else span
-                if j1 <= j0:
-                    continue
-                for i in range(kh):
-                    h = ho * sh - ph + i * dh
-                    if h < 0 or h >= H:
-                        continue
-                    d = r + u64(i) * run + u64(j0) * uC
-                    s = u64((n * H + h) * W + w0 + j0) * uC
-                    for q in range(u64(j1 - j0) * uC):
-                        dx[s + q] += a[d + q]
-
-
 def _col2im_kernel(cols, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
     # dx: flat (N, H, W, C), overwritten with the sum of the columns that read each entry.
+    # The rows of cols are read in order (window, then kernel row): with few channels
+    # the runs are short, and reading cols kernel row by kernel row ran 2x slower.
     zero = dx.dtype.type(0)
     for t in range(dx.shape[0]):
         dx[t] = zero
     uC = u64(C)
     ncol = u64(kh * kw * C)
     KC = u64(kw * C)
+    k0s, k1s = _column_taps_jit(Wo, sw, pw, dw, W, kw)
     for n in range(N):
         for ho in range(Ho):
             r0 = u64((n * Ho + ho) * Wo)
-            for i in range(kh):
-                h = ho * sh - ph + i * dh
-                if h < 0 or h >= H:
-                    continue
-                xrow = u64((n * H + h) * W) * uC
-                j0 = u64(i) * KC
-                lo, hi = 0, 0
-                if dw == 1:
-                    lo, hi = _valid_range_jit(-pw, sw, W - kw + 1, Wo)
-                    for wo in range(lo, hi):
-                        d = (r0 + u64(wo)) * ncol + j0
-                        s = xrow + u64(wo * sw - pw) * uC
-                        for t in range(KC):
-                            dx[s + t] += cols[d + t]
-                for wo in range(Wo):
-                    if wo >= lo and wo < hi:
+            for wo in range(Wo):
+                w0 = wo * sw - pw
+                k0, k1 = k0s[wo], k1s[wo]
+                for i in range(kh):
+                    h = ho * sh - ph + i * dh
+                    if h < 0 or h >= H:
                         continue
-                    d = (r0 + u64(wo)) * ncol + j0
+                    xrow = u64((n * H + h) * W) * uC
+                    d = (r0 + u64(wo)) * ncol + u64(i) * KC
+                    if dw == 1:  # one run, as in im2col
+                        a0 = u64(k0) * uC
+                        s = xrow + u64(w0 + k0) * uC
+                        d0 = d + a0
+                        for t in range(u64(k1) * uC - a0):
+                            dx[s + t] += cols[d0 + t]
+                        continue
                     for k in range(kw):
-                        w = wo * sw - pw + k * dw
+                        w = w0 + k * dw
                         if w < 0 or w >= W:
                             continue
                         s = xrow + u64(w) * uC
@@ -238,6 +169,15 @@ def _taps(o, s, d, size, k):
     while t1 > t0 and o + (t1 - 1) * d >= size:
         t1 -= 1
     return t0, t1
+
+
+def _column_taps(Wo, sw, pw, dw, W, kw):
+    # per output column wo, the taps [k0, k1) of its window that fall inside the image
+    # (computed once per call, not for every kernel row and image row)
+    k0s, k1s = np.empty(Wo, dtype=np.int64), np.empty(Wo, dtype=np.int64)
+    for wo in range(Wo):
+        k0s[wo], k1s[wo] = _taps_jit(wo * sw - pw, 1, dw, W, kw)
+    return k0s, k1s
 
 
 def _max_pool_kernel(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo):
@@ -365,20 +305,20 @@ _compiled = None
 #: Set by :func:`_numba` when numba is imported: the kernels above read them as globals
 #: (compile-time constants), so the kernels are plain module-level functions and
 #: numba's on-disk cache finds them again in the next process.
-u64 = _valid_range_jit = _taps_jit = None
-KERNELS = ("im2col", "row_tiles", "row_tiles_adjoint", "col2im", "max_pool", "max_pool_backward", "avg_pool",
-           "avg_pool_backward")
+u64 = _taps_jit = _column_taps_jit = None
+KERNELS = ("im2col", "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
 
 
 def _numba():
     """The compiled kernels (numba compiles each on first call and caches it on disk)."""
-    global _compiled, u64, _valid_range_jit, _taps_jit
+    global _compiled, u64, _taps_jit, _column_taps_jit
     if _compiled is None:
         import numba
 
         njit = numba.njit(cache=True, nogil=True, fastmath=False)
         u64 = numba.uint64
-        _valid_range_jit, _taps_jit = njit(_valid_range), njit(_taps)
+        _taps_jit = njit(_taps)
+        _column_taps_jit = njit(_column_taps)
         _compiled = {name: njit(globals()[f"_{name}_kernel"]) for name in KERNELS}
     return _compiled
 
@@ -449,66 +389,25 @@ def im2col(x, cols, win: Window) -> None:
 
 class Tiles(NamedTuple):
     """Output columns in tiles of ``tile`` (``nt`` tiles per row, the last one may reach
-    past W_out); a tile reads ``span`` = (tile − 1)·s_w + (k_w − 1)·d_w + 1 input columns."""
+    past W_out); a tile reads ``span`` = (tile − 1)·s_w + (k_w − 1)·d_w + 1 input columns.
+
+    ``window`` is the tiles' own sliding window: kh × span, stride (s_h, tile·s_w),
+    dilation (d_h, 1), output grid H_out × nt. :func:`im2col` over it fills the rows
+    (n, ho, t) of the row-tile product with columns (i, j, c), x[n, ho·sh − ph + i·dh,
+    t·tile·sw − pw + j, c] — one run of span·C values per kernel row — and :func:`col2im`
+    over it is the adjoint."""
 
     tile: int
     nt: int
     span: int
+    window: Window
 
 
 def tiles_for(win: Window, tile: int) -> Tiles:
     nt = -(-win.Wo // tile)
-    return Tiles(tile, nt, (tile - 1) * win.sw + (win.kw - 1) * win.dw + 1)
-
-
-def row_tiles(x, a, win: Window, tl: Tiles) -> None:
-    """a[(n, ho, t), (i, j, c)] = x[n, ho·sh − ph + i·dh, t·tile·sw − pw + j, c] (0 outside
-    the image), j < span: the input rows under kernel row i of the output tile t of row
-    ho, written into the first kh·span·C columns of the C-contiguous ``a`` (N·Ho·nt, L)
-    (further columns are left as they are). With ``tile`` = 1 this is im2col for d_w = 1.
-    """
-    n, _, _, c = x.shape
-    if _use_numba(x, a):
-        _numba()["row_tiles"](_flat(x), _flat(a), a.shape[1], n, c, win.kh, tl.tile, tl.span, tl.nt,
-                              win.sh, win.sw, win.ph, win.pw, win.dh, win.H, win.W, win.Ho)
-        return
-    xp = backend.xp
-    need_h = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
-    need_w = (tl.nt - 1) * tl.tile * win.sw + tl.span
-    xpad = xp.pad(x, ((0, 0), (win.ph, max(need_h - win.H - win.ph, 0)),
-                      (win.pw, max(need_w - win.W - win.pw, 0)), (0, 0)))
-    s = xpad.strides
-    shape = (n, win.Ho, tl.nt, win.kh, tl.span * c)
-    strides = (s[0], s[1] * win.sh, s[2] * tl.tile * win.sw, s[1] * win.dh, s[3])
-    view = xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
-    r, q = a.strides
-    target = xp.lib.stride_tricks.as_strided(a, shape=shape, strides=(
-        win.Ho * tl.nt * r, tl.nt * r, r, tl.span * c * q, q))
-    target[...] = view
-
-
-def row_tiles_adjoint(a, dx, win: Window, tl: Tiles) -> None:
-    """The adjoint of :func:`row_tiles`: dx (N, H, W, C) ← Σ of the entries of ``a`` (its
-    first kh·span·C columns) that read each entry of x; entries read from the padding are
-    dropped."""
-    n, _, _, c = dx.shape
-    if _use_numba(a, dx):
-        _numba()["row_tiles_adjoint"](_flat(a), _flat(dx), a.shape[1], n, c, win.kh, tl.tile, tl.span, tl.nt,
-                                      win.sh, win.sw, win.ph, win.pw, win.dh, win.H, win.W, win.Ho)
-        return
-    xp = backend.xp
-    need_h = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
-    need_w = (tl.nt - 1) * tl.tile * win.sw + tl.span
-    acc = xp.zeros((n, max(need_h, win.H + win.ph), max(need_w, win.W + win.pw), c), dtype=dx.dtype)
-    r, q = a.strides
-    a6 = xp.lib.stride_tricks.as_strided(a, shape=(n, win.Ho, tl.nt, win.kh, tl.span, c), strides=(
-        win.Ho * tl.nt * r, tl.nt * r, r, tl.span * c * q, c * q, q))
-    for i in range(win.kh):  # for one kernel row and one tile, the outputs read disjoint entries
-        rows = slice(i * win.dh, i * win.dh + (win.Ho - 1) * win.sh + 1, win.sh)
-        for t in range(tl.nt):
-            w0 = t * tl.tile * win.sw
-            acc[:, rows, w0:w0 + tl.span, :] += a6[:, :, t, i]
-    dx[...] = acc[:, win.ph:win.ph + win.H, win.pw:win.pw + win.W, :]
+    span = (tile - 1) * win.sw + (win.kw - 1) * win.dw + 1
+    return Tiles(tile, nt, span, Window(win.kh, span, win.sh, tile * win.sw, win.ph, win.pw, win.dh, 1,
+                                        win.H, win.W, win.Ho, nt))
 
 
 def _write_windows(x, cols, win: Window) -> None:

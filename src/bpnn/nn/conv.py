@@ -228,8 +228,8 @@ class Conv2D(Module):
     several times in a model), a larger one is filled again in backward. With few input
     channels (at most ``_ROW_MAX_CHANNELS``, 6) the product runs over tiles of input rows
     and a banded weight matrix instead (``_row_product``): far less data to move for a
-    few more multiplications. im2col, col2im and the row tiles are fused kernels
-    (:mod:`bpnn._conv_kernels`).
+    few more multiplications. im2col and col2im (over the windows or over the row tiles)
+    are fused kernels (:mod:`bpnn._conv_kernels`).
 
     Parameters
     ----------
@@ -361,7 +361,7 @@ class Conv2D(Module):
         X_col of an image with few channels is kh·kw times the image and slow to fill
         (runs of kw·C values). Instead, each row of A holds the kh input rows under a
         tile of ``tile`` consecutive outputs of one output row, span = (tile − 1)·s_w +
-        (kw − 1)·d_w + 1 values each (:func:`bpnn._conv_kernels.row_tiles`), and a banded
+        (kw − 1)·d_w + 1 values each (im2col over the tiles' window, ``Tiles.window``), and a banded
         (Toeplitz) matrix T, (kh·span·C + bias, tile·O), computes the tile's outputs at once:
             Y_tiles = A T,   ∂L/∂T = Aᵀ G_tiles,
             ∂L/∂W[o, c, i, k] = Σ_u ∂L/∂T[(i, u·s_w + k·d_w, c), (u, o)],
@@ -398,7 +398,7 @@ class Conv2D(Module):
         for s in range(0, n, per):
             k = min(per, n - s)
             block = a[:k * per_sample]
-            kernels.row_tiles(xl[s:s + k], block, win, tl)
+            kernels.im2col(xl[s:s + k], block, tl.window)
             yield slice(s * per_sample, (s + k) * per_sample), block
 
     def _toeplitz(self, tl, dst, kcols, dtype):
@@ -415,7 +415,7 @@ class Conv2D(Module):
     def _row_backward(self, g, win, n, input_grad):
         """Backward of ``_row_product`` from G (N·H_out·W_out, O): ∂L/∂W, ∂L/∂b from Aᵀ
         G_tiles (A filled again, block by block, when it was not kept), and ∂L/∂x as the
-        adjoint of the row tiles of G_tiles Tᵀ (:func:`bpnn._conv_kernels.row_tiles_adjoint`),
+        adjoint of the row tiles of G_tiles Tᵀ (col2im over the tiles' window),
         block by block of samples. Measured at batch 64 (paired, float32), ∂L/∂x against
         G W_matᵀ and col2im: 0.38 vs 0.64 ms for LeNet-5's second layer (6→16 channels,
         5×5 on 14×14), 1.26 vs 1.83 ms for 3→16 channels 3×3 on 32×32."""
@@ -434,7 +434,7 @@ class Conv2D(Module):
             return None
         tt = self._toeplitz(tl, dst, kcols, g.dtype)[:kcols].T
         return self._scattered_products(g, tt, win, per_sample,
-                                        lambda block, dx: kernels.row_tiles_adjoint(block, dx, win, tl))
+                                        lambda block, dx: kernels.col2im(block, dx, tl.window))
 
     def _row_weight_grads(self, g, win, tl, dst, kcols):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
