@@ -290,7 +290,7 @@ class Conv2D(Module):
             self._scratch.pop(name + ".ones", None)
         return buf[:size].reshape(shape)
 
-    def _new_buffer(self, rows: int, ncol: int, dtype, name: str):
+    def _kept_buffer(self, rows: int, ncol: int, dtype, name: str):
         """A buffer kept across steps for X_col (rows, ncol + bias) with the bias column
         of ones in place (written once per buffer and number of rows)."""
         buf = self._buffer(name, (rows, ncol + self.bias), dtype)
@@ -325,7 +325,7 @@ class Conv2D(Module):
         per = self._per_block(hw, ncol + self.bias, xl.itemsize)
         keep = keep and m * (ncol + self.bias) * xl.itemsize <= _KEEP_BYTES
         if keep:
-            buf = self._new_buffer(m, ncol, xl.dtype, self._kept_slot())
+            buf = self._kept_buffer(m, ncol, xl.dtype, self._kept_slot())
         else:
             buf = self._column_block(min(per, n) * hw, ncol, xl.dtype)
         y = xp.empty((m, o), dtype=xl.dtype)
@@ -377,9 +377,9 @@ class Conv2D(Module):
         n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
         kcols, per_sample = win.kh * tl.span * xl.shape[3], win.Ho * tl.nt
         keep = keep and n * per_sample * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
-        t = self._toeplitz(tl, dst, kcols, dtype)
+        t = self._t = self._toeplitz(tl, dst, kcols, dtype)  # kept for ∂L/∂x in backward
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
-        a = self._new_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
+        a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
         for rows, block in self._row_blocks(xl, win, tl, kcols, a):
             xp.matmul(block, t, out=y[rows])
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
@@ -402,11 +402,9 @@ class Conv2D(Module):
             yield slice(s * per_sample, (s + k) * per_sample), block
 
     def _toeplitz(self, tl, dst, kcols, dtype):
-        """T of ``_row_product`` from the current weights (and the bias as its last row),
-        in a temporary shared by all layers."""
+        """T of ``_row_product`` from the current weights (and the bias as its last row)."""
         o = self.out_channels
-        t = _shared_temp((kcols + self.bias, tl.tile * o), dtype, "toeplitz")
-        t[...] = 0
+        t = backend.xp.zeros((kcols + self.bias, tl.tile * o), dtype=dtype)
         t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
         if self.bias:
             t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
@@ -432,7 +430,7 @@ class Conv2D(Module):
             self._row_weight_grads(g, win, tl, dst, kcols)
         if not input_grad:
             return None
-        tt = self._toeplitz(tl, dst, kcols, g.dtype)[:kcols].T
+        tt = self._t[:kcols].T  # T of the forward (the weights have not changed since)
         return self._scattered_products(g, tt, win, per_sample,
                                         lambda block, dx: kernels.col2im(block, dx, tl.window))
 
