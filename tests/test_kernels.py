@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bpnn import _kernels
+from bpnn import _kernels, optim
 
 
 def _adam_reference(g, m, v, vmax, b1, b2, eps, t):
@@ -60,19 +60,19 @@ def test_adam_with_eps_zero_and_a_zero_gradient_gives_nan_like_torch_not_an_exce
 
 # The one-pass optimizer steps (used with numba) against the transform chain they replace.
 FUSED = {
-    "sgd": lambda: __import__("bpnn").optim.SGD(lr=0.1),
-    "sgd_wd": lambda: __import__("bpnn").optim.SGD(lr=0.1, weight_decay=0.01),
-    "momentum": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
-    "nesterov": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, nesterov=True),
-    "adam": lambda: __import__("bpnn").optim.Adam(lr=0.01),
-    "adam_l2": lambda: __import__("bpnn").optim.Adam(lr=0.01, weight_decay=0.1),
-    "adamw": lambda: __import__("bpnn").optim.AdamW(lr=0.01, weight_decay=0.1),
-    "chain": lambda: __import__("bpnn").optim.Optimizer(lr=0.1),
+    "sgd": lambda: optim.SGD(lr=0.1),
+    "sgd_wd": lambda: optim.SGD(lr=0.1, weight_decay=0.01),
+    "momentum": lambda: optim.SGD(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    "nesterov": lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: optim.Adam(lr=0.01),
+    "adam_l2": lambda: optim.Adam(lr=0.01, weight_decay=0.1),
+    "adamw": lambda: optim.AdamW(lr=0.01, weight_decay=0.1),
+    "chain": lambda: optim.Optimizer(lr=0.1),
     # gradients of norm ~8: clipped to 0.5 (and to 50: untouched)
-    "adam_clip": lambda: __import__("bpnn").optim.Adam(lr=0.01, weight_decay=0.1, clip_norm=0.5),
-    "adamw_no_clip": lambda: __import__("bpnn").optim.AdamW(lr=0.01, clip_norm=50.0),
-    "nesterov_clip": lambda: __import__("bpnn").optim.SGD(lr=0.1, momentum=0.9, nesterov=True, clip_norm=0.5),
-    "sgd_clip": lambda: __import__("bpnn").optim.SGD(lr=0.1, clip_norm=0.5),
+    "adam_clip": lambda: optim.Adam(lr=0.01, weight_decay=0.1, clip_norm=0.5),
+    "adamw_no_clip": lambda: optim.AdamW(lr=0.01, clip_norm=50.0),
+    "nesterov_clip": lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, clip_norm=0.5),
+    "sgd_clip": lambda: optim.SGD(lr=0.1, clip_norm=0.5),
 }
 
 

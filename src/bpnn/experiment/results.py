@@ -162,11 +162,11 @@ class StudyResult:
         for row in self.summary_rows():
             cells = [str(row["rank"]), row["group"]]
             if cls:
-                cells += [_pm(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True),
+                cells += [format_mean_std(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True),
                           _fmt(row["test_accuracy_best"], pct=True)]
-                cells += [_pm(row["test_loss_mean"], row["test_loss_std"])]
+                cells += [format_mean_std(row["test_loss_mean"], row["test_loss_std"])]
             else:
-                cells += [_pm(row["test_loss_mean"], row["test_loss_std"]), _fmt(row["test_loss_best"])]
+                cells += [format_mean_std(row["test_loss_mean"], row["test_loss_std"]), _fmt(row["test_loss_best"])]
             cells += [_fmt(row["train_loss_mean"]), _fmt(row["seconds_mean"], digits=2),
                       row["health"] or "ok"]
             if row["failed"]:
@@ -234,7 +234,8 @@ class StudyResult:
         return cls(spec, data["runs"], data["meta"])
 
 
-def _pm(mean, std, pct=False):
+def format_mean_std(mean, std, pct=False) -> str:
+    """"mean ± std" as the results table and the HTML report print it ("—" without a mean)."""
     if mean is None:
         return "—"
     if pct:

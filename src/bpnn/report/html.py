@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 
-from ..experiment.results import _pm  # one formatting of mean ± std for table and report
+from ..experiment.results import format_mean_std as mean_std  # one format for table and report
 from . import figures
 
 _CSS = """
@@ -70,13 +70,14 @@ def results_table(result) -> str:
     for row in result.summary_rows():
         cells = [(esc(row["rank"]), True), (esc(row["group"]), False)]
         if cls:
-            cells += [(esc(_pm(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True)), True),
+            cells += [(esc(mean_std(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True)), True),
                       (esc(_num(row["test_accuracy_best"], pct=True)), True),
-                      (esc(_pm(row["best_test_accuracy_mean"], row["best_test_accuracy_std"], pct=True)), True)]
-        cells += [(esc(_pm(row["test_loss_mean"], row["test_loss_std"])), True)]
+                      (esc(mean_std(row["best_test_accuracy_mean"], row["best_test_accuracy_std"], pct=True)),
+                       True)]
+        cells += [(esc(mean_std(row["test_loss_mean"], row["test_loss_std"])), True)]
         if not cls:
             cells += [(esc(_num(row["test_loss_best"])), True)]
-        cells += [(esc(_pm(row["train_loss_mean"], row["train_loss_std"])), True),
+        cells += [(esc(mean_std(row["train_loss_mean"], row["train_loss_std"])), True),
                   (esc(_num(row["seconds_mean"], digits=2)), True),
                   (esc(row["seeds"] - row["failed"]) + (f' <span class="bad">({esc(row["failed"])} failed)</span>'
                                                         if row["failed"] else ""), True),
