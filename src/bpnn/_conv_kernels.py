@@ -173,7 +173,7 @@ def _taps(o, s, d, size, k):
 
 def _column_taps(Wo, sw, pw, dw, W, kw):
     # per output column wo, the taps [k0, k1) of its window that fall inside the image
-    # (computed once per call, not for every kernel row and image row)
+    # (computed once per call, not for every image, output row and kernel row)
     k0s, k1s = np.empty(Wo, dtype=np.int64), np.empty(Wo, dtype=np.int64)
     for wo in range(Wo):
         k0s[wo], k1s[wo] = _taps_jit(wo * sw - pw, 1, dw, W, kw)
@@ -187,13 +187,14 @@ def _max_pool_kernel(x, out, arg, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho
     # otherwise (LeNet's 6 channels) a scalar running maximum per channel is faster.
     uC = u64(C)
     vector = C % 4 == 0 or C <= 4
+    k0s, k1s = _column_taps_jit(Wo, sw, pw, dw, W, kw)
     for n in range(N):
         for ho in range(Ho):
             h0 = ho * sh - ph
             i0, i1 = _taps_jit(h0, 1, dh, H, kh)
             for wo in range(Wo):
                 w0 = wo * sw - pw
-                k0, k1 = _taps_jit(w0, 1, dw, W, kw)
+                k0, k1 = k0s[wo], k1s[wo]
                 o = u64((n * Ho + ho) * Wo + wo) * uC
                 first = u64((n * H + h0 + i0 * dh) * W + w0 + k0 * dw) * uC
                 p0 = i0 * kw + k0
@@ -249,13 +250,14 @@ def _max_pool_backward_kernel(g, arg, dx, N, C, kh, kw, sh, sw, ph, pw, dh, dw, 
 
 def _avg_pool_kernel(x, out, N, C, kh, kw, sh, sw, ph, pw, dh, dw, H, W, Ho, Wo, include_pad):
     uC = u64(C)
+    k0s, k1s = _column_taps_jit(Wo, sw, pw, dw, W, kw)
     for n in range(N):
         for ho in range(Ho):
             h0 = ho * sh - ph
             i0, i1 = _taps_jit(h0, 1, dh, H, kh)
             for wo in range(Wo):
                 w0 = wo * sw - pw
-                k0, k1 = _taps_jit(w0, 1, dw, W, kw)
+                k0, k1 = k0s[wo], k1s[wo]
                 count = kh * kw if include_pad else (i1 - i0) * (k1 - k0)
                 scale = out.dtype.type(1.0 / count)
                 o = u64((n * Ho + ho) * Wo + wo) * uC
