@@ -168,6 +168,8 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     pytest.importorskip("numba")
     from bpnn.diagnostics import _stat_kernels
 
-    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels()}
+    from bpnn import _gemm
+
+    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels(), "gemm": _gemm._numba().gemm}
     assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
     assert all(d._cache.__class__.__name__ == "FunctionCache" for d in compiled.values()), "cache=True on every kernel"

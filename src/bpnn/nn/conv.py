@@ -5,6 +5,7 @@ import numbers
 import threading
 
 from .. import _conv_kernels as kernels
+from .. import _gemm
 from .. import backend
 from .. import init as initializers
 from .._checks import positive
@@ -163,12 +164,12 @@ def _block_rows(a, n_out: int) -> int:
 def _matmul_tn_chunked(a, g):
     """aᵀ @ g, summed over row blocks of ``a`` and ``g``."""
     rows = _block_rows(a, g.shape[1])
-    if rows >= a.shape[0]:
-        return a.T @ g
-    out = a[:rows].T @ g[:rows]
-    for s in range(rows, a.shape[0], rows):
-        out += a[s:s + rows].T @ g[s:s + rows]
+    out = backend.xp.empty((a.shape[1], g.shape[1]), dtype=g.dtype)
+    for s in range(0, a.shape[0], rows):
+        _gemm.matmul(a[s:s + rows].T, g[s:s + rows], out, accumulate=s > 0)
     return out
+
+
 
 
 #: Inputs with at most this many channels take the row-tile product (``Conv2D._row_product``)
@@ -334,7 +335,7 @@ class Conv2D(Module):
             rows = slice(s * hw, (s + k) * hw)
             cols = buf[rows] if keep else buf[:k * hw]
             kernels.im2col(xl[s:s + k], cols, win)
-            xp.matmul(cols, w, out=y[rows])
+            _gemm.matmul(cols, w, y[rows])
         return (buf if keep else None), y
 
     # ------------------------------------------------------------------ few input channels
@@ -381,7 +382,7 @@ class Conv2D(Module):
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
         for rows, block in self._row_blocks(xl, win, tl, kcols, a):
-            xp.matmul(block, t, out=y[rows])
+            _gemm.matmul(block, t, y[rows])
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
         if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
             y = xp.ascontiguousarray(y[:, :, :win.Wo])
@@ -430,7 +431,7 @@ class Conv2D(Module):
             self._row_weight_grads(g, win, tl, dst, kcols)
         if not input_grad:
             return None
-        tt = self._t[:kcols].T  # T of the forward (the weights have not changed since)
+        tt = xp.ascontiguousarray(self._t[:kcols].T)  # T of the forward (the weights have not changed since)
         return self._scattered_products(g, tt, win, per_sample,
                                         lambda block, dx: kernels.col2im(block, dx, tl.window))
 
@@ -438,12 +439,12 @@ class Conv2D(Module):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
         xp = backend.xp
         o = self.out_channels
+        dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
         if self._cols is not None:
-            dt = self._cols.T @ g
+            _gemm.matmul(self._cols.T, g, dt)
         else:
-            dt = xp.zeros((kcols + self.bias, tl.tile * o), dtype=g.dtype)
             for rows, block in self._row_blocks(self._xl, win, tl, kcols):
-                dt += block.T @ g[rows]
+                _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
         if self.bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
@@ -497,14 +498,14 @@ class Conv2D(Module):
         # ∂L/∂X_col = G W_matᵀ followed by col2im, while the block is in cache
         hw = win.Ho * win.Wo
         per = self._per_block(hw, ncol + self.bias, g.itemsize)
+        trainable = self._trainable
         rows = min(per, n) * hw
         trainable = self._trainable
         if trainable:
             cols = self._column_block(rows, ncol, g.dtype)
-            dwmat = xp.zeros((ncol + self.bias, o), dtype=g.dtype)
-            part_w = xp.empty_like(dwmat)
+            dwmat = xp.empty((ncol + self.bias, o), dtype=g.dtype)
         if input_grad:
-            wt = self._wmat[:ncol].T
+            wt = xp.ascontiguousarray(self._wmat[:ncol].T)
             dcols = _shared_temp((rows, ncol), g.dtype, "dcols")
             dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
         for s in range(0, n, per):
@@ -513,11 +514,10 @@ class Conv2D(Module):
             if trainable:
                 block = cols[:k * hw]
                 kernels.im2col(self._xl[s:s + k], block, win)
-                xp.matmul(block.T, gb, out=part_w)
-                dwmat += part_w
+                _gemm.matmul(block.T, gb, dwmat, accumulate=s > 0)
             if input_grad:
                 part = dcols[:k * hw]
-                xp.matmul(gb, wt, out=part)
+                _gemm.matmul(gb, wt, part)
                 kernels.col2im(part, dx[s:s + k], win)
         if trainable:
             self._set_weight_grads(dwmat, win, c, o, ncol)
@@ -544,7 +544,7 @@ class Conv2D(Module):
 
     def _input_grad(self, g, win, n, c, ncol):
         """∂L/∂x from G (N·H_out·W_out, O): G W_matᵀ, then col2im block by block."""
-        wt = self._wmat[:ncol].T
+        wt = backend.xp.ascontiguousarray(self._wmat[:ncol].T)
         if self._pointwise:
             return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
         return self._scattered_products(g, wt, win, win.Ho * win.Wo,
@@ -562,7 +562,7 @@ class Conv2D(Module):
         for s in range(0, n, per):
             k = min(per, n - s)
             block = temp[:k * per_sample]
-            xp.matmul(g[s * per_sample:(s + k) * per_sample], m, out=block)
+            _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
             scatter(block, dx[s:s + k])
         return as_nchw(dx)
 

@@ -1,0 +1,91 @@
+"""The register-tile matrix products of the convolution layers (bpnn._gemm)."""
+import numpy as np
+import pytest
+
+from bpnn import _gemm, _kernels
+
+SHAPES = [  # (m, k, n): tile rows and their tails, one to several vectors of columns, column tails
+    (1, 1, 16), (5, 3, 16), (37, 29, 48), (100, 145, 16), (1568, 145, 16), (77, 16, 144), (33, 10, 40),
+    (64, 7, 8), (9, 5, 100), (30, 2, 64), (3, 300, 32),
+]
+
+
+@pytest.fixture
+def tiles(monkeypatch):
+    """The tile kernels, on any CPU (they are used only with AVX-512, but compute the
+    same numbers with narrower vectors)."""
+    pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
+    before = _kernels.enabled()
+    _kernels.set_enabled(True)
+    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    yield
+    _kernels.set_enabled(before)
+
+
+def _operands(rng, m, k, n, dtype, transposed):
+    a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+    return (a.T if transposed else a), rng.standard_normal((k, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True], ids=["a", "a_T"])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_products_equal_numpys(tiles, rng, dtype, transposed, m, k, n):
+    a, b = _operands(rng, m, k, n, dtype, transposed)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    tol = dict(rtol=1e-5, atol=1e-4 * np.sqrt(k)) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    out = np.full((m, n), np.nan, dtype=dtype)
+    assert _gemm.matmul(a, b, out) is out
+    np.testing.assert_allclose(out, ref, **tol)
+    acc = np.arange(m * n, dtype=dtype).reshape(m, n)
+    _gemm.matmul(a, b, acc, accumulate=True)
+    np.testing.assert_allclose(acc, ref + np.arange(m * n).reshape(m, n), **tol)
+
+
+def test_the_tile_kernels_run_for_whole_vectors_of_columns(tiles, rng, monkeypatch):
+    calls = []
+    real = _gemm._numba().gemm
+    monkeypatch.setattr(_gemm._numba(), "gemm", lambda *args: calls.append(args[7:9]) or real(*args))
+    a, b = _operands(rng, 20, 9, 40, np.float32, False)
+    out = np.empty((20, 40), np.float32)
+    _gemm.matmul(a, b, out)
+    assert calls == [(2, 16)]  # two vectors of 16 float32 columns; the last 8 columns by NumPy
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_strided_outputs_and_views(tiles, rng):
+    """b and out may be column slices of larger arrays (their row strides are not n)."""
+    a, b = _operands(rng, 13, 6, 48, np.float64, False)
+    big_b = np.zeros((6, 80)); big_b[:, 16:64] = b
+    big_out = np.full((13, 70), -1.0)
+    _gemm.matmul(a, big_b[:, 16:64], big_out[:, 5:53])
+    np.testing.assert_allclose(big_out[:, 5:53], a @ b, rtol=1e-12)
+    assert (big_out[:, :5] == -1).all() and (big_out[:, 53:] == -1).all()
+
+
+@pytest.mark.parametrize("case", ["b_transposed", "int", "mixed_dtypes", "narrow", "disabled"])
+def test_other_operands_go_to_numpy(tiles, rng, monkeypatch, case):
+    calls = []
+    monkeypatch.setattr(_gemm, "_numba", lambda: calls.append(1) or pytest.fail("tile kernels used"))
+    a, b = _operands(rng, 10, 4, 32, np.float64, False)
+    out = np.empty((10, 32))
+    if case == "b_transposed":
+        b = np.ascontiguousarray(b.T).T
+    elif case == "int":
+        a, b, out = a.astype(np.int64), b.astype(np.int64), out.astype(np.int64)
+    elif case == "mixed_dtypes":
+        a = a.astype(np.float32)
+    elif case == "narrow":
+        b, out = b[:, :7], out[:, :7]
+    else:
+        _kernels.set_enabled(False)
+    _gemm.matmul(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-6)
+    assert not calls
+
+
+def test_enabled_needs_avx512_and_the_compiled_kernels(monkeypatch):
+    monkeypatch.setattr(_gemm, "_avx512", lambda: False)
+    assert not _gemm.enabled()
+    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    assert _gemm.enabled() == _kernels.enabled()
