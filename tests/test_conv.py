@@ -325,3 +325,36 @@ def test_lenet5_learns_mnist_digits():
     trainer.fit(X[:2000], y[:2000], epochs=1, batch_size=32, verbose=False)
     accuracy = trainer.evaluate(Xt[:1000], yt[:1000])["accuracy"]
     assert accuracy > 0.75, f"test accuracy {accuracy:.3f} after one epoch on 2,000 images"
+
+
+# --------------------------------------------------------------------------- direct convolution
+@pytest.mark.parametrize("dtype,out,direct", [("float32", 16, True), ("float32", 24, False), ("float64", 8, True),
+                                              ("float64", 12, False)])
+def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, dtype, out, direct):
+    """With the register-tile kernels (AVX-512 and numba) and O a multiple of their
+    vector width, Conv2D reads its padded input in place instead of filling X_col."""
+    from bpnn import _gemm, _kernels
+
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    conv = _built(Conv2D(out, 3, padding=1), (8, 6, 5), dtype=np.dtype(dtype))
+    x = np.random.default_rng(0).standard_normal((3, 8, 6, 5)).astype(dtype)
+    conv.forward(x, training=True)
+    assert conv._direct == (direct and _kernels.enabled())
+    monkeypatch.setattr(_gemm, "_avx512", lambda: False)
+    conv.forward(x, training=True)
+    assert not conv._direct
+
+
+def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
+    """The padded copy of the input is a buffer kept across steps whose border is written
+    once: images of another size must not leave values where the border is."""
+    conv = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    rng = np.random.default_rng(0)
+    fresh = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    fresh.params["weight"][...] = conv.params["weight"]
+    for shape in [(2, 8, 6, 6), (2, 8, 5, 7), (1, 8, 6, 6), (2, 8, 6, 6)]:
+        x = rng.standard_normal(shape) + 5  # no zeros anywhere inside the images
+        y = conv.forward(x, training=True)
+        np.testing.assert_allclose(y, fresh.forward(x, training=True), rtol=1e-12)
+        fresh.__dict__["_scratch"] = {}  # a new buffer every time

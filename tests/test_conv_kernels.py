@@ -168,8 +168,12 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     pytest.importorskip("numba")
     from bpnn.diagnostics import _stat_kernels
 
+    from numba.core.registry import CPUDispatcher
+
     from bpnn import _gemm
 
-    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels(), "gemm": _gemm._numba().gemm}
+    tiles = {name: f for name, f in vars(_gemm._numba()).items() if isinstance(f, CPUDispatcher)}
+    assert {"gemm", "conv_rows", "conv_weight_grad"} <= set(tiles)
+    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels(), **tiles}
     assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
     assert all(d._cache.__class__.__name__ == "FunctionCache" for d in compiled.values()), "cache=True on every kernel"

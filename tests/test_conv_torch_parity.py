@@ -173,6 +173,8 @@ CONV_CASES = [
     ((3, 9, 9, 10), 24, dict(kernel_size=3, stride=2, dilation=(1, 2), padding=2, bias=False)),
     ((2, 16, 5, 6), 8, dict(kernel_size=1, stride=2)),
     ((2, 1, 12, 28), 16, dict(kernel_size=3, padding=1)),
+    ((2, 8, 5, 6), 8, dict(kernel_size=3, padding=3)),  # padding wider than the kernel: ∂L/∂x drops rows of G
+    ((2, 8, 6, 7), 16, dict(kernel_size=4, padding="same", dilation=(1, 2))),  # asymmetric padding
 ]
 
 

@@ -89,3 +89,49 @@ def test_enabled_needs_avx512_and_the_compiled_kernels(monkeypatch):
     assert not _gemm.enabled()
     monkeypatch.setattr(_gemm, "_avx512", lambda: True)
     assert _gemm.enabled() == _kernels.enabled()
+
+
+# --------------------------------------------------------------------------- direct convolution
+def _reference_conv(x, w4, sh, sw, dh, dw, ho, wo):
+    """y[n, i, j] = Σ_{p, q} x[n, i·sh + p·dh, j·sw + q·dw] · w4[p, q] in float64."""
+    kh, kw = w4.shape[:2]
+    y = 0
+    for p in range(kh):
+        for q in range(kw):
+            window = x[:, p * dh:p * dh + (ho - 1) * sh + 1:sh, q * dw:q * dw + (wo - 1) * sw + 1:sw]
+            y = y + np.einsum("nhwc,co->nhwo", window.astype(np.float64), w4[p, q].astype(np.float64))
+    return y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,h,w,c,o,kh,kw,sh,sw,dh,dw", [
+    (2, 7, 9, 16, 16, 3, 3, 1, 1, 1, 1),
+    (3, 9, 30, 5, 32, 3, 2, 2, 1, 1, 1),   # W_out 29: tiles overlap
+    (1, 6, 6, 24, 48, 1, 1, 1, 2, 1, 1),
+    (2, 8, 8, 3, 64, 3, 3, 1, 1, 1, 1),
+    (2, 5, 3, 33, 16, 2, 3, 1, 1, 1, 1),   # W_out 1
+    (1, 9, 40, 7, 16, 3, 3, 1, 1, 2, 3),   # dilation
+    (2, 4, 17, 8, 48, 2, 2, 1, 1, 1, 1),   # W_out 16; 3 (float32) or 6 (float64) vectors
+])
+def test_direct_convolution_and_weight_gradient(tiles, rng, dtype, n, h, w, c, o, kh, kw, sh, sw, dh, dw):
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    ho, wo = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
+    w4 = rng.standard_normal((kh, kw, c, o)).astype(dtype)
+    taps = np.array([(p * dh * w + q * dw) * c for p in range(kh) for q in range(kw)], dtype=np.int64)
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    y = np.full((n, ho, wo, o), np.nan, dtype=dtype)
+    _gemm.conv(x, taps, w4.reshape(-1, o), y, sh, sw)
+    np.testing.assert_allclose(y, _reference_conv(x, w4, sh, sw, dh, dw, ho, wo), **tol)
+    g = rng.standard_normal((n, ho, wo, o)).astype(dtype)
+    dw_ = np.ones((kh * kw * c, o), dtype=dtype)
+    _gemm.conv_weight_grad(x, taps, g, dw_, sh, sw)
+    ref = np.stack([np.einsum("nhwc,nhwo->co", x[:, p * dh:p * dh + (ho - 1) * sh + 1:sh,
+                                                   q * dw:q * dw + (wo - 1) * sw + 1:sw].astype(np.float64), g)
+                    for p in range(kh) for q in range(kw)])
+    np.testing.assert_allclose(dw_, ref.reshape(-1, o) + 1, **tol)  # added into
+
+
+def test_direct_convolution_needs_contiguous_arrays(tiles):
+    x = np.zeros((1, 4, 4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="w: got an array of strides"):
+        _gemm.conv(x, np.zeros(1, dtype=np.int64), np.zeros((16, 2), np.float32).T, np.zeros((1, 4, 4, 16), np.float32), 1, 1)

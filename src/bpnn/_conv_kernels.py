@@ -24,10 +24,12 @@ layer against 1.96 ms for plain im2col. The compiled loops index flat arrays wit
 integers: with signed indices numba adds a negative-index wrap-around test to every
 access and the loops ran 5–10× slower.
 
-The kernels are serial on purpose: numba's parallel threads and OpenBLAS's threads
+The kernels have no parallel loops: numba's parallel threads and OpenBLAS's threads
 spin-wait on the same two cores. Measured: a col2im parallelized over the batch
 (``prange``) ran 2.2× faster alone (0.14 vs 0.31 ms) but made the sequence matrix
-product → col2im → matrix product 9× slower (8.0 vs 0.85 ms).
+product → col2im → matrix product 9× slower (8.0 vs 0.85 ms). When the products run in
+the register-tile kernels of :mod:`bpnn._gemm` instead of OpenBLAS, Conv2D calls these
+kernels from several threads, each over its own samples (:mod:`bpnn._threads`).
 """
 from __future__ import annotations
 

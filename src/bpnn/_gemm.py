@@ -1,4 +1,4 @@
-"""Matrix products with few output columns for the convolution layers.
+"""Matrix products with few output columns, and the direct convolution, for Conv2D.
 
 ``matmul(a, b, out)`` computes ``out = a @ b`` (``accumulate=True``: ``out += a @ b``).
 The products of a convolution are tall and narrow: X_col W_mat (N·H_out·W_out × C·kh·kw
@@ -14,6 +14,13 @@ kernels, ``OPENBLAS_CORETYPE=Haswell``), float32, one thread each, blocks of 1,5
 of a 16-channel 3×3 convolution: X_col W_mat 214 vs 97 GFLOP/s, X_colᵀ G 174 vs 75,
 G W_matᵀ 225 vs 88 (OpenBLAS's AVX-512 kernels, forced for the comparison: 151, 122
 and 171).
+
+``conv`` and ``conv_weight_grad`` run a convolution and its weight gradient with the
+same tiles straight from the padded channels-last input, without X_col: a tile of
+consecutive outputs of one output row accumulates, kernel position by kernel position,
+the input channels under it. One thread per part of the batch (:mod:`bpnn._threads`).
+Measured for a 16-channel 3×3 convolution on 64 images of 28×28 (float32, one thread):
+forward 1.14 ms at 203 GFLOP/s against 2.30 ms for im2col and the tile product.
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ import functools
 
 import numpy as np
 
-from . import _kernels, backend
+from . import _kernels, _threads, backend
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,3 +101,43 @@ def matmul(a, b, out, accumulate: bool = False):
         else:
             out[:, full:] = rest
     return out
+
+
+def conv_applies(dtype, out_channels: int) -> bool:
+    """Whether :func:`conv` runs for outputs of this dtype and channel count (a multiple
+    of the vector width) on this machine."""
+    dtype = np.dtype(dtype)
+    return (dtype in (np.float32, np.float64) and out_channels % (64 // dtype.itemsize) == 0
+            and backend.xp is np and enabled())
+
+
+def conv(x, taps, w, y, sh: int, sw: int) -> None:
+    """y (N, H_out, W_out, O) = the convolution of the channels-last (padded) input x
+    (N, Hp, Wp, C), read in place: y[n, i, j] = Σ_t Σ_c x[n, i·sh, j·sw][taps[t] + c] ·
+    w[t·C + c] with ``taps`` the element offsets of the kernel positions from the window's
+    corner and w (len(taps)·C, O). Needs :func:`conv_applies` for (y.dtype, O); all
+    arrays C-contiguous."""
+    _check_contiguous(x=x, taps=taps, w=w, y=y)
+    kernel = _numba().conv_rows
+    _threads.in_parts(x.shape[0], lambda a, b: kernel(x[a:b], taps, w, y[a:b], sh, sw, False))
+
+
+def conv_weight_grad(x, taps, g, dw, sh: int, sw: int) -> None:
+    """dw (len(taps)·C, O) += the gradient of :func:`conv`'s w for output gradient g."""
+    _check_contiguous(x=x, taps=taps, g=g, dw=dw)
+    kernel = _numba().conv_weight_grad
+
+    def part(a, b):
+        out = dw if a == 0 else np.zeros_like(dw)
+        kernel(x[a:b], taps, g[a:b], out, sh, sw)
+        return out
+
+    for extra in _threads.in_parts(x.shape[0], part)[1:]:
+        dw += extra
+
+
+
+def _check_contiguous(**arrays) -> None:
+    for name, a in arrays.items():
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name}: got an array of strides {a.strides}; expected a C-contiguous array")

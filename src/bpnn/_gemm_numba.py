@@ -16,6 +16,7 @@ registers (they load and store C in every step), which is why the tile is writte
 from __future__ import annotations
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -28,17 +29,22 @@ _I32 = ir.IntType(32)
 def _tile(rows: int, nvec: int):
     """The intrinsic computing one rows × nvec-vector tile (see the module docstring).
 
-    Arguments: (A, a_off, a_rs, a_cs, B, b_off, ldb, C, c_off, ldc, K, accumulate); A, B
-    and C are arrays whose data pointers address the elements, offsets and strides are
-    in elements: A[r, k] = a[a_off + r·a_rs + k·a_cs], B[k, j] = b[b_off + k·ldb + j],
-    C[r, j] = c[c_off + r·ldc + j]."""
+    Arguments: (A, a_off, a_rs, a_cs, taps, ntaps, B, b_off, ldb, C, c_off, ldc, K,
+    accumulate); A, B and C are arrays whose data pointers address the elements, ``taps``
+    an integer array; offsets and strides are in elements. The inner dimension runs over
+    ntaps × K: A[r, (t, k)] = a[a_off + taps[t] + r·a_rs + k·a_cs], B[(t, k), j] =
+    b[b_off + (t·K + k)·ldb + j], C[r, j] = c[c_off + r·ldc + j]. A plain product is one
+    tap at offset 0; a convolution reads its input in place, one tap per kernel position
+    (``conv_rows``)."""
 
     @intrinsic
-    def tile(typingctx, a, a_off, a_rs, a_cs, b, b_off, ldb, c, c_off, ldc, klen, accumulate):
-        sig = types.void(a, _INTP, _INTP, _INTP, b, _INTP, _INTP, c, _INTP, _INTP, _INTP, types.boolean)
+    def tile(typingctx, a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, klen, accumulate):
+        sig = types.void(a, _INTP, _INTP, _INTP, taps, _INTP, b, _INTP, _INTP, c, _INTP, _INTP, _INTP,
+                         types.boolean)
 
         def codegen(context, builder, sg, args):
-            a_arr, a_off, a_rs, a_cs, b_arr, b_off, ldb, c_arr, c_off, ldc, klen, accumulate = args
+            (a_arr, a_off, a_rs, a_cs, taps_arr, ntaps, b_arr, b_off, ldb, c_arr, c_off, ldc, klen,
+             accumulate) = args
             dtype = sg.args[0].dtype
             ft = context.get_value_type(dtype)
             lanes = 512 // dtype.bitwidth
@@ -46,8 +52,9 @@ def _tile(rows: int, nvec: int):
             intp = context.get_value_type(_INTP)
             align = dtype.bitwidth // 8
             ap = context.make_array(sg.args[0])(context, builder, a_arr).data
-            bp = context.make_array(sg.args[4])(context, builder, b_arr).data
-            cp = context.make_array(sg.args[7])(context, builder, c_arr).data
+            tp = context.make_array(sg.args[4])(context, builder, taps_arr).data
+            bp = context.make_array(sg.args[6])(context, builder, b_arr).data
+            cp = context.make_array(sg.args[9])(context, builder, c_arr).data
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
                                                  f"llvm.fma.v{lanes}f{dtype.bitwidth}")
 
@@ -73,18 +80,24 @@ def _tile(rows: int, nvec: int):
                             builder.store(ir.Constant(vt, None), acc[r][v])
             undef = ir.Constant(vt, ir.Undefined)
             splat = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
-            with cgutils.for_range(builder, klen) as loop:
-                k = loop.index
-                b_row = builder.add(b_off, builder.mul(k, ldb))
-                bv = [builder.load(vector_at(bp, builder.add(b_row, const(v * lanes))), align=align)
-                      for v in range(nvec)]
-                a_col = builder.add(a_off, builder.mul(k, a_cs))
-                for r in range(rows):
-                    s = builder.load(builder.gep(ap, [builder.add(a_col, builder.mul(const(r), a_rs))],
-                                                 source_etype=ft))
-                    sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(_I32, 0)), undef, splat)
-                    for v in range(nvec):
-                        builder.store(builder.call(fma, [sv, bv[v], builder.load(acc[r][v])]), acc[r][v])
+            with cgutils.for_range(builder, ntaps) as taps_loop:
+                t = taps_loop.index
+                tap = builder.sext(builder.load(builder.gep(tp, [t])), intp)
+                a_tap = builder.add(a_off, tap)
+                b_tap = builder.add(b_off, builder.mul(builder.mul(t, klen), ldb))
+                with cgutils.for_range(builder, klen) as loop:
+                    k = loop.index
+                    b_row = builder.add(b_tap, builder.mul(k, ldb))
+                    bv = [builder.load(vector_at(bp, builder.add(b_row, const(v * lanes))), align=align)
+                          for v in range(nvec)]
+                    a_col = builder.add(a_tap, builder.mul(k, a_cs))
+                    for r in range(rows):
+                        s = builder.load(builder.gep(ap, [builder.add(a_col, builder.mul(const(r), a_rs))],
+                                                     source_etype=ft))
+                        sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(_I32, 0)),
+                                                    undef, splat)
+                        for v in range(nvec):
+                            builder.store(builder.call(fma, [sv, bv[v], builder.load(acc[r][v])]), acc[r][v])
             for r in range(rows):
                 for v in range(nvec):
                     builder.store(builder.load(acc[r][v]), c_at(r, v), align=align)
@@ -98,10 +111,91 @@ def _tile(rows: int, nvec: int):
 # Tile shapes measured on the development machine (AVX-512, float32, one thread, shapes
 # of 3×3 convolutions with 16 channels): 24 accumulators per tile; for one vector of
 # columns 24 rows ran at 190-214 GFLOP/s against 160-190 for 8-14 rows; for 144 columns
-# 6-8 rows × 3 vectors 210-225 against 150-180 for 12 × 2, 6 × 4 or 2 × 9.
-_k8x3, _k4x3, _k1x3 = _tile(8, 3), _tile(4, 3), _tile(1, 3)
-_k12x2, _k4x2, _k1x2 = _tile(12, 2), _tile(4, 2), _tile(1, 2)
-_k24x1, _k4x1, _k1x1 = _tile(24, 1), _tile(4, 1), _tile(1, 1)
+# 6-8 rows × 3 vectors 210-225 against 150-180 for 12 × 2, 6 × 4 or 2 × 9. The other
+# heights fit rows of a convolution's output (W_out = 28: 2 × 14; 14: 2 × 7 for 2
+# vectors) and the remainders.
+_k28x1, _k24x1, _k16x1, _k14x1, _k12x1, _k8x1, _k4x1, _k1x1 = (_tile(r, 1) for r in (28, 24, 16, 14, 12, 8, 4, 1))
+_k14x2, _k12x2, _k8x2, _k7x2, _k6x2, _k4x2, _k1x2 = (_tile(r, 2) for r in (14, 12, 8, 7, 6, 4, 1))
+_k8x3, _k7x3, _k6x3, _k4x3, _k1x3 = (_tile(r, 3) for r in (8, 7, 6, 4, 1))
+#: The tile heights for 1, 2 and 3 vectors of columns (rows), tallest first, 0 = none.
+HEIGHTS = np.array([(28, 24, 16, 14, 12, 8, 4, 1), (14, 12, 8, 7, 6, 4, 1, 0), (8, 7, 6, 4, 1, 0, 0, 0)], dtype=np.int64)
+ONE_TAP = np.zeros(1, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run(rows, nvec, a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate):
+    """One tile of ``rows`` × ``nvec`` vectors (a height of ``HEIGHTS``)."""
+    if nvec == 1:
+        if rows == 28:
+            _k28x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 24:
+            _k24x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 16:
+            _k16x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 14:
+            _k14x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 12:
+            _k12x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 8:
+            _k8x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 4:
+            _k4x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        else:
+            _k1x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+    elif nvec == 2:
+        if rows == 14:
+            _k14x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 12:
+            _k12x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 8:
+            _k8x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 7:
+            _k7x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 6:
+            _k6x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 4:
+            _k4x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        else:
+            _k1x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+    else:
+        if rows == 8:
+            _k8x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 7:
+            _k7x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 6:
+            _k6x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        elif rows == 4:
+            _k4x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+        else:
+            _k1x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+
+
+@numba.njit(cache=True, nogil=True)
+def _height(length, nvec, overlap):
+    """The tile height for ``length`` rows: with ``overlap`` (the last tile may start
+    earlier and compute some rows again) the height of ``HEIGHTS`` that computes the
+    fewest rows in all, the tallest among equals; without, the tallest that divides
+    ``length``, else the tallest that fits."""
+    best, best_rows = 1, length
+    for h in HEIGHTS[nvec - 1]:
+        if h == 0 or h > length:
+            continue
+        if not overlap:
+            if length % h == 0:
+                return h
+            if best == 1:
+                best = h
+            continue
+        total = -(-length // h) * h
+        if total < best_rows or (total == best_rows and h > best):
+            best, best_rows = h, total
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _groups(nvec):
+    """Vectors of columns per tile: 3, else 2 when that splits ``nvec`` evenly."""
+    return 3 if nvec % 3 == 0 or nvec % 2 == 1 else 2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -112,39 +206,73 @@ def gemm(a, a_rs, a_cs, b, c, m, k, nvec, lanes, accumulate):
     ldc = c.strides[0] // c.itemsize
     j = 0
     while j < nvec:
-        left = nvec - j
+        nv = min(nvec - j, 3)
         col = j * lanes
         i = 0
-        if left >= 3:
-            while i + 8 <= m:
-                _k8x3(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 8
-            while i + 4 <= m:
-                _k4x3(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 4
-            while i < m:
-                _k1x3(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 1
-            j += 3
-        elif left == 2:
-            while i + 12 <= m:
-                _k12x2(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 12
-            while i + 4 <= m:
-                _k4x2(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 4
-            while i < m:
-                _k1x2(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 1
-            j += 2
-        else:
-            while i + 24 <= m:
-                _k24x1(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 24
-            while i + 4 <= m:
-                _k4x1(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 4
-            while i < m:
-                _k1x1(a, i * a_rs, a_rs, a_cs, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
-                i += 1
-            j += 1
+        while i < m:
+            h = _height(m - i, nv, False)
+            _run(h, nv, a, i * a_rs, a_rs, a_cs, ONE_TAP, 1, b, col, ldb, c, i * ldc + col, ldc, k, accumulate)
+            i += h
+        j += nv
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_rows(x, taps, w, y, sh, sw, accumulate):
+    """y[n, i, j, :] (+)= Σ_t Σ_c x[n, i·sh, j·sw, c at offset taps[t]] · w[t·C + c, :]:
+    a convolution over the (padded) channels-last input x (N, Hp, Wp, C) straight from
+    its rows, no im2col; taps[t] is the element offset of kernel position t from the
+    window's corner; y (N, H_out, W_out, O) with O a multiple of the vector width."""
+    n_img, hp, wp, ch = x.shape
+    ho, wo, o = y.shape[1], y.shape[2], y.shape[3]
+    lanes = 64 // y.itemsize
+    nvec = o // lanes
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    ntaps = taps.shape[0]
+    per = _groups(nvec)
+    for n in range(n_img):
+        for i in range(ho):
+            a_row = (n * hp + i * sh) * wp * ch
+            c_row = (n * ho + i) * wo * o
+            j = 0
+            while j < nvec:
+                nv = min(nvec - j, per)
+                h = _height(wo, nv, True)
+                col = j * lanes
+                start = 0
+                while start < wo:
+                    s = min(start, wo - h)  # the last tile may overlap the one before
+                    _run(h, nv, xf, a_row + s * sw * ch, sw * ch, 1, taps, ntaps, w, col, o,
+                         yf, c_row + s * o + col, o, ch, accumulate)
+                    start = s + h
+                j += nv
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_weight_grad(x, taps, g, dw, sh, sw):
+    """dw[t·C + c, :] += Σ_{n, i, j} x[n, i·sh, j·sw, c at offset taps[t]] · g[n, i, j, :]
+    (the weight gradient of ``conv_rows``; dw (ntaps·C, O) is added into)."""
+    n_img, hp, wp, ch = x.shape
+    ho, wo, o = g.shape[1], g.shape[2], g.shape[3]
+    lanes = 64 // g.itemsize
+    nvec = o // lanes
+    xf = x.reshape(-1)
+    gf = g.reshape(-1)
+    dwf = dw.reshape(-1)
+    per = _groups(nvec)
+    for n in range(n_img):
+        for i in range(ho):
+            a_row = (n * hp + i * sh) * wp * ch
+            b_row = (n * ho + i) * wo * o
+            for t in range(taps.shape[0]):
+                j = 0
+                while j < nvec:
+                    nv = min(nvec - j, per)
+                    col = j * lanes
+                    c0 = 0
+                    while c0 < ch:
+                        h = _height(ch - c0, nv, False)
+                        _run(h, nv, xf, a_row + taps[t] + c0, 1, sw * ch, ONE_TAP, 1, gf, b_row + col, o,
+                             dwf, (t * ch + c0) * o + col, o, wo, True)
+                        c0 += h
+                    j += nv

@@ -5,7 +5,7 @@ import numbers
 import threading
 
 from .. import _conv_kernels as kernels
-from .. import _gemm
+from .. import _gemm, _threads
 from .. import backend
 from .. import init as initializers
 from .._checks import positive
@@ -161,6 +161,22 @@ def _block_rows(a, n_out: int) -> int:
     return max(256, _BLOCK_BYTES // ((a.shape[1] + n_out) * a.itemsize))
 
 
+def _sample_parts(n: int, work) -> list:
+    """``work(start, stop)`` over parts of the samples [0, n), one per thread
+    (``bpnn._threads``) when the products run in the register-tile kernels, else one call
+    (OpenBLAS spreads each product over its own threads)."""
+    if not _gemm.enabled():
+        return [work(0, n)]
+    return _threads.in_parts(n, work)
+
+
+def _summed(parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out += p
+    return out
+
+
 def _matmul_tn_chunked(a, g):
     """aᵀ @ g, summed over row blocks of ``a`` and ``g``."""
     rows = _block_rows(a, g.shape[1])
@@ -230,7 +246,13 @@ class Conv2D(Module):
     channels (at most ``_ROW_MAX_CHANNELS``, 6) the product runs over tiles of input rows
     and a banded weight matrix instead (``_row_product``): far less data to move for a
     few more multiplications. im2col and col2im (over the windows or over the row tiles)
-    are fused kernels (:mod:`bpnn._conv_kernels`).
+    are fused kernels (:mod:`bpnn._conv_kernels`). With numba on an AVX-512 CPU the
+    products run in register-tile kernels (:mod:`bpnn._gemm`), and when O is a multiple
+    of their vector width (16 float32, 8 float64) there is no X_col at all: the layer
+    convolves its zero-padded input in place (``_direct_forward``), its weight gradient
+    likewise, and ∂L/∂x, for stride 1, as the convolution of the padded G with the
+    flipped kernel (``_direct_backward``); these calls are split over the batch between
+    threads (``NUMBA_NUM_THREADS``, all cores by default).
 
     Parameters
     ----------
@@ -266,6 +288,7 @@ class Conv2D(Module):
         self._scratch: dict = {}
         self._calls = 0
         self._rows = False  # the last forward used the row-tile product
+        self._direct = False  # ... or the direct convolution
 
     # ------------------------------------------------------------------ building
     def _build(self, input_shape):
@@ -289,6 +312,7 @@ class Conv2D(Module):
             buf = backend.xp.empty(size, dtype=dtype)
             self._scratch[name] = buf
             self._scratch.pop(name + ".ones", None)
+            self._scratch.pop(name + ".geometry", None)
         return buf[:size].reshape(shape)
 
     def _kept_buffer(self, rows: int, ncol: int, dtype, name: str):
@@ -301,13 +325,91 @@ class Conv2D(Module):
                 buf[:, ncol] = 1
         return buf
 
-    def _kept_slot(self) -> str:
+    def _kept_slot(self, prefix: str = "cols") -> str:
         """The name of the buffer this forward keeps for backward: one per use of this
         object in the model (see ``Module._uses``), since a second forward must not
         overwrite columns the first one's backward still needs."""
         slot = self._calls % getattr(self, "_uses", 1)
         self._calls += 1
-        return f"cols{slot}"
+        return f"{prefix}{slot}"
+
+    def _placed(self, name: str, src, top: int, left: int, hp: int, wp: int):
+        """src (N, h, w, C) placed at (top, left) in a zero (N, hp, wp, C) buffer kept
+        under ``name``; rows and columns that fall outside are dropped (they are never
+        read). The zero border is written once per buffer and geometry. Without padding
+        the input itself."""
+        n, h, w, c = src.shape
+        if top == 0 and left == 0 and hp <= h and wp <= w:
+            return src
+        buf = self._buffer(name, (n * hp * wp, c), src.dtype).reshape(n, hp, wp, c)
+        geometry = (buf.shape, src.dtype.str, top, left, h, w)
+        if self._scratch.get(name + ".geometry") != geometry:
+            buf[...] = 0
+            self._scratch[name + ".geometry"] = geometry
+        r0, r1 = max(0, -top), min(h, hp - top)
+        c0, c1 = max(0, -left), min(w, wp - left)
+
+        def part(a, b):  # NumPy's copy releases the GIL
+            buf[a:b, top + r0:top + r1, left + c0:left + c1] = src[a:b, r0:r1, c0:c1]
+
+        _sample_parts(n, part)
+        return buf
+
+    def _taps(self, kh: int, kw: int, dh: int, dw: int, width: int, c: int):
+        """Element offsets of the kernel positions (i, k), row-major, from a window's corner
+        in a channels-last image of ``width`` columns and ``c`` channels (cached)."""
+        key = ("taps", kh, kw, dh, dw, width, c)
+        taps = self._scratch.get(key)
+        if taps is None:
+            xp = backend.xp
+            i, k = xp.ogrid[:kh, :kw]
+            taps = self._scratch[key] = ((i * dh * width + k * dw) * c).reshape(-1).astype(xp.int64)
+        return taps
+
+    # ------------------------------------------------------------------ direct convolution
+    def _direct_forward(self, xl, win, w, training: bool):
+        r"""Y straight from the padded input, no X_col (``bpnn._gemm.conv``): for each
+        output row, tiles of outputs × vectors of output channels accumulate, for every
+        kernel position, the input channels under it times that position's rows of
+        W_mat. Used when the register-tile kernels run and O is a multiple of their
+        vector width (16 float32); the padded input is kept for backward."""
+        n = xl.shape[0]
+        hp = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
+        wp = (win.Wo - 1) * win.sw + (win.kw - 1) * win.dw + 1
+        xpad = self._placed(self._kept_slot("pad") if training else "pad", xl, win.ph, win.pw, hp, wp)
+        taps = self._taps(win.kh, win.kw, win.dh, win.dw, xpad.shape[2], xl.shape[3])
+        y = backend.xp.empty((n, win.Ho, win.Wo, self.out_channels), dtype=xl.dtype)
+        _gemm.conv(xpad, taps, backend.xp.ascontiguousarray(w), y, win.sh, win.sw)
+        if self.bias:
+            y += self.params["bias"]
+        self._xpad, self._taps_x = xpad, taps
+        return y.reshape(-1, self.out_channels)
+
+    def _direct_backward(self, g, win, n, c, input_grad):
+        r"""Backward of ``_direct_forward`` from G (N, H_out, W_out, O):
+            ∂L/∂W_mat[(t, c), :] = Σ over outputs of x̃ under position t, channel c, times G,
+        and, with stride 1 and C a multiple of the vector width, ∂L/∂x as the forward
+        convolution of G padded by (k − 1)·d − p with the flipped kernel:
+            ∂L/∂x[n, h, w] = Σ_{i, k} G̃[n, h + i·d_h, w + k·d_w] W[:, :, kh−1−i, kw−1−k],
+        else G W_matᵀ and col2im (``_input_grad``)."""
+        xp = backend.xp
+        o = self.out_channels
+        if self._trainable:
+            dw = xp.zeros((win.kh * win.kw * c, o), dtype=g.dtype)
+            _gemm.conv_weight_grad(self._xpad, self._taps_x, g, dw, win.sh, win.sw)
+            self.grads["weight"][...] = dw.reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
+            if self.bias:
+                self.grads["bias"][...] = g.reshape(-1, o).sum(axis=0)
+        if not input_grad:
+            return None
+        if (win.sh, win.sw) != (1, 1) or not _gemm.conv_applies(g.dtype, c):
+            return self._input_grad(g.reshape(-1, o), win, n, c, win.kh * win.kw * c)
+        top, left = (win.kh - 1) * win.dh - win.ph, (win.kw - 1) * win.dw - win.pw
+        gpad = self._placed("gpad", g, top, left, win.H + (win.kh - 1) * win.dh, win.W + (win.kw - 1) * win.dw)
+        wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
+        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        _gemm.conv(gpad, self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o), wf, dx, 1, 1)
+        return as_nchw(dx)
 
     def _product(self, xl, win, w, ncol, keep: bool):
         """Y = X_col W_mat; returns (X_col or None, Y).
@@ -381,26 +483,32 @@ class Conv2D(Module):
         t = self._t = self._toeplitz(tl, dst, kcols, dtype)  # kept for ∂L/∂x in backward
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
-        for rows, block in self._row_blocks(xl, win, tl, kcols, a):
-            _gemm.matmul(block, t, y[rows])
+
+        def part(start, stop):
+            for rows, block in self._row_blocks(xl, win, tl, kcols, a, start, stop):
+                _gemm.matmul(block, t, y[rows])
+
+        _sample_parts(n, part)
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
         if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
             y = xp.ascontiguousarray(y[:, :, :win.Wo])
         return a, y.reshape(-1, o)
 
-    def _row_blocks(self, xl, win, tl, kcols, a=None):
-        """Yields (rows, block of A) over the batch, each block filled when it is yielded:
-        all of ``a`` at once when given (kept), else blocks of a few samples (about
-        ``_FUSE_BYTES``) in the shared temporary."""
-        n, per_sample = xl.shape[0], win.Ho * tl.nt
+    def _row_blocks(self, xl, win, tl, kcols, a=None, start=0, stop=None):
+        """Yields (rows, block of A) over the samples start..stop-1 (default: the batch),
+        each block filled when it is yielded: their rows of ``a`` at once when given
+        (kept), else blocks of a few samples (about ``_FUSE_BYTES``) in the shared
+        temporary (one per thread)."""
+        stop = xl.shape[0] if stop is None else stop
+        n, per_sample = stop - start, win.Ho * tl.nt
         per = n if a is not None else self._per_block(per_sample, kcols + self.bias, xl.itemsize)
-        if a is None:
-            a = self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
-        for s in range(0, n, per):
-            k = min(per, n - s)
-            block = a[:k * per_sample]
+        temp = None if a is not None else self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
+        for s in range(start, stop, per):
+            k = min(per, stop - s)
+            rows = slice(s * per_sample, (s + k) * per_sample)
+            block = a[rows] if temp is None else temp[:k * per_sample]
             kernels.im2col(xl[s:s + k], block, tl.window)
-            yield slice(s * per_sample, (s + k) * per_sample), block
+            yield rows, block
 
     def _toeplitz(self, tl, dst, kcols, dtype):
         """T of ``_row_product`` from the current weights (and the bias as its last row)."""
@@ -439,12 +547,19 @@ class Conv2D(Module):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
         xp = backend.xp
         o = self.out_channels
-        dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
-        if self._cols is not None:
-            _gemm.matmul(self._cols.T, g, dt)
-        else:
-            for rows, block in self._row_blocks(self._xl, win, tl, kcols):
-                _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
+        per_sample = win.Ho * tl.nt
+
+        def part(start, stop):
+            dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
+            if self._cols is not None:
+                rows = slice(start * per_sample, stop * per_sample)
+                _gemm.matmul(self._cols[rows].T, g[rows], dt)
+            else:
+                for rows, block in self._row_blocks(self._xl, win, tl, kcols, None, start, stop):
+                    _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > start * per_sample)
+            return dt
+
+        dt = _summed(_sample_parts(g.shape[0] // per_sample, part))
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
         if self.bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
@@ -475,8 +590,11 @@ class Conv2D(Module):
                 y += self.params["bias"]
         else:
             self._rows = xl.shape[3] <= _ROW_MAX_CHANNELS
+            self._direct = not self._rows and _gemm.conv_applies(xl.dtype, o)
             if self._rows:
                 cols, y = self._row_product(xl, win, keep=training)
+            elif self._direct:
+                cols, y = None, self._direct_forward(xl, win, w, training)
             else:
                 if self.bias:
                     w = backend.xp.concatenate([w, self.params["bias"][None, :]])
@@ -492,6 +610,8 @@ class Conv2D(Module):
         g = channels_last(grad_out).reshape(-1, o)
         if not self._pointwise and self._rows:
             return self._row_backward(g, win, n, input_grad)
+        if not self._pointwise and self._direct:
+            return self._direct_backward(g.reshape(n, win.Ho, win.Wo, o), win, n, c, input_grad)
         if self._pointwise or self._cols is not None:
             return self._backward_kept(g, win, n, c, ncol, input_grad)
         # X_col again block by block (see _product): ∂L/∂W_mat = Σ_blocks X_colᵀ G, and
@@ -557,13 +677,17 @@ class Conv2D(Module):
         xp = backend.xp
         n, c = g.shape[0] // per_sample, self.input_shape[0]
         per = self._per_block(per_sample, m.shape[1], g.itemsize)
-        temp = _shared_temp((min(per, n) * per_sample, m.shape[1]), g.dtype, "dcols")
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-        for s in range(0, n, per):
-            k = min(per, n - s)
-            block = temp[:k * per_sample]
-            _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
-            scatter(block, dx[s:s + k])
+
+        def part(start, stop):
+            temp = _shared_temp((min(per, stop - start) * per_sample, m.shape[1]), g.dtype, "dcols")
+            for s in range(start, stop, per):
+                k = min(per, stop - s)
+                block = temp[:k * per_sample]
+                _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
+                scatter(block, dx[s:s + k])
+
+        _sample_parts(n, part)
         return as_nchw(dx)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
