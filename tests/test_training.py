@@ -361,3 +361,31 @@ def test_build_without_arguments_uses_the_models_seed_and_dtype():
     for (_, pa, _), (_, pb, _) in zip(a.named_parameters(), b.named_parameters()):
         assert pa.dtype == np.float64
         np.testing.assert_array_equal(pa, pb)
+
+
+def test_a_trained_model_is_freed_as_soon_as_it_is_dropped():
+    """No reference cycles hold a model after training (its trainer's History points back
+    to the trainer weakly): models and their layers' buffers go as soon as the last
+    reference does, not at the garbage collector's next full pass."""
+    import gc
+    import weakref
+
+    from bpnn import nn
+
+    x = np.random.default_rng(0).random((16, 1, 8, 8))
+    y = np.arange(16) % 3
+    gc.collect()
+    gc.disable()
+    try:
+        model = bpnn.Sequential([nn.Conv2D(4, 3, padding=1), nn.BatchNorm(), nn.ReLU(),
+                                 nn.Residual([nn.Conv2D(4, 3, padding=1), nn.ReLU()]),
+                                 nn.GlobalAvgPool2D(), nn.Dense(3)], input_shape=(1, 8, 8), seed=0)
+        trainer = bpnn.Trainer(model, optimizer="adam")
+        history = trainer.fit(x, y, epochs=2, batch_size=8, verbose=False)
+        assert history.trainer is trainer
+        refs = [weakref.ref(model), weakref.ref(trainer)] + [weakref.ref(m) for m in model.layers]
+        del model, trainer
+        assert [r() for r in refs] == [None] * len(refs)
+        assert history.trainer is None
+    finally:
+        gc.enable()

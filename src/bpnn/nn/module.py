@@ -315,14 +315,14 @@ def _walk(module: Module, prefix: str, seen: set | None = None):
 
 def mark_shared(root: Module) -> None:
     """Set ``_uses`` of every module under ``root`` to the number of places it occurs."""
+    # an explicit stack: a recursive closure (a function in its own cell) is a reference
+    # cycle that would keep ``counts``, and with it the model, alive until a full gc pass
     counts: dict = {}
-
-    def visit(m):
+    stack = [root]
+    while stack:
+        m = stack.pop()
         counts[id(m)] = (m, counts.get(id(m), (m, 0))[1] + 1)
-        for _, child in m.children():
-            visit(child)
-
-    visit(root)
+        stack.extend(child for _, child in m.children())
     for m, n in counts.values():
         if n > 1:
             m._uses = n
