@@ -316,24 +316,25 @@ def l1_penalty_grad(g, w, lam: float) -> float:
 
 
 # ----------------------------------------------------------------------------- threads
-#: Arrays of at least this many elements are split between threads (``bpnn._threads``):
-#: the activations of image layers (64 × 16 × 28 × 28 = 802,816 for a small ResNet's
-#: first block), not those of the usual MLPs, whose matrix products OpenBLAS threads
-#: itself (its idle threads spin for a while after each product).
-_PARALLEL_ELEMENTS = 1 << 19
+#: Arrays of images (``split=True``) of at least this many elements are split between
+#: threads (``bpnn._threads``): 64 × 16 × 28 × 28 = 802,816 for a small ResNet's first
+#: block. Not the (N, features) arrays of MLPs, whose matrix products OpenBLAS threads
+#: itself: its idle threads spin for a while after each product, and ReLU split between
+#: two threads made an epoch of a 784-2048-2048-10 MLP (batch 256) 1.06x slower.
+_PARALLEL_ELEMENTS = 1 << 16
 
 
-def _row_parts(x2, work) -> list:
+def _row_parts(x2, work, split: bool) -> list:
     """``work(start, stop)`` over parts of the rows of the (M, C) array x2, one per thread
-    when it is large (``_PARALLEL_ELEMENTS``), else one call."""
+    with ``split`` when it is large (``_PARALLEL_ELEMENTS``), else one call."""
     m = x2.shape[0]
-    if x2.size < _PARALLEL_ELEMENTS:
+    if not split or x2.size < _PARALLEL_ELEMENTS:
         return [work(0, m)]
     return _threads.in_parts(m, work)
 
 
-def _flat_parts(flat, work) -> list:
-    return _row_parts(flat.reshape(-1, 1), work)
+def _flat_parts(flat, work, split: bool) -> list:
+    return _row_parts(flat.reshape(-1, 1), work, split)
 
 
 def _summed(parts):
@@ -344,7 +345,7 @@ def _summed(parts):
 
 
 # ----------------------------------------------------------------------------- batch norm
-def bn_rows_stats(x2):
+def bn_rows_stats(x2, split: bool = False):
     """Per-column mean and biased variance of the C-contiguous (M, C) array ``x2``, as
     float64 arrays (two passes: the variance is a mean of squared deviations)."""
     xp = backend.xp
@@ -357,20 +358,20 @@ def bn_rows_stats(x2):
             k["bn_sums"](x2[a:b].reshape(-1), b - a, c, total)
             return total
 
-        mean = _summed(_row_parts(x2, sums)) / m
+        mean = _summed(_row_parts(x2, sums, split)) / m
 
         def squares(a, b):
             total = np.zeros(c)
             k["bn_squares"](x2[a:b].reshape(-1), b - a, c, mean, total)
             return total
 
-        return mean, _summed(_row_parts(x2, squares)) / m
+        return mean, _summed(_row_parts(x2, squares, split)) / m
     mean = x2.mean(axis=0, dtype=xp.float64)
     d = x2 - mean.astype(x2.dtype)
     return mean, (d * d).mean(axis=0, dtype=xp.float64)
 
 
-def bn_rows_apply(x2, shift, inv, gamma, beta):
+def bn_rows_apply(x2, shift, inv, gamma, beta, split: bool = False):
     """(x̂, y) with x̂ = (x − shift)·inv and y = γ x̂ + β per column of the (M, C) array;
     the per-column vectors come in ``x2``'s dtype."""
     xp = backend.xp
@@ -378,7 +379,7 @@ def bn_rows_apply(x2, shift, inv, gamma, beta):
     if _use_numba(x2, shift, inv, gamma, beta):
         c, kernel = x2.shape[1], _kernels()["bn_apply"]
         _row_parts(x2, lambda a, b: kernel(x2[a:b].reshape(-1), b - a, c, shift, inv, gamma, beta,
-                                           xhat[a:b].reshape(-1), y[a:b].reshape(-1)))
+                                           xhat[a:b].reshape(-1), y[a:b].reshape(-1)), split)
         return xhat, y
     xp.subtract(x2, shift, out=xhat)
     xhat *= inv
@@ -387,7 +388,7 @@ def bn_rows_apply(x2, shift, inv, gamma, beta):
     return xhat, y
 
 
-def bn_rows_grad_sums(g2, xhat2):
+def bn_rows_grad_sums(g2, xhat2, split: bool = False):
     """(Σ_rows G, Σ_rows G x̂) per column, float64."""
     xp = backend.xp
     m, c = g2.shape
@@ -399,19 +400,19 @@ def bn_rows_grad_sums(g2, xhat2):
             kernel(g2[a:b].reshape(-1), xhat2[a:b].reshape(-1), b - a, c, dbeta, dgamma)
             return dbeta, dgamma
 
-        parts = _row_parts(g2, sums)
+        parts = _row_parts(g2, sums, split)
         return _summed([p[0] for p in parts]), _summed([p[1] for p in parts])
     return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
 
 
-def bn_rows_input_grad(g2, xhat2, a, shift, slope):
+def bn_rows_input_grad(g2, xhat2, a, shift, slope, split: bool = False):
     """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm)."""
     xp = backend.xp
     dx = xp.empty_like(g2)
     if _use_numba(g2, xhat2, a, shift, slope):
         c, kernel = g2.shape[1], _kernels()["bn_input_grad"]
         _row_parts(g2, lambda i, j: kernel(g2[i:j].reshape(-1), xhat2[i:j].reshape(-1), j - i, c, a, shift, slope,
-                                           dx[i:j].reshape(-1)))
+                                           dx[i:j].reshape(-1)), split)
         return dx
     xp.multiply(g2, a, out=dx)
     dx -= shift
@@ -434,7 +435,7 @@ def _memory_order(*arrays):
     return flats
 
 
-def relu(x):
+def relu(x, split: bool = False):
     """max(x, 0), in x's memory layout (one compiled pass; 4x faster than np.maximum)."""
     xp = backend.xp
     if _use_numba(x):
@@ -442,18 +443,18 @@ def relu(x):
         flats = _memory_order(x, y)
         if flats is not None:
             kernel = _kernels()["relu"]
-            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b]))
+            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b]), split)
             return y
     return xp.maximum(x, 0)
 
 
-def relu_backward(g, y):
+def relu_backward(g, y, split: bool = False):
     """∂L/∂y where y > 0, else 0."""
     if _use_numba(g, y):
         dx = np.empty_like(g)
         flats = _memory_order(g, y, dx)
         if flats is not None:
             kernel = _kernels()["relu_backward"]
-            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b], flats[2][a:b]))
+            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b], flats[2][a:b]), split)
             return dx
     return g * (y > 0)
