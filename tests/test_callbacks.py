@@ -105,3 +105,18 @@ def test_model_checkpoint_save_best_only_and_epoch_in_the_name(tmp_path, rng):
     every = bpnn.ModelCheckpoint(str(tmp_path / "e{epoch:02d}.safetensors"), save_freq=2)
     trainer.fit(X, y, epochs=5, verbose=False, callbacks=[every])
     assert sorted(p.name for p in tmp_path.glob("e*.safetensors")) == ["e01.safetensors", "e03.safetensors"]
+
+
+def test_a_callback_pickles_without_its_trainer():
+    """Callbacks travel to other processes (restarts on joblib's process backend); the
+    weak reference to the trainer does not."""
+    import pickle
+
+    import bpnn
+
+    cb = bpnn.train.callbacks.History()
+    model = bpnn.Sequential([bpnn.nn.Dense(2)], input_shape=(3,), seed=0)
+    trainer = bpnn.Trainer(model)
+    cb.set_trainer(trainer)
+    copy = pickle.loads(pickle.dumps(cb))
+    assert copy.trainer is None and cb.trainer is trainer

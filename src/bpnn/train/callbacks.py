@@ -33,6 +33,13 @@ class Callback:
     def set_trainer(self, trainer) -> None:
         self.trainer = trainer
 
+    def __getstate__(self):
+        """Pickled without the trainer (a callback sent to another process, e.g. to a
+        restart, is given its trainer there)."""
+        state = dict(self.__dict__)
+        state.pop("_trainer_ref", None)
+        return state
+
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
