@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from . import _threads, backend
+from . import backend
 
 _available = importlib.util.find_spec("numba") is not None
 _active = _available and os.environ.get("BPNN_DISABLE_NUMBA", "") in ("", "0")
@@ -119,23 +119,22 @@ def _l1_kernel(g, w, lam):
 # Batch normalization over the rows of a C-contiguous (M, C) array: the channels-last
 # layout of the image layers, and plain (N, C) inputs. Flat arrays and unsigned indices
 # (with signed ones numba tests every index for wrap-around); per-channel sums in float64.
-def _bn_sums_kernel(x, m, c, total):
-    # total (zeroed) += Σ_rows x
+def _bn_stats_kernel(x, m, c, mean, var):
+    # mean, var come zeroed
     uc = np.uint64(c)
     for i in range(np.uint64(m)):
         b = i * uc
         for j in range(uc):
-            total[j] += x[b + j]
-
-
-def _bn_squares_kernel(x, m, c, mean, total):
-    # total (zeroed) += Σ_rows (x − mean)²
-    uc = np.uint64(c)
+            mean[j] += x[b + j]
+    for j in range(uc):
+        mean[j] /= m
     for i in range(np.uint64(m)):
         b = i * uc
         for j in range(uc):
             d = x[b + j] - mean[j]
-            total[j] += d * d
+            var[j] += d * d
+    for j in range(uc):
+        var[j] /= m
 
 
 def _bn_apply_kernel(x, m, c, shift, inv, gamma, beta, xhat, y):
@@ -185,10 +184,8 @@ def _relu_backward_kernel(g, y, dx):
 def _kernels():
     """The compiled kernels (numba compiles on first call and caches them on disk).
 
-    No parallel loops: numba's parallel threads and BLAS's threads spin-wait on the same
+    Serial on purpose: numba's parallel threads and BLAS's threads spin-wait on the same
     cores, and a parallel update made every matrix product of the step ~3x slower here.
-    The batch-norm and ReLU kernels are called from several threads over parts of
-    large arrays instead (``_row_parts``, :mod:`bpnn._threads`).
     """
     global _compiled
     if _compiled is None:
@@ -202,7 +199,7 @@ def _kernels():
                      "adam_step": jit(_adam_step_kernel), "sgd_step": jit(_sgd_step_kernel),
                      "momentum_step": jit(_momentum_step_kernel),
                      "l2": reduce(_l2_kernel), "l1": reduce(_l1_kernel),
-                     "bn_sums": jit(_bn_sums_kernel), "bn_squares": jit(_bn_squares_kernel), "bn_apply": jit(_bn_apply_kernel),
+                     "bn_stats": jit(_bn_stats_kernel), "bn_apply": jit(_bn_apply_kernel),
                      "bn_grad_sums": jit(_bn_grad_sums_kernel), "bn_input_grad": jit(_bn_input_grad_kernel),
                      "relu": jit(_relu_kernel), "relu_backward": jit(_relu_backward_kernel)}
     return _compiled
@@ -315,71 +312,29 @@ def l1_penalty_grad(g, w, lam: float) -> float:
     return total
 
 
-# ----------------------------------------------------------------------------- threads
-#: Arrays of images (``split=True``) of at least this many elements are split between
-#: threads (``bpnn._threads``): 64 × 16 × 28 × 28 = 802,816 for a small ResNet's first
-#: block. Not the (N, features) arrays of MLPs, whose matrix products OpenBLAS threads
-#: itself: its idle threads spin for a while after each product, and ReLU split between
-#: two threads made an epoch of a 784-2048-2048-10 MLP (batch 256) 1.06x slower.
-_PARALLEL_ELEMENTS = 1 << 16
-
-
-def _row_parts(x2, work, split: bool) -> list:
-    """``work(start, stop)`` over parts of the rows of the (M, C) array x2, one per thread
-    with ``split`` when it is large (``_PARALLEL_ELEMENTS``), else one call."""
-    m = x2.shape[0]
-    if not split or x2.size < _PARALLEL_ELEMENTS:
-        return [work(0, m)]
-    return _threads.in_parts(m, work)
-
-
-def _flat_parts(flat, work, split: bool) -> list:
-    return _row_parts(flat.reshape(-1, 1), work, split)
-
-
-def _summed(parts):
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
-
-
 # ----------------------------------------------------------------------------- batch norm
-def bn_rows_stats(x2, split: bool = False):
+def bn_rows_stats(x2):
     """Per-column mean and biased variance of the C-contiguous (M, C) array ``x2``, as
     float64 arrays (two passes: the variance is a mean of squared deviations)."""
     xp = backend.xp
     m, c = x2.shape
     if _use_numba(x2):
-        k = _kernels()
-
-        def sums(a, b):
-            total = np.zeros(c)
-            k["bn_sums"](x2[a:b].reshape(-1), b - a, c, total)
-            return total
-
-        mean = _summed(_row_parts(x2, sums, split)) / m
-
-        def squares(a, b):
-            total = np.zeros(c)
-            k["bn_squares"](x2[a:b].reshape(-1), b - a, c, mean, total)
-            return total
-
-        return mean, _summed(_row_parts(x2, squares, split)) / m
+        mean, var = np.zeros(c), np.zeros(c)
+        _kernels()["bn_stats"](x2.reshape(-1), m, c, mean, var)
+        return mean, var
     mean = x2.mean(axis=0, dtype=xp.float64)
     d = x2 - mean.astype(x2.dtype)
     return mean, (d * d).mean(axis=0, dtype=xp.float64)
 
 
-def bn_rows_apply(x2, shift, inv, gamma, beta, split: bool = False):
+def bn_rows_apply(x2, shift, inv, gamma, beta):
     """(x̂, y) with x̂ = (x − shift)·inv and y = γ x̂ + β per column of the (M, C) array;
     the per-column vectors come in ``x2``'s dtype."""
     xp = backend.xp
     xhat, y = xp.empty_like(x2), xp.empty_like(x2)
     if _use_numba(x2, shift, inv, gamma, beta):
-        c, kernel = x2.shape[1], _kernels()["bn_apply"]
-        _row_parts(x2, lambda a, b: kernel(x2[a:b].reshape(-1), b - a, c, shift, inv, gamma, beta,
-                                           xhat[a:b].reshape(-1), y[a:b].reshape(-1)), split)
+        m, c = x2.shape
+        _kernels()["bn_apply"](x2.reshape(-1), m, c, shift, inv, gamma, beta, xhat.reshape(-1), y.reshape(-1))
         return xhat, y
     xp.subtract(x2, shift, out=xhat)
     xhat *= inv
@@ -388,31 +343,24 @@ def bn_rows_apply(x2, shift, inv, gamma, beta, split: bool = False):
     return xhat, y
 
 
-def bn_rows_grad_sums(g2, xhat2, split: bool = False):
+def bn_rows_grad_sums(g2, xhat2):
     """(Σ_rows G, Σ_rows G x̂) per column, float64."""
     xp = backend.xp
     m, c = g2.shape
     if _use_numba(g2, xhat2):
-        kernel = _kernels()["bn_grad_sums"]
-
-        def sums(a, b):
-            dbeta, dgamma = np.zeros(c), np.zeros(c)
-            kernel(g2[a:b].reshape(-1), xhat2[a:b].reshape(-1), b - a, c, dbeta, dgamma)
-            return dbeta, dgamma
-
-        parts = _row_parts(g2, sums, split)
-        return _summed([p[0] for p in parts]), _summed([p[1] for p in parts])
+        dbeta, dgamma = np.zeros(c), np.zeros(c)
+        _kernels()["bn_grad_sums"](g2.reshape(-1), xhat2.reshape(-1), m, c, dbeta, dgamma)
+        return dbeta, dgamma
     return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
 
 
-def bn_rows_input_grad(g2, xhat2, a, shift, slope, split: bool = False):
+def bn_rows_input_grad(g2, xhat2, a, shift, slope):
     """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm)."""
     xp = backend.xp
     dx = xp.empty_like(g2)
     if _use_numba(g2, xhat2, a, shift, slope):
-        c, kernel = g2.shape[1], _kernels()["bn_input_grad"]
-        _row_parts(g2, lambda i, j: kernel(g2[i:j].reshape(-1), xhat2[i:j].reshape(-1), j - i, c, a, shift, slope,
-                                           dx[i:j].reshape(-1)), split)
+        m, c = g2.shape
+        _kernels()["bn_input_grad"](g2.reshape(-1), xhat2.reshape(-1), m, c, a, shift, slope, dx.reshape(-1))
         return dx
     xp.multiply(g2, a, out=dx)
     dx -= shift
@@ -435,26 +383,24 @@ def _memory_order(*arrays):
     return flats
 
 
-def relu(x, split: bool = False):
+def relu(x):
     """max(x, 0), in x's memory layout (one compiled pass; 4x faster than np.maximum)."""
     xp = backend.xp
     if _use_numba(x):
         y = np.empty_like(x)
         flats = _memory_order(x, y)
         if flats is not None:
-            kernel = _kernels()["relu"]
-            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b]), split)
+            _kernels()["relu"](*flats)
             return y
     return xp.maximum(x, 0)
 
 
-def relu_backward(g, y, split: bool = False):
+def relu_backward(g, y):
     """∂L/∂y where y > 0, else 0."""
     if _use_numba(g, y):
         dx = np.empty_like(g)
         flats = _memory_order(g, y, dx)
         if flats is not None:
-            kernel = _kernels()["relu_backward"]
-            _flat_parts(flats[0], lambda a, b: kernel(flats[0][a:b], flats[1][a:b], flats[2][a:b]), split)
+            _kernels()["relu_backward"](*flats)
             return dx
     return g * (y > 0)

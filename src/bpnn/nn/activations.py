@@ -82,13 +82,13 @@ class ReLU(Activation):
     """
 
     def forward(self, x, training=False):
-        self._y = _kernels.relu(x, split=x.ndim > 2)  # images: split between threads (bpnn._kernels)
+        self._y = _kernels.relu(x)
         return self._y
 
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        return _kernels.relu_backward(grad_out, self._y, split=grad_out.ndim > 2)
+        return _kernels.relu_backward(grad_out, self._y)
 
 
 @layers.register("leaky_relu")

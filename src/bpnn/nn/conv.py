@@ -5,7 +5,7 @@ import numbers
 import threading
 
 from .. import _conv_kernels as kernels
-from .. import _gemm, _threads
+from .. import _gemm
 from .. import backend
 from .. import init as initializers
 from .._checks import positive
@@ -161,22 +161,6 @@ def _block_rows(a, n_out: int) -> int:
     return max(256, _BLOCK_BYTES // ((a.shape[1] + n_out) * a.itemsize))
 
 
-def _sample_parts(n: int, work) -> list:
-    """``work(start, stop)`` over parts of the samples [0, n), one per thread
-    (``bpnn._threads``) when the products run in the register-tile kernels, else one call
-    (OpenBLAS spreads each product over its own threads)."""
-    if not _gemm.enabled():
-        return [work(0, n)]
-    return _threads.in_parts(n, work)
-
-
-def _summed(parts):
-    out = parts[0]
-    for p in parts[1:]:
-        out += p
-    return out
-
-
 def _matmul_tn_chunked(a, g):
     """aᵀ @ g, summed over row blocks of ``a`` and ``g``."""
     rows = _block_rows(a, g.shape[1])
@@ -251,8 +235,8 @@ class Conv2D(Module):
     of their vector width (16 float32, 8 float64) there is no X_col at all: the layer
     convolves its zero-padded input in place (``_direct_forward``), its weight gradient
     likewise, and ∂L/∂x, for stride 1, as the convolution of the padded G with the
-    flipped kernel (``_direct_backward``); these calls are split over the batch between
-    threads (``NUMBA_NUM_THREADS``, all cores by default).
+    flipped kernel (``_direct_backward``); long calls split the batch between threads
+    (``NUMBA_NUM_THREADS``, all cores by default).
 
     Parameters
     ----------
@@ -348,11 +332,7 @@ class Conv2D(Module):
             self._scratch[name + ".geometry"] = geometry
         r0, r1 = max(0, -top), min(h, hp - top)
         c0, c1 = max(0, -left), min(w, wp - left)
-
-        def part(a, b):  # NumPy's copy releases the GIL
-            buf[a:b, top + r0:top + r1, left + c0:left + c1] = src[a:b, r0:r1, c0:c1]
-
-        _sample_parts(n, part)
+        buf[:, top + r0:top + r1, left + c0:left + c1] = src[:, r0:r1, c0:c1]
         return buf
 
     def _taps(self, kh: int, kw: int, dh: int, dw: int, width: int, c: int):
@@ -484,31 +464,26 @@ class Conv2D(Module):
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
 
-        def part(start, stop):
-            for rows, block in self._row_blocks(xl, win, tl, kcols, a, start, stop):
-                _gemm.matmul(block, t, y[rows])
-
-        _sample_parts(n, part)
+        for rows, block in self._row_blocks(xl, win, tl, kcols, a):
+            _gemm.matmul(block, t, y[rows])
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
         if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
             y = xp.ascontiguousarray(y[:, :, :win.Wo])
         return a, y.reshape(-1, o)
 
-    def _row_blocks(self, xl, win, tl, kcols, a=None, start=0, stop=None):
-        """Yields (rows, block of A) over the samples start..stop-1 (default: the batch),
-        each block filled when it is yielded: their rows of ``a`` at once when given
-        (kept), else blocks of a few samples (about ``_FUSE_BYTES``) in the shared
-        temporary (one per thread)."""
-        stop = xl.shape[0] if stop is None else stop
-        n, per_sample = stop - start, win.Ho * tl.nt
+    def _row_blocks(self, xl, win, tl, kcols, a=None):
+        """Yields (rows, block of A) over the batch, each block filled when it is yielded:
+        all of ``a`` at once when given (kept), else blocks of a few samples (about
+        ``_FUSE_BYTES``) in the shared temporary."""
+        n, per_sample = xl.shape[0], win.Ho * tl.nt
         per = n if a is not None else self._per_block(per_sample, kcols + self.bias, xl.itemsize)
-        temp = None if a is not None else self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
-        for s in range(start, stop, per):
-            k = min(per, stop - s)
-            rows = slice(s * per_sample, (s + k) * per_sample)
-            block = a[rows] if temp is None else temp[:k * per_sample]
+        if a is None:
+            a = self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            block = a[:k * per_sample]
             kernels.im2col(xl[s:s + k], block, tl.window)
-            yield rows, block
+            yield slice(s * per_sample, (s + k) * per_sample), block
 
     def _toeplitz(self, tl, dst, kcols, dtype):
         """T of ``_row_product`` from the current weights (and the bias as its last row)."""
@@ -547,19 +522,12 @@ class Conv2D(Module):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
         xp = backend.xp
         o = self.out_channels
-        per_sample = win.Ho * tl.nt
-
-        def part(start, stop):
-            dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
-            if self._cols is not None:
-                rows = slice(start * per_sample, stop * per_sample)
-                _gemm.matmul(self._cols[rows].T, g[rows], dt)
-            else:
-                for rows, block in self._row_blocks(self._xl, win, tl, kcols, None, start, stop):
-                    _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > start * per_sample)
-            return dt
-
-        dt = _summed(_sample_parts(g.shape[0] // per_sample, part))
+        dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
+        if self._cols is not None:
+            _gemm.matmul(self._cols.T, g, dt)
+        else:
+            for rows, block in self._row_blocks(self._xl, win, tl, kcols):
+                _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
         if self.bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
@@ -677,17 +645,13 @@ class Conv2D(Module):
         xp = backend.xp
         n, c = g.shape[0] // per_sample, self.input_shape[0]
         per = self._per_block(per_sample, m.shape[1], g.itemsize)
+        temp = _shared_temp((min(per, n) * per_sample, m.shape[1]), g.dtype, "dcols")
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-
-        def part(start, stop):
-            temp = _shared_temp((min(per, stop - start) * per_sample, m.shape[1]), g.dtype, "dcols")
-            for s in range(start, stop, per):
-                k = min(per, stop - s)
-                block = temp[:k * per_sample]
-                _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
-                scatter(block, dx[s:s + k])
-
-        _sample_parts(n, part)
+        for s in range(0, n, per):
+            k = min(per, n - s)
+            block = temp[:k * per_sample]
+            _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
+            scatter(block, dx[s:s + k])
         return as_nchw(dx)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
