@@ -175,6 +175,8 @@ CONV_CASES = [
     ((2, 1, 12, 28), 16, dict(kernel_size=3, padding=1)),
     ((2, 8, 5, 6), 8, dict(kernel_size=3, padding=3)),  # padding wider than the kernel: ∂L/∂x drops rows of G
     ((2, 8, 6, 7), 16, dict(kernel_size=4, padding="same", dilation=(1, 2))),  # asymmetric padding
+    ((2, 8, 5, 6), 16, dict(kernel_size=3, padding=2)),  # full padding: G̃ is G itself
+    ((2, 8, 5, 6), 16, dict(kernel_size=(3, 1), padding=(1, 0))),  # "same" in rows only
 ]
 
 

@@ -155,3 +155,20 @@ def test_direct_convolution_split_between_threads_equals_one_call(tiles, rng, mo
     _gemm.conv_weight_grad(x, taps, g, dw, 1, 1)
     ref = np.stack([np.einsum("nhwc,nhwo->co", x[:, p:p + 4, q:q + 5], g) for p in range(3) for q in range(3)])
     np.testing.assert_allclose(dw, ref.reshape(-1, 16), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_over_the_input_grid_equals_the_row_by_row_one(tiles, rng, dtype):
+    """With G placed on the padded input's grid (zeros between its rows), the weight
+    gradient is one product per image and kernel position (stride 1, "same" padding)."""
+    n, ho, wo, c, o = 3, 5, 6, 16, 32
+    xpad = rng.standard_normal((n, ho + 2, wo + 2, c)).astype(dtype)  # 3×3 kernel, padding 1
+    g = rng.standard_normal((n, ho, wo, o)).astype(dtype)
+    gpad = np.zeros((n, ho + 2, wo + 2, o), dtype=dtype)
+    gpad[:, 1:-1, 1:-1] = g
+    taps = np.array([(p * (wo + 2) + q) * c for p in range(3) for q in range(3)], dtype=np.int64)
+    rows = np.zeros((9 * c, o), dtype=dtype)
+    _gemm.conv_weight_grad(xpad, taps, g, rows, 1, 1)
+    flat = np.zeros((9 * c, o), dtype=dtype)
+    _gemm.conv_weight_grad_flat(xpad, taps, gpad, ((wo + 2) + 1) * o, (ho - 1) * (wo + 2) + wo, flat)
+    np.testing.assert_allclose(flat, rows, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)

@@ -137,6 +137,23 @@ def conv_weight_grad(x, taps, g, dw, sh: int, sw: int) -> None:
         dw += extra
 
 
+def conv_weight_grad_flat(x, taps, g, g_off: int, count: int, dw) -> None:
+    """dw (len(taps)·C, O) += Σ_n Σ_{p < count} x[n].flat[p·C + taps[t] + c] ⊗
+    g[n].flat[g_off + p·O:][:O]: the weight gradient of a stride-1 :func:`conv` whose
+    output gradient is laid out on the input's grid (same row width, zeros between the
+    output rows), e.g. the padded G of the input gradient under "same" padding."""
+    _check_contiguous(x=x, taps=taps, g=g, dw=dw)
+    kernel = _numba().conv_weight_grad_flat
+
+    def part(a, b):
+        out = dw if a == 0 else np.zeros_like(dw)
+        kernel(x[a:b], taps, g[a:b], g_off, count, out)
+        return out
+
+    for extra in _split(x, taps, g, part)[1:]:
+        dw += extra
+
+
 #: Multiply-adds from which :func:`conv` and :func:`conv_weight_grad` split the batch
 #: between threads (``bpnn._threads``). Handing a part to the other thread and getting
 #: it back costs 70-90 µs on the development machine (a ReLU over 10⁶ floats took 98 µs

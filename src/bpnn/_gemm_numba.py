@@ -276,3 +276,33 @@ def conv_weight_grad(x, taps, g, dw, sh, sw):
                              dwf, (t * ch + c0) * o + col, o, wo, True)
                         c0 += h
                     j += nv
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_weight_grad_flat(x, taps, g, g_off, count, dw):
+    """dw[t·C + c, :] += Σ_n Σ_{p < count} x[n].flat[p·C + taps[t] + c] · g[n].flat[g_off + p·O + :]:
+    the weight gradient of a stride-1 convolution whose output gradient lies on the
+    input's own grid (row width Wp), zero between the output rows; each (image, kernel
+    position) is then one long product over p instead of one per output row."""
+    n_img, ch = x.shape[0], x.shape[3]
+    o = g.shape[3]
+    img_x, img_g = x.size // n_img, g.size // n_img
+    lanes = 64 // g.itemsize
+    nvec = o // lanes
+    xf = x.reshape(-1)
+    gf = g.reshape(-1)
+    dwf = dw.reshape(-1)
+    per = _groups(nvec)
+    for n in range(n_img):
+        for t in range(taps.shape[0]):
+            j = 0
+            while j < nvec:
+                nv = min(nvec - j, per)
+                col = j * lanes
+                c0 = 0
+                while c0 < ch:
+                    h = _height(ch - c0, nv, False)
+                    _run(h, nv, xf, n * img_x + taps[t] + c0, 1, ch, ONE_TAP, 1, gf, n * img_g + g_off + col, o,
+                         dwf, (t * ch + c0) * o + col, o, count, True)
+                    c0 += h
+                j += nv

@@ -369,23 +369,36 @@ class Conv2D(Module):
         r"""Backward of ``_direct_forward`` from G (N, H_out, W_out, O):
             ∂L/∂W_mat[(t, c), :] = Σ over outputs of x̃ under position t, channel c, times G,
         and, with stride 1 and C a multiple of the vector width, ∂L/∂x as the forward
-        convolution of G padded by (k − 1)·d − p with the flipped kernel:
+        convolution of G̃, G padded by (k − 1)·d − p, with the flipped kernel:
             ∂L/∂x[n, h, w] = Σ_{i, k} G̃[n, h + i·d_h, w + k·d_w] W[:, :, kh−1−i, kw−1−k],
-        else G W_matᵀ and col2im (``_input_grad``)."""
+        else G W_matᵀ and col2im (``_input_grad``). With stride 1 and "same" padding G̃
+        lies on the padded input's grid (rows as wide, zeros between G's rows), and ∂L/∂W
+        is one long product per image and kernel position over it
+        (``_gemm.conv_weight_grad_flat``) instead of one per output row."""
         xp = backend.xp
-        o = self.out_channels
+        o, xpad = self.out_channels, self._xpad
+        top, left = (win.kh - 1) * win.dh - win.ph, (win.kw - 1) * win.dw - win.pw
+        hg, wg = win.H + (win.kh - 1) * win.dh, win.W + (win.kw - 1) * win.dw
+        stride1 = (win.sh, win.sw) == (1, 1)
+        on_grid = (stride1 and wg == xpad.shape[2] and 0 <= top and top + win.Ho <= hg
+                   and 0 <= left and left + win.Wo <= wg)
+        dx_direct = input_grad and stride1 and _gemm.conv_applies(g.dtype, c)
+        gpad = self._placed("gpad", g, top, left, hg, wg) if dx_direct or (on_grid and self._trainable) else None
+        on_grid = on_grid and gpad is not None and gpad.shape[2] == wg  # (G itself when it needs no padding)
         if self._trainable:
             dw = xp.zeros((win.kh * win.kw * c, o), dtype=g.dtype)
-            _gemm.conv_weight_grad(self._xpad, self._taps_x, g, dw, win.sh, win.sw)
+            if on_grid:
+                _gemm.conv_weight_grad_flat(xpad, self._taps_x, gpad, (top * wg + left) * o,
+                                            (win.Ho - 1) * wg + win.Wo, dw)
+            else:
+                _gemm.conv_weight_grad(xpad, self._taps_x, g, dw, win.sh, win.sw)
             self.grads["weight"][...] = dw.reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
             if self.bias:
                 self.grads["bias"][...] = g.reshape(-1, o).sum(axis=0)
         if not input_grad:
             return None
-        if (win.sh, win.sw) != (1, 1) or not _gemm.conv_applies(g.dtype, c):
+        if not dx_direct:
             return self._input_grad(g.reshape(-1, o), win, n, c, win.kh * win.kw * c)
-        top, left = (win.kh - 1) * win.dh - win.ph, (win.kw - 1) * win.dw - win.pw
-        gpad = self._placed("gpad", g, top, left, win.H + (win.kh - 1) * win.dh, win.W + (win.kw - 1) * win.dw)
         wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
         dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
         _gemm.conv(gpad, self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o), wf, dx, 1, 1)
