@@ -358,3 +358,32 @@ def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
         y = conv.forward(x, training=True)
         np.testing.assert_allclose(y, fresh.forward(x, training=True), rtol=1e-12)
         fresh.__dict__["_scratch"] = {}  # a new buffer every time
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 0), stride=(1, 2), dilation=2), dict(padding=0)],
+                         ids=["same", "stride_dilation", "valid"])
+def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatch, kw):
+    """Long direct convolutions split the batch between threads, each part padding its
+    samples, convolving them and adding its share of ∂L/∂W."""
+    from bpnn import _gemm, _kernels, _threads
+
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    monkeypatch.setattr(_threads, "threads", lambda: 3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 8, 7, 9))
+    results = []
+    before = _kernels.enabled()
+    _kernels.set_enabled(True)
+    try:
+        for threshold in (10 ** 12, 0):
+            monkeypatch.setattr(_gemm, "_SPLIT_MULTIPLY_ADDS", threshold)
+            conv = _built(Conv2D(16, 3, **kw), (8, 7, 9))
+            y = conv.forward(x, training=True)
+            assert conv._direct
+            gx = conv.backward(np.cos(y))
+            results.append((y, gx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
+    finally:
+        _kernels.set_enabled(before)
+    for one, split in zip(*results):
+        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)

@@ -137,26 +137,6 @@ def test_direct_convolution_needs_contiguous_arrays(tiles):
         _gemm.conv(x, np.zeros(1, dtype=np.int64), np.zeros((16, 2), np.float32).T, np.zeros((1, 4, 4, 16), np.float32), 1, 1)
 
 
-@pytest.mark.parametrize("threshold", [0, 10 ** 12], ids=["split", "one_call"])
-def test_direct_convolution_split_between_threads_equals_one_call(tiles, rng, monkeypatch, threshold):
-    """Long calls split the batch between threads (the weight gradient sums the parts)."""
-    from bpnn import _threads
-
-    monkeypatch.setattr(_gemm, "_SPLIT_MULTIPLY_ADDS", threshold)
-    monkeypatch.setattr(_threads, "threads", lambda: 3)
-    x = rng.standard_normal((5, 6, 7, 8))
-    taps = np.array([(p * 7 + q) * 8 for p in range(3) for q in range(3)], dtype=np.int64)
-    w4 = rng.standard_normal((3, 3, 8, 16))
-    y = np.empty((5, 4, 5, 16))
-    _gemm.conv(x, taps, w4.reshape(-1, 16), y, 1, 1)
-    np.testing.assert_allclose(y, _reference_conv(x, w4, 1, 1, 1, 1, 4, 5), rtol=1e-12, atol=1e-12)
-    g = rng.standard_normal(y.shape)
-    dw = np.zeros((72, 16))
-    _gemm.conv_weight_grad(x, taps, g, dw, 1, 1)
-    ref = np.stack([np.einsum("nhwc,nhwo->co", x[:, p:p + 4, q:q + 5], g) for p in range(3) for q in range(3)])
-    np.testing.assert_allclose(dw, ref.reshape(-1, 16), rtol=1e-12, atol=1e-12)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_over_the_input_grid_equals_the_row_by_row_one(tiles, rng, dtype):
     """With G placed on the padded input's grid (zeros between its rows), the weight

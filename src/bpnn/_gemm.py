@@ -117,24 +117,15 @@ def conv(x, taps, w, y, sh: int, sw: int) -> None:
     (N, Hp, Wp, C), read in place: y[n, i, j] = Σ_t Σ_c x[n, i·sh, j·sw][taps[t] + c] ·
     w[t·C + c] with ``taps`` the element offsets of the kernel positions from the window's
     corner and w (len(taps)·C, O). Needs :func:`conv_applies` for (y.dtype, O); all
-    arrays C-contiguous."""
+    arrays C-contiguous (samples of a larger array included)."""
     _check_contiguous(x=x, taps=taps, w=w, y=y)
-    kernel = _numba().conv_rows
-    _split(x, taps, y, lambda a, b: kernel(x[a:b], taps, w, y[a:b], sh, sw, False))
+    _numba().conv_rows(x, taps, w, y, sh, sw, False)
 
 
 def conv_weight_grad(x, taps, g, dw, sh: int, sw: int) -> None:
     """dw (len(taps)·C, O) += the gradient of :func:`conv`'s w for output gradient g."""
     _check_contiguous(x=x, taps=taps, g=g, dw=dw)
-    kernel = _numba().conv_weight_grad
-
-    def part(a, b):
-        out = dw if a == 0 else np.zeros_like(dw)
-        kernel(x[a:b], taps, g[a:b], out, sh, sw)
-        return out
-
-    for extra in _split(x, taps, g, part)[1:]:
-        dw += extra
+    _numba().conv_weight_grad(x, taps, g, dw, sh, sw)
 
 
 def conv_weight_grad_flat(x, taps, g, g_off: int, count: int, dw) -> None:
@@ -143,34 +134,27 @@ def conv_weight_grad_flat(x, taps, g, g_off: int, count: int, dw) -> None:
     output gradient is laid out on the input's grid (same row width, zeros between the
     output rows), e.g. the padded G of the input gradient under "same" padding."""
     _check_contiguous(x=x, taps=taps, g=g, dw=dw)
-    kernel = _numba().conv_weight_grad_flat
-
-    def part(a, b):
-        out = dw if a == 0 else np.zeros_like(dw)
-        kernel(x[a:b], taps, g[a:b], g_off, count, out)
-        return out
-
-    for extra in _split(x, taps, g, part)[1:]:
-        dw += extra
+    _numba().conv_weight_grad_flat(x, taps, g, g_off, count, dw)
 
 
-#: Multiply-adds from which :func:`conv` and :func:`conv_weight_grad` split the batch
-#: between threads (``bpnn._threads``). Handing a part to the other thread and getting
-#: it back costs 70-90 µs on the development machine (a ReLU over 10⁶ floats took 98 µs
-#: in one thread and 115 µs split in two), about 15·10⁶ multiply-adds of these kernels.
+#: Multiply-adds from which a call of the kernels above over a batch is split between
+#: threads (:func:`in_parts`). Handing a part to the other thread and getting it back
+#: costs 70-90 µs on the development machine (a ReLU over 10⁶ floats took 98 µs in one
+#: thread and 115 µs split in two), about 15·10⁶ multiply-adds of these kernels.
 #: Measured for a 16-channel 3×3 convolution over 64 images of 28×28 (58·10⁶): forward
 #: 1.9 → 0.9 ms, weight gradient 2.2 → 1.1 ms with two threads.
 _SPLIT_MULTIPLY_ADDS = 30_000_000
 
 
-def _split(x, taps, y, work) -> list:
-    """``work(start, stop)`` over the samples, in parts for several threads when the call
-    is long enough to gain from it (``_SPLIT_MULTIPLY_ADDS``)."""
-    n = x.shape[0]
-    if y.size * taps.shape[0] * x.shape[3] < _SPLIT_MULTIPLY_ADDS:
+def in_parts(n: int, work, multiply_adds: int) -> list:
+    """[work(start, stop)] over the samples [0, n): in parts for the threads of
+    :mod:`bpnn._threads` when the work is long enough to gain from it
+    (``_SPLIT_MULTIPLY_ADDS``), else one call. Each part is one call per thread, its
+    padding copies included, so that a layer hands work over once per forward and
+    once per backward."""
+    if multiply_adds < _SPLIT_MULTIPLY_ADDS:
         return [work(0, n)]
     return _threads.in_parts(n, work)
-
 
 
 def _check_contiguous(**arrays) -> None:

@@ -317,11 +317,10 @@ class Conv2D(Module):
         self._calls += 1
         return f"{prefix}{slot}"
 
-    def _placed(self, name: str, src, top: int, left: int, hp: int, wp: int):
-        """src (N, h, w, C) placed at (top, left) in a zero (N, hp, wp, C) buffer kept
-        under ``name``; rows and columns that fall outside are dropped (they are never
-        read). The zero border is written once per buffer and geometry. Without padding
-        the input itself."""
+    def _padding_buffer(self, name: str, src, top: int, left: int, hp: int, wp: int):
+        """The (N, hp, wp, C) buffer kept under ``name`` that ``_place`` fills with src
+        (N, h, w, C) at (top, left), its border zero (written once per buffer and
+        geometry); src itself when it needs no padding."""
         n, h, w, c = src.shape
         if top == 0 and left == 0 and hp <= h and wp <= w:
             return src
@@ -330,10 +329,18 @@ class Conv2D(Module):
         if self._scratch.get(name + ".geometry") != geometry:
             buf[...] = 0
             self._scratch[name + ".geometry"] = geometry
-        r0, r1 = max(0, -top), min(h, hp - top)
-        c0, c1 = max(0, -left), min(w, wp - left)
-        buf[:, top + r0:top + r1, left + c0:left + c1] = src[:, r0:r1, c0:c1]
         return buf
+
+    @staticmethod
+    def _place(buf, src, top: int, left: int, a: int, b: int) -> None:
+        """Samples a..b−1 of src into ``_padding_buffer``'s buffer at (top, left); rows and
+        columns that fall outside are dropped (no window reads them)."""
+        if buf is src:
+            return
+        h, w = src.shape[1:3]
+        r0, r1 = max(0, -top), min(h, buf.shape[1] - top)
+        c0, c1 = max(0, -left), min(w, buf.shape[2] - left)
+        buf[a:b, top + r0:top + r1, left + c0:left + c1] = src[a:b, r0:r1, c0:c1]
 
     def _taps(self, kh: int, kw: int, dh: int, dw: int, width: int, c: int):
         """Element offsets of the kernel positions (i, k), row-major, from a window's corner
@@ -356,10 +363,16 @@ class Conv2D(Module):
         n = xl.shape[0]
         hp = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
         wp = (win.Wo - 1) * win.sw + (win.kw - 1) * win.dw + 1
-        xpad = self._placed(self._kept_slot("pad") if training else "pad", xl, win.ph, win.pw, hp, wp)
+        xpad = self._padding_buffer(self._kept_slot("pad") if training else "pad", xl, win.ph, win.pw, hp, wp)
         taps = self._taps(win.kh, win.kw, win.dh, win.dw, xpad.shape[2], xl.shape[3])
         y = backend.xp.empty((n, win.Ho, win.Wo, self.out_channels), dtype=xl.dtype)
-        _gemm.conv(xpad, taps, backend.xp.ascontiguousarray(w), y, win.sh, win.sw)
+        w = backend.xp.ascontiguousarray(w)
+
+        def part(a, b):  # samples a..b−1: pad them, convolve them
+            self._place(xpad, xl, win.ph, win.pw, a, b)
+            _gemm.conv(xpad[a:b], taps, w, y[a:b], win.sh, win.sw)
+
+        _gemm.in_parts(n, part, y.size * taps.size * xl.shape[3])
         if self.bias:
             y += self.params["bias"]
         self._xpad, self._taps_x = xpad, taps
@@ -383,15 +396,35 @@ class Conv2D(Module):
         on_grid = (stride1 and wg == xpad.shape[2] and 0 <= top and top + win.Ho <= hg
                    and 0 <= left and left + win.Wo <= wg)
         dx_direct = input_grad and stride1 and _gemm.conv_applies(g.dtype, c)
-        gpad = self._placed("gpad", g, top, left, hg, wg) if dx_direct or (on_grid and self._trainable) else None
+        trainable = self._trainable
+        gpad = self._padding_buffer("gpad", g, top, left, hg, wg) if dx_direct or (on_grid and trainable) else None
         on_grid = on_grid and gpad is not None and gpad.shape[2] == wg  # (G itself when it needs no padding)
-        if self._trainable:
-            dw = xp.zeros((win.kh * win.kw * c, o), dtype=g.dtype)
-            if on_grid:
-                _gemm.conv_weight_grad_flat(xpad, self._taps_x, gpad, (top * wg + left) * o,
-                                            (win.Ho - 1) * wg + win.Wo, dw)
-            else:
-                _gemm.conv_weight_grad(xpad, self._taps_x, g, dw, win.sh, win.sw)
+        taps = self._taps_x
+        if dx_direct:
+            wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
+            taps_g = self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o)
+            dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+
+        def part(a, b):  # samples a..b−1: their G̃, their share of ∂L/∂W, their ∂L/∂x
+            if gpad is not None:
+                self._place(gpad, g, top, left, a, b)
+            dw = None
+            if trainable:
+                dw = xp.zeros((taps.size * c, o), dtype=g.dtype)
+                if on_grid:
+                    _gemm.conv_weight_grad_flat(xpad[a:b], taps, gpad[a:b], (top * wg + left) * o,
+                                                (win.Ho - 1) * wg + win.Wo, dw)
+                else:
+                    _gemm.conv_weight_grad(xpad[a:b], taps, g[a:b], dw, win.sh, win.sw)
+            if dx_direct:
+                _gemm.conv(gpad[a:b], taps_g, wf, dx[a:b], 1, 1)
+            return dw
+
+        parts = _gemm.in_parts(n, part, g.size * taps.size * c * (1 + dx_direct))
+        if trainable:
+            dw = parts[0]
+            for extra in parts[1:]:
+                dw += extra
             self.grads["weight"][...] = dw.reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
             if self.bias:
                 self.grads["bias"][...] = g.reshape(-1, o).sum(axis=0)
@@ -399,9 +432,6 @@ class Conv2D(Module):
             return None
         if not dx_direct:
             return self._input_grad(g.reshape(-1, o), win, n, c, win.kh * win.kw * c)
-        wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
-        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-        _gemm.conv(gpad, self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o), wf, dx, 1, 1)
         return as_nchw(dx)
 
     def _product(self, xl, win, w, ncol, keep: bool):
