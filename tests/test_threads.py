@@ -28,3 +28,54 @@ def test_an_exception_in_a_worker_reaches_the_caller(monkeypatch):
 
     with pytest.raises(ValueError, match="part failed"):
         _threads.in_parts(4, work)
+
+
+@pytest.fixture
+def split_batch_norm(monkeypatch):
+    """Every batch-norm kernel call over images split between three threads."""
+    from bpnn import _kernels
+
+    pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
+    before = _kernels.enabled()
+    _kernels.set_enabled(True)
+    monkeypatch.setattr(_kernels, "_SPLIT_ELEMENTS", 1)
+    monkeypatch.setattr(_threads, "threads", lambda: 3)
+    yield _kernels
+    _kernels.set_enabled(before)
+
+
+def test_batch_norm_kernels_split_between_threads_equal_numpy(split_batch_norm):
+    """Parts of the rows: the statistics combine as Chan et al. (1979)."""
+    k = split_batch_norm
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 5)) * 3 + 100  # a large mean: the combination must not lose the variance
+    g = rng.standard_normal((37, 5))
+    mean, var = k.bn_rows_stats(x, split=True)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(var, x.var(axis=0), rtol=1e-11)
+    shift, inv, gamma, beta = mean, 1 / np.sqrt(var + 1e-5), rng.random(5), rng.random(5)
+    xhat, y = k.bn_rows_apply(x, shift, inv, gamma, beta, split=True)
+    np.testing.assert_allclose(xhat, (x - shift) * inv, rtol=1e-12)
+    np.testing.assert_allclose(y, xhat * gamma + beta, rtol=1e-12)
+    dbeta, dgamma = k.bn_rows_grad_sums(g, xhat, split=True)
+    np.testing.assert_allclose(dbeta, g.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(dgamma, (g * xhat).sum(axis=0), rtol=1e-12)
+    a, s, sl = rng.random(5), rng.random(5), rng.random(5)
+    np.testing.assert_allclose(k.bn_rows_input_grad(g, xhat, a, s, sl, split=True), a * g - s - xhat * sl, rtol=1e-12)
+
+
+def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):
+    """(N, features) batches stay in one call: OpenBLAS threads the products next to them."""
+    import bpnn
+
+    calls = []
+    real = _threads.in_parts
+    monkeypatch.setattr(_threads, "in_parts", lambda n, work, **kw: calls.append(n) or real(n, work, **kw))
+    bn = bpnn.nn.BatchNorm()
+    bn.build((3,), 0, np.float64)
+    bn.backward(bn.forward(np.random.default_rng(0).random((8, 3)), training=True))
+    assert calls == []
+    bn2 = bpnn.nn.BatchNorm()
+    bn2.build((3, 2, 2), 0, np.float64)
+    bn2.backward(bn2.forward(np.random.default_rng(0).random((8, 3, 2, 2)), training=True))
+    assert calls == [32] * 4  # statistics, normalization, gradient sums, input gradient

@@ -87,8 +87,9 @@ class BatchNorm(Module):
             )
         x2, unrows = _rows(x)
         dtype = x2.dtype
+        self._images = x.ndim > 2  # large batches of images split between threads (bpnn._kernels)
         if training:
-            mean, var = _kernels.bn_rows_stats(x2)  # float64
+            mean, var = _kernels.bn_rows_stats(x2, split=self._images)  # float64
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -102,7 +103,7 @@ class BatchNorm(Module):
             gamma, beta = self.params["weight"], self.params["bias"]
         else:
             gamma, beta = xp.ones(c, dtype=dtype), xp.zeros(c, dtype=dtype)
-        xhat2, y2 = _kernels.bn_rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta)
+        xhat2, y2 = _kernels.bn_rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta, split=self._images)
         self._xhat2, self._unrows = xhat2, unrows
         self._inv_std, self._training, self._m = inv_std, training, m
         return unrows(y2)
@@ -115,7 +116,7 @@ class BatchNorm(Module):
     def backward(self, grad_out, input_grad=True):
         g2, _ = _rows(grad_out)
         xhat2 = self._xhat2
-        dbeta, dgamma = _kernels.bn_rows_grad_sums(g2, xhat2)  # float64
+        dbeta, dgamma = _kernels.bn_rows_grad_sums(g2, xhat2, split=self._images)  # float64
         if self.affine and self._trainable:
             self.grads["weight"][...] = dgamma
             self.grads["bias"][...] = dbeta
@@ -127,7 +128,7 @@ class BatchNorm(Module):
         m, s64 = self._m, scale.astype(backend.xp.float64)
         dtype = g2.dtype
         dx2 = _kernels.bn_rows_input_grad(g2, xhat2, scale, (s64 * dbeta / m).astype(dtype),
-                                          (s64 * dgamma / m).astype(dtype))
+                                          (s64 * dgamma / m).astype(dtype), split=self._images)
         return self._unrows(dx2)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
