@@ -384,7 +384,7 @@ class Conv2D(Module):
         and, with stride 1 and C a multiple of the vector width, ∂L/∂x as the forward
         convolution of G̃, G padded by (k − 1)·d − p, with the flipped kernel:
             ∂L/∂x[n, h, w] = Σ_{i, k} G̃[n, h + i·d_h, w + k·d_w] W[:, :, kh−1−i, kw−1−k],
-        else G W_matᵀ and col2im (``_input_grad``). With stride 1 and "same" padding G̃
+        else G W_matᵀ and col2im (as ``_input_grad``). With stride 1 and "same" padding G̃
         lies on the padded input's grid (rows as wide, zeros between G's rows), and ∂L/∂W
         is one long product per image and kernel position over it
         (``_gemm.conv_weight_grad_flat``) instead of one per output row."""
@@ -400,10 +400,12 @@ class Conv2D(Module):
         gpad = self._padding_buffer("gpad", g, top, left, hg, wg) if dx_direct or (on_grid and trainable) else None
         on_grid = on_grid and gpad is not None and gpad.shape[2] == wg  # (G itself when it needs no padding)
         taps = self._taps_x
+        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype) if input_grad else None
         if dx_direct:
             wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
             taps_g = self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o)
-            dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        elif input_grad:  # G W_matᵀ and col2im, block by block
+            g2, wt = g.reshape(-1, o), xp.ascontiguousarray(self._wmat[:taps.size * c].T)
 
         def part(a, b):  # samples a..b−1: their G̃, their share of ∂L/∂W, their ∂L/∂x
             if gpad is not None:
@@ -418,9 +420,11 @@ class Conv2D(Module):
                     _gemm.conv_weight_grad(xpad[a:b], taps, g[a:b], dw, win.sh, win.sw)
             if dx_direct:
                 _gemm.conv(gpad[a:b], taps_g, wf, dx[a:b], 1, 1)
+            elif input_grad:
+                self._scatter_into(dx, g2, wt, win.Ho * win.Wo, lambda block, d: kernels.col2im(block, d, win), a, b)
             return dw
 
-        parts = _gemm.in_parts(n, part, g.size * taps.size * c * (1 + dx_direct))
+        parts = _gemm.in_parts(n, part, g.size * taps.size * c * (1 + input_grad))
         if trainable:
             dw = parts[0]
             for extra in parts[1:]:
@@ -428,11 +432,7 @@ class Conv2D(Module):
             self.grads["weight"][...] = dw.reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
             if self.bias:
                 self.grads["bias"][...] = g.reshape(-1, o).sum(axis=0)
-        if not input_grad:
-            return None
-        if not dx_direct:
-            return self._input_grad(g.reshape(-1, o), win, n, c, win.kh * win.kw * c)
-        return as_nchw(dx)
+        return as_nchw(dx) if input_grad else None
 
     def _product(self, xl, win, w, ncol, keep: bool):
         """Y = X_col W_mat; returns (X_col or None, Y).
@@ -685,17 +685,20 @@ class Conv2D(Module):
         """∂L/∂x (N, C, H, W) from the rows of G (``per_sample`` rows per sample) times
         ``m``, block by block of samples (about ``_FUSE_BYTES``) in a shared temporary,
         each block added into ∂L/∂x by ``scatter(block, dx of the block's samples)``."""
-        xp = backend.xp
         n, c = g.shape[0] // per_sample, self.input_shape[0]
+        dx = backend.xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        self._scatter_into(dx, g, m, per_sample, scatter, 0, n)
+        return as_nchw(dx)
+
+    def _scatter_into(self, dx, g, m, per_sample: int, scatter, start: int, stop: int) -> None:
+        """Samples start..stop−1 of ``_scattered_products`` into dx (N, H, W, C)."""
         per = self._per_block(per_sample, m.shape[1], g.itemsize)
-        temp = _shared_temp((min(per, n) * per_sample, m.shape[1]), g.dtype, "dcols")
-        dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
-        for s in range(0, n, per):
-            k = min(per, n - s)
+        temp = _shared_temp((min(per, stop - start) * per_sample, m.shape[1]), g.dtype, "dcols")
+        for s in range(start, stop, per):
+            k = min(per, stop - s)
             block = temp[:k * per_sample]
             _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
             scatter(block, dx[s:s + k])
-        return as_nchw(dx)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
         """Per-sample gradients for the Jacobian. With G (T, N, O, H_out, W_out) the
