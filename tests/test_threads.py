@@ -7,15 +7,15 @@ import pytest
 from bpnn import _threads
 
 
-@pytest.mark.parametrize("n,threads,min_part", [(10, 2, 1), (1, 2, 1), (7, 3, 1), (5, 4, 2), (64, 2, 1), (3, 1, 1)])
-def test_parts_cover_the_range_in_order_the_first_in_the_calling_thread(monkeypatch, n, threads, min_part):
+@pytest.mark.parametrize("n,threads", [(10, 2), (1, 2), (7, 3), (3, 4), (64, 2), (3, 1)])
+def test_parts_cover_the_range_in_order_the_first_in_the_calling_thread(monkeypatch, n, threads):
     monkeypatch.setattr(_threads, "threads", lambda: threads)
-    seen = _threads.in_parts(n, lambda a, b: (a, b, threading.get_ident()), min_part=min_part)
+    seen = _threads.in_parts(n, lambda a, b: (a, b, threading.get_ident()))
     bounds = [(a, b) for a, b, _ in seen]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
     assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:]))
     assert all(b > a for a, b in bounds), "no empty part"
-    assert len(seen) == min(threads, max(1, n // min_part))
+    assert len(seen) == min(threads, n)
     assert seen[0][2] == threading.get_ident()
 
 
@@ -79,3 +79,10 @@ def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):
     bn2.build((3, 2, 2), 0, np.float64)
     bn2.backward(bn2.forward(np.random.default_rng(0).random((8, 3, 2, 2)), training=True))
     assert calls == [32] * 4  # statistics, normalization, gradient sums, input gradient
+
+
+def test_a_part_that_splits_again_runs_whole_in_its_thread(monkeypatch):
+    """Nested splits would make the pool's worker wait for itself."""
+    monkeypatch.setattr(_threads, "threads", lambda: 2)
+    out = _threads.in_parts(4, lambda a, b: _threads.in_parts(b - a, lambda i, j: (a + i, a + j)))
+    assert out == [[(0, 1), (1, 2)], [(2, 4)]]
