@@ -1,5 +1,7 @@
 """Kernel calls split between threads (bpnn._threads)."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -86,3 +88,28 @@ def test_a_part_that_splits_again_runs_whole_in_its_thread(monkeypatch):
     monkeypatch.setattr(_threads, "threads", lambda: 2)
     out = _threads.in_parts(4, lambda a, b: _threads.in_parts(b - a, lambda i, j: (a + i, a + j)))
     assert out == [[(0, 1), (1, 2)], [(2, 4)]]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_a_pool_of_its_own(monkeypatch):
+    """The parent's pool threads do not exist in a forked child (multiprocessing's fork
+    start method): the child must not hand parts to them and wait forever."""
+    monkeypatch.setattr(_threads, "threads", lambda: 2)
+    assert _threads.in_parts(4, lambda a, b: b - a) == [2, 2]  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the split call completes
+        try:
+            ok = _threads.in_parts(4, lambda a, b: b - a) == [2, 2]
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.time() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in in_parts")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0

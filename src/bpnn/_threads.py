@@ -24,6 +24,7 @@ slower (see :mod:`bpnn._conv_kernels`).
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,3 +65,14 @@ _IN_WORKER = threading.local()
 
 def _mark_worker() -> None:
     _IN_WORKER.flag = True
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there (an executor that
+    believes it has them would never run a part)."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
