@@ -259,19 +259,20 @@ def test_batchnorm_on_images_matches_batchnorm2d(training, channels_last):
 
 
 # --------------------------------------------------------------------------- models
-def _residual_cnn(seed):
-    block = [Conv2D(6, 3, stride=2, padding=1, bias=False), BatchNorm(), ReLU(),
-             Conv2D(6, 3, padding="same"), BatchNorm(momentum=0.3)]
-    shortcut = Sequential([Conv2D(6, 1, stride=2, bias=False), BatchNorm()])  # projection
-    return Sequential([Conv2D(4, 3, padding=1), BatchNorm(), ReLU(),
+def _residual_cnn(seed, c1=4, c2=6):
+    block = [Conv2D(c2, 3, stride=2, padding=1, bias=False), BatchNorm(), ReLU(),
+             Conv2D(c2, 3, padding="same"), BatchNorm(momentum=0.3)]
+    shortcut = Sequential([Conv2D(c2, 1, stride=2, bias=False), BatchNorm()])  # projection
+    return Sequential([Conv2D(c1, 3, padding=1), BatchNorm(), ReLU(),
                        Residual(block, shortcut=shortcut), ReLU(),
-                       Residual([Conv2D(6, 3, padding=1), BatchNorm(), Tanh()]),
+                       Residual([Conv2D(c2, 3, padding=1), BatchNorm(), Tanh()]),
                        GlobalAvgPool2D(), Dense(3)], seed=seed, dtype="float64")
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_residual_cnn_block_with_batchnorm_matches_torch(kernels, training):
-    model = _residual_cnn(0)
+@pytest.mark.parametrize("channels", [(4, 6), (8, 16)], ids=["im2col_rows", "direct"])  # direct: vectors of 8 float64
+def test_residual_cnn_block_with_batchnorm_matches_torch(kernels, training, channels):
+    model = _residual_cnn(0, *channels)
     x = np.random.default_rng(1).standard_normal((4, 2, 9, 8))
     model.build(x.shape[1:])
     _randomize(model, np.random.default_rng(2))
@@ -329,6 +330,20 @@ def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, conv_product, 
     tmodel = to_torch(model)
     assert tmodel[0] is tmodel[3]
     assert_parity(model, x, training=True)
+
+
+def test_one_direct_convolution_used_twice_sums_its_gradients_as_torch(kernels):
+    """The direct convolution (8 output channels: a vector of float64) keeps one padded
+    input per use, as the other products keep their columns."""
+    conv = Conv2D(8, 3, padding=1)
+    model = Sequential([conv, Tanh(), MaxPool2D(2), conv, ReLU(), Flatten(), Dense(2)], seed=0, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6))
+    model.build(x.shape[1:])
+    _randomize(model, np.random.default_rng(1))
+    tmodel = to_torch(model)
+    assert tmodel[0] is tmodel[3]
+    assert_parity(model, x, training=True)
+    assert conv._direct == (kernels == "numba")
 
 
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
