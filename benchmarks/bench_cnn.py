@@ -440,7 +440,9 @@ def report(res):
 
 # =============================================================================== kernels
 def kernel_bench(repeats=20):
-    """The compiled kernels against their NumPy fallbacks on LeNet-5's shapes (float32)."""
+    """The compiled kernels against their NumPy fallbacks on LeNet-5's shapes, and (on
+    AVX-512 CPUs) the register-tile products and the direct convolution against OpenBLAS
+    on the residual CNN's first block (float32)."""
     import numpy as np
 
     from bpnn import _conv_kernels as K
@@ -479,6 +481,25 @@ def kernel_bench(repeats=20):
         cases.append((f"maxpool bwd {name}", lambda g=g, a=arg, dx=dx, w=win: K.max_pool_backward(g, a, dx, w)))
         cases.append((f"avgpool fwd {name}", lambda x=x, o=out, w=win: K.avg_pool(x, o, w)))
 
+    # the residual CNN's first block (16 channels, 3x3, 28x28): the three products of one
+    # block of X_col (1568 rows: two images) in the register-tile kernels against OpenBLAS,
+    # and a whole Conv2D forward and backward (direct convolution against im2col + OpenBLAS)
+    from bpnn import _gemm, nn
+
+    if _gemm.enabled():
+        m, kc = 1568, 145
+        a_, w_ = rng.random((m, kc), dtype=f32), rng.random((kc, 16), dtype=f32)
+        g_, wt_ = rng.random((m, 16), dtype=f32), rng.random((16, 144), dtype=f32)
+        y_, dw_, dc_ = np.empty((m, 16), f32), np.empty((kc, 16), f32), np.empty((m, 144), f32)
+        cases.append(("tiles X_col W (1568x145 . 145x16)", lambda: _gemm.matmul(a_, w_, y_)))
+        cases.append(("tiles X_col^T G (145x1568 . 1568x16)", lambda: _gemm.matmul(a_.T, g_, dw_)))
+        cases.append(("tiles G W^T (1568x16 . 16x144)", lambda: _gemm.matmul(g_, wt_, dc_)))
+        conv = nn.Conv2D(16, 3, padding=1, bias=False)
+        conv.build((16, 28, 28), 0, f32)
+        xi = rng.random((64, 16, 28, 28), dtype=f32)
+        gi = rng.random((64, 16, 28, 28), dtype=f32)
+        cases.append(("Conv2D 16->16 3x3 28x28 fwd+bwd", lambda: conv.backward(gi) if conv.forward(xi, True) is not None else None))
+
     def best(fn):
         fn()
         out = []
@@ -490,7 +511,7 @@ def kernel_bench(repeats=20):
         return min(out)
 
     results = {}
-    print(f"{'kernel':40s}{'numba ms':>10s}{'NumPy ms':>10s}{'speed-up':>10s}")
+    print(f"{'kernel':40s}{'numba ms':>10s}{'NumPy ms':>10s}{'speed-up':>10s}   (NumPy: fallbacks, OpenBLAS)")
     for name, fn in cases:
         _kernels.set_enabled(True)
         t_nb = best(fn)

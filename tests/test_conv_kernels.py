@@ -176,4 +176,7 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     assert {"gemm", "conv_rows", "conv_weight_grad"} <= set(tiles)
     compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels(), **tiles}
     assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
-    assert all(d._cache.__class__.__name__ == "FunctionCache" for d in compiled.values()), "cache=True on every kernel"
+    # the tile product's driver alone is compiled in every process: loaded from the cache
+    # it ran at about half the speed (see bpnn._gemm_numba.gemm)
+    uncached = {name for name, d in compiled.items() if d._cache.__class__.__name__ != "FunctionCache"}
+    assert uncached == {"gemm"}, "cache=True on every other kernel"
