@@ -498,7 +498,12 @@ def kernel_bench(repeats=20):
         conv.build((16, 28, 28), 0, f32)
         xi = rng.random((64, 16, 28, 28), dtype=f32)
         gi = rng.random((64, 16, 28, 28), dtype=f32)
-        cases.append(("Conv2D 16->16 3x3 28x28 fwd+bwd", lambda: conv.backward(gi) if conv.forward(xi, True) is not None else None))
+
+        def conv_step():
+            conv.forward(xi, training=True)
+            conv.backward(gi)
+
+        cases.append(("Conv2D 16->16 3x3 28x28 fwd+bwd", conv_step))
 
     def best(fn):
         fn()

@@ -66,17 +66,21 @@ def _element_strides(a):
     return a.strides[0] // size, a.strides[1] // size
 
 
-def _tiles_apply(a, b, out) -> bool:
+def _tile_strides(a, b, out):
+    """a's element strides (rows, columns) when the tile kernels can run this product,
+    else None."""
     if not (type(a) is np.ndarray and type(b) is np.ndarray and type(out) is np.ndarray):
-        return False
+        return None
     dtype = out.dtype
     if dtype not in (np.float32, np.float64) or a.dtype != dtype or b.dtype != dtype:
-        return False
+        return None
     if a.ndim != 2 or b.ndim != 2 or out.ndim != 2 or 0 in a.shape or 0 in b.shape:
-        return False
-    return (b.strides[1] == b.itemsize and out.strides[1] == out.itemsize and b.strides[0] >= 0
+        return None
+    if not (b.strides[1] == b.itemsize and out.strides[1] == out.itemsize and b.strides[0] >= 0
             and out.strides[0] >= 0 and b.strides[0] % b.itemsize == 0 and out.strides[0] % out.itemsize == 0
-            and _element_strides(a) is not None and out.shape[1] >= 64 // out.itemsize and enabled())
+            and out.shape[1] >= 64 // out.itemsize and enabled()):
+        return None
+    return _element_strides(a)
 
 
 def matmul(a, b, out, accumulate: bool = False):
@@ -84,7 +88,8 @@ def matmul(a, b, out, accumulate: bool = False):
 
     ``a`` (m, k) may be any strided 2-d view (a transposed X_col included); ``b`` (k, n)
     and ``out`` (m, n) need unit column strides for the tile kernels (else NumPy)."""
-    if not _tiles_apply(a, b, out):
+    strides = _tile_strides(a, b, out)
+    if strides is None:
         if accumulate:
             out += a @ b
         else:
@@ -92,7 +97,7 @@ def matmul(a, b, out, accumulate: bool = False):
         return out
     lanes = 64 // out.itemsize
     nvec = out.shape[1] // lanes
-    a_rs, a_cs = _element_strides(a)
+    a_rs, a_cs = strides
     _numba().gemm(a, a_rs, a_cs, b, out, a.shape[0], a.shape[1], nvec, lanes, accumulate)
     full = nvec * lanes
     if full < out.shape[1]:
@@ -119,7 +124,7 @@ def conv(x, taps, w, y, sh: int, sw: int) -> None:
     corner and w (len(taps)·C, O). Needs :func:`conv_applies` for (y.dtype, O); all
     arrays C-contiguous (samples of a larger array included)."""
     _check_contiguous(x=x, taps=taps, w=w, y=y)
-    _numba().conv_rows(x, taps, w, y, sh, sw, False)
+    _numba().conv_rows(x, taps, w, y, sh, sw)
 
 
 def conv_weight_grad(x, taps, g, dw, sh: int, sw: int) -> None:

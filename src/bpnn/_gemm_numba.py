@@ -226,8 +226,8 @@ def gemm(a, a_rs, a_cs, b, c, m, k, nvec, lanes, accumulate):
 
 
 @numba.njit(cache=True, nogil=True)
-def conv_rows(x, taps, w, y, sh, sw, accumulate):
-    """y[n, i, j, :] (+)= Σ_t Σ_c x[n, i·sh, j·sw, c at offset taps[t]] · w[t·C + c, :]:
+def conv_rows(x, taps, w, y, sh, sw):
+    """y[n, i, j, :] = Σ_t Σ_c x[n, i·sh, j·sw, c at offset taps[t]] · w[t·C + c, :]:
     a convolution over the (padded) channels-last input x (N, Hp, Wp, C) straight from
     its rows, no im2col; taps[t] is the element offset of kernel position t from the
     window's corner; y (N, H_out, W_out, O) with O a multiple of the vector width."""
@@ -252,7 +252,7 @@ def conv_rows(x, taps, w, y, sh, sw, accumulate):
                 while start < wo:
                     s = min(start, wo - h)  # the last tile may overlap the one before
                     _run(h, nv, xf, a_row + s * sw * ch, sw * ch, 1, taps, ntaps, w, col, o,
-                         yf, c_row + s * o + col, o, ch, accumulate)
+                         yf, c_row + s * o + col, o, ch, False)
                     start = s + h
                 j += nv
 

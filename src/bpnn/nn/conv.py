@@ -170,8 +170,6 @@ def _matmul_tn_chunked(a, g):
     return out
 
 
-
-
 #: Inputs with at most this many channels take the row-tile product (``Conv2D._row_product``)
 #: instead of im2col. Measured per layer (forward + backward with ∂L/∂x, batch 64, float32,
 #: paired), rows/im2col: 0.79 for LeNet-5's 6→16 channels 5×5 on 14×14, 0.84 for 3→16
@@ -404,8 +402,6 @@ class Conv2D(Module):
         if dx_direct:
             wf = xp.ascontiguousarray(self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(-1, c)
             taps_g = self._taps(win.kh, win.kw, win.dh, win.dw, gpad.shape[2], o)
-        elif input_grad:  # G W_matᵀ and col2im, block by block
-            g2, wt = g.reshape(-1, o), xp.ascontiguousarray(self._wmat[:taps.size * c].T)
 
         def part(a, b):  # samples a..b−1: their G̃, their share of ∂L/∂W, their ∂L/∂x
             if gpad is not None:
@@ -421,7 +417,7 @@ class Conv2D(Module):
             if dx_direct:
                 _gemm.conv(gpad[a:b], taps_g, wf, dx[a:b], 1, 1)
             elif input_grad:
-                self._scatter_into(dx, g2, wt, win.Ho * win.Wo, lambda block, d: kernels.col2im(block, d, win), a, b)
+                self._input_grad_into(dx, g.reshape(-1, o), win, taps.size * c, a, b)
             return dw
 
         parts = _gemm.in_parts(n, part, g.size * taps.size * c * (1 + input_grad))
@@ -506,7 +502,6 @@ class Conv2D(Module):
         t = self._t = self._toeplitz(tl, dst, kcols, dtype)  # kept for ∂L/∂x in backward
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
-
         for rows, block in self._row_blocks(xl, win, tl, kcols, a):
             _gemm.matmul(block, t, y[rows])
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
@@ -629,14 +624,13 @@ class Conv2D(Module):
         # ∂L/∂X_col = G W_matᵀ followed by col2im, while the block is in cache
         hw = win.Ho * win.Wo
         per = self._per_block(hw, ncol + self.bias, g.itemsize)
-        trainable = self._trainable
         rows = min(per, n) * hw
         trainable = self._trainable
         if trainable:
             cols = self._column_block(rows, ncol, g.dtype)
             dwmat = xp.empty((ncol + self.bias, o), dtype=g.dtype)
         if input_grad:
-            wt = xp.ascontiguousarray(self._wmat[:ncol].T)
+            wt = self._wmat_t(ncol)
             dcols = _shared_temp((rows, ncol), g.dtype, "dcols")
             dx = xp.empty((n, win.H, win.W, c), dtype=g.dtype)
         for s in range(0, n, per):
@@ -673,13 +667,23 @@ class Conv2D(Module):
             return None
         return self._input_grad(g, win, n, c, ncol)
 
+    def _wmat_t(self, ncol: int):
+        """W_matᵀ (O, kh·kw·C) of the forward, C-contiguous (the tile products need it so),
+        for ∂L/∂X_col = G W_matᵀ."""
+        return backend.xp.ascontiguousarray(self._wmat[:ncol].T)
+
     def _input_grad(self, g, win, n, c, ncol):
         """∂L/∂x from G (N·H_out·W_out, O): G W_matᵀ, then col2im block by block."""
-        wt = backend.xp.ascontiguousarray(self._wmat[:ncol].T)
         if self._pointwise:
-            return as_nchw((g @ wt).reshape(n, win.H, win.W, c))
-        return self._scattered_products(g, wt, win, win.Ho * win.Wo,
-                                        lambda block, dx: kernels.col2im(block, dx, win))
+            return as_nchw((g @ self._wmat_t(ncol)).reshape(n, win.H, win.W, c))
+        dx = backend.xp.empty((n, win.H, win.W, c), dtype=g.dtype)
+        self._input_grad_into(dx, g, win, ncol, 0, n)
+        return as_nchw(dx)
+
+    def _input_grad_into(self, dx, g, win, ncol: int, start: int, stop: int) -> None:
+        """Samples start..stop−1 of ``_input_grad`` into dx (N, H, W, C)."""
+        self._scatter_into(dx, g, self._wmat_t(ncol), win.Ho * win.Wo,
+                           lambda block, d: kernels.col2im(block, d, win), start, stop)
 
     def _scattered_products(self, g, m, win, per_sample: int, scatter):
         """∂L/∂x (N, C, H, W) from the rows of G (``per_sample`` rows per sample) times
