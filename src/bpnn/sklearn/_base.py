@@ -20,8 +20,8 @@ from ..init import Initializer, initializers
 from ..init.nguyen_widrow import nguyen_widrow
 from ..nn import Dense, Dropout, Sequential, layers
 from ..optim import optimizers
-from ..optim.br import BayesianRegularization  # noqa: F401  (registers "br")
-from ..optim.lm import LevenbergMarquardt, least_squares_solvers
+from ..optim.bayesian_regularization import BayesianRegularization  # noqa: F401  (registers "br")
+from ..optim.levenberg_marquardt import LevenbergMarquardt, least_squares_solvers
 from ..optim.optimizer import Optimizer
 from ..train import LMTrainer, Trainer
 from ._callbacks import InvScaling, SklearnStopping

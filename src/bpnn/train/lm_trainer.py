@@ -3,7 +3,7 @@
 Why a loop of its own and not :class:`bpnn.Trainer`: LM works on the whole training set
 at once, needs the per-sample Jacobian and evaluates trial weights before it accepts a
 step, so "one step per mini-batch" does not describe it. What a loop adds around the
-solver (:mod:`bpnn.optim.lm`) lives here: division into training, validation and test
+solver (:mod:`bpnn.optim.levenberg_marquardt`) lives here: division into training, validation and test
 sets, the stopping criteria, validation stopping with the best-validation weights, a
 training record, callbacks and a progress bar.
 """
@@ -16,7 +16,7 @@ import time as _time
 import numpy as np
 
 from .. import _checks, backend
-from ..optim import lm as lm_solvers
+from ..optim.levenberg_marquardt import least_squares_solvers
 from ._inputs import check_xy
 from .callbacks import CallbackList, History
 
@@ -126,7 +126,7 @@ class LMTrainer:
     def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,
                  max_fail=None, time: float = math.inf):
         self.model = model
-        self.solver = lm_solvers.get(solver)
+        self.solver = least_squares_solvers.get(solver)
         self.epochs = _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         self.goal = float(_checks.positive("goal", goal, allow_zero=True))
         self.min_grad = float(_checks.positive("min_grad", min_grad, allow_zero=True))
@@ -185,7 +185,7 @@ class LMTrainer:
         solver.attach(model)
         flat = model.flat_parameters()
         record.num_params = len(flat)
-        record.solver = lm_solvers.least_squares_solvers.serialize(solver)
+        record.solver = least_squares_solvers.serialize(solver)
         self.record = record
         history = History()
         self.history = history
