@@ -222,15 +222,14 @@ class Trainer:
         return backend.to_device(out.astype(self.model.dtype, copy=False))
 
     def _run_data_dependent_init(self, Xd) -> None:
-        pending = [m for m in self.model.modules()
-                   if getattr(getattr(m, "init", None), "data_dependent", False) and not getattr(m, "_lsuv_done", False)]
+        pending = [m for m in self.model.modules() if m.needs_data_init]
         if not pending:
             return
         take = min(len(Xd), 512)
         idx = self.rng.choice(len(Xd), size=take, replace=False)
         lsuv(self.model, backend.to_numpy(Xd[backend.to_device(idx)]))
         for m in pending:
-            m._lsuv_done = True
+            m.mark_data_initialized()
 
     def _stop_nonfinite(self, value, epoch, batch, step, best, history) -> None:
         xp = backend.xp
