@@ -19,7 +19,7 @@ import numpy as np
 from .. import _checks
 from .._atomic import atomic_write
 from ..nn import layers
-from .callbacks import Callback
+from .callbacks import Callback, is_stateful
 
 FORMAT = "bpnn-checkpoint"
 VERSION = 1
@@ -46,7 +46,7 @@ def _generators(trainer):
 
 
 def _stateful(callbacks):
-    return [cb for cb in callbacks if hasattr(cb, "get_state") and hasattr(cb, "set_state")]
+    return [cb for cb in callbacks if is_stateful(cb)]
 
 
 def _json_number(v):
@@ -187,7 +187,8 @@ class ModelCheckpoint(Callback):
     ``path`` may contain ``{epoch}`` and log keys (``"ckpt-{epoch:03d}.safetensors"``).
     With ``save_best_only`` a checkpoint is written only when ``monitor`` improves
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
-    resume with ``trainer.fit(..., resume_from=path)``.
+    resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
+    written last.
     """
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
@@ -199,6 +200,7 @@ class ModelCheckpoint(Callback):
         self.save_freq = _checks.positive("save_freq", save_freq, integer=True)
         self._monitor = Monitor(monitor, mode)
         self.last_path = None
+        self._pending = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -212,11 +214,11 @@ class ModelCheckpoint(Callback):
         self._pending = self.path.format(epoch=epoch, **logs)
 
     def flush(self, epoch) -> None:
-        """Called by the Trainer after every callback's ``on_epoch_end``, so the saved
-        state of the other callbacks includes this epoch."""
-        path, self._pending = getattr(self, "_pending", None), None
+        """Write the checkpoint chosen in ``on_epoch_end``, now that every callback has
+        seen the epoch, so the saved state of the other callbacks includes it."""
+        path, self._pending = self._pending, None
         if path is not None:
-            save_checkpoint(path, self.trainer, epoch, self.trainer._callbacks)
+            save_checkpoint(path, self.trainer, epoch, self.trainer.callbacks)
             self.last_path = path
 
     def get_state(self) -> dict:
@@ -224,5 +226,3 @@ class ModelCheckpoint(Callback):
 
     def set_state(self, state: dict) -> None:
         self._monitor.load_state(state)
-
-

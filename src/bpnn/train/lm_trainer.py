@@ -18,7 +18,7 @@ import numpy as np
 from .. import _checks, backend
 from ..optim.levenberg_marquardt import least_squares_solvers
 from ._inputs import check_xy
-from .callbacks import CallbackList, History
+from .callbacks import CallbackHost
 
 
 #: Up to this many parameters the loop runs BLAS single-threaded: JᵀJ and its solve are
@@ -96,7 +96,7 @@ class TrainingRecord:
                 f"best_perf={self.best_perf}, best_vperf={self.best_vperf}, stop={self.stop!r})")
 
 
-class LMTrainer:
+class LMTrainer(CallbackHost):
     """Trains a model by Levenberg–Marquardt or Bayesian regularization on the squared error.
 
     Parameters (MATLAB ``net.trainParam`` names and defaults)
@@ -120,7 +120,8 @@ class LMTrainer:
     ``stop_training``), then let the solver take one step. With validation stopping
     (validation data and ``max_fail``) the weights of the best validation epoch are
     restored at the end; otherwise the last ones are kept (as MATLAB: BR reports the
-    validation error but keeps its last weights).
+    validation error but keeps its last weights). Callbacks run as in
+    :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`, ``flush`` included).
     """
 
     def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,
@@ -138,8 +139,6 @@ class LMTrainer:
         if not (isinstance(time, (int, float)) and time > 0):
             raise ValueError(f"time: got {time!r}; expected a number of seconds > 0 (inf: no limit)")
         self.time = float(time)
-        self.stop_training = False
-        self.history: History | None = None
         self.record: TrainingRecord | None = None
 
     # ------------------------------------------------------------------ data
@@ -187,24 +186,19 @@ class LMTrainer:
         record.num_params = len(flat)
         record.solver = least_squares_solvers.serialize(solver)
         self.record = record
-        history = History()
-        self.history = history
-        cbs = CallbackList([history, *callbacks], self)
-        self.stop_training = False
+        cbs = self._start_run(callbacks)
         n_err = train[1].size
         best_w, best_v = None, math.inf
         val_fail = 0
         stop_on_val = val is not None and self.max_fail is not None
-        bar = None
+        bar = contextlib.nullcontext()
         if verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True)
-        threads = _blas_threads(len(flat))
-        threads.__enter__()
         start = _time.perf_counter()
-        cbs.on_train_begin({})
-        try:
+        # Exits run in reverse: the bar closes, BLAS threads come back, then on_train_end.
+        with cbs.running({}), _blas_threads(len(flat)), bar:
             for epoch in range(self.epochs + 1):
                 cbs.on_epoch_begin(epoch, {})
                 sse, jj, je = solver.linearize(*train)
@@ -234,7 +228,7 @@ class LMTrainer:
                 if tperf is not None:
                     logs["test_loss"] = tperf
                 cbs.on_epoch_end(epoch, logs)
-                if bar is not None:
+                if verbose:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if isinstance(v, float)},
                                     refresh=False)
                     if epoch:
@@ -245,14 +239,9 @@ class LMTrainer:
                     break
                 solver.update(*train, sse, jj, je)
                 record.num_epochs = epoch + 1
-        finally:
-            threads.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
-        if best_w is not None:
-            flat.params[...] = best_w
-        history.stopped_reason = record.stop
-        cbs.on_train_end({})
+            if best_w is not None:
+                flat.params[...] = best_w
+            self.history.stopped_reason = record.stop
         return record
 
     def _stop_reason(self, epoch, perf, gradient, val_fail, elapsed) -> str:

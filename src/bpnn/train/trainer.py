@@ -12,7 +12,7 @@ from .. import optim
 from ..nn.regularizers import penalties as _penalties
 from ..init import lsuv
 from ._inputs import check_xy
-from .callbacks import CallbackList, History
+from .callbacks import CallbackHost, History
 
 
 class NonFiniteLossWarning(RuntimeWarning):
@@ -22,7 +22,7 @@ class NonFiniteLossWarning(RuntimeWarning):
 _MODES = {"full": None, "full_batch": None, "batch": None, "stochastic": 1, "online": 1}
 
 
-class Trainer:
+class Trainer(CallbackHost):
     """Trains a model with backpropagation.
 
     Parameters
@@ -48,8 +48,6 @@ class Trainer:
         self.rng = getattr(model, "rng", None) if seed is None else backend.rng(seed)
         if self.rng is None:
             self.rng = backend.rng(None)
-        self.stop_training = False
-        self.history: History | None = None
 
     # ------------------------------------------------------------------ data
     def _prepare(self, X, y, name_x="X", name_y="y"):
@@ -137,26 +135,20 @@ class Trainer:
         opt.attach(model)
         penalties = _penalties(model)  # L1/L2 terms of the loss; None (no per-step work) without any
 
-
-        history = History()
-        self.history = history
-        cbs = CallbackList([history, *callbacks], self)
-        self._callbacks = list(callbacks)
+        cbs = self._start_run(callbacks)
+        history = self.history
         start_epoch = 0
         if resume_from is not None:
             from .checkpoint import restore_checkpoint
 
-            start_epoch = restore_checkpoint(resume_from, self, history, callbacks)
-        self.stop_training = False
+            start_epoch = restore_checkpoint(resume_from, self, history, self.callbacks)
         best = _Best(model)
+        n_batches = -(-n // bs)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
         # picks the last batch of an epoch).
-        cbs.on_train_begin({"epochs": epochs, "steps_per_epoch": -(-n // bs), "batch_size": bs, "samples": n})
-
-        n_batches = -(-n // bs)
-        progress = _progress(verbose, epochs, n_batches)
-        global_step = 0
-        try:
+        params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n}
+        with cbs.running(params), _ProgressBar(verbose, epochs, n_batches) as progress:
+            global_step = 0
             for epoch in range(start_epoch, epochs):
                 opt.start_epoch(epoch)  # per-epoch schedules
                 cbs.on_epoch_begin(epoch, {})
@@ -202,15 +194,9 @@ class Trainer:
                 logs["lr"] = lr
                 best.consider(logs.get("val_loss", logs["loss"]), epoch)
                 cbs.on_epoch_end(epoch, logs)
-                for cb in self._callbacks:
-                    if hasattr(cb, "flush"):
-                        cb.flush(epoch)
                 progress.epoch_done(epoch, logs)
                 if self.stop_training:
                     break
-        finally:
-            progress.close()
-        cbs.on_train_end({})
         return history
 
     def _augmented(self, augment, xb):
@@ -312,8 +298,9 @@ class _Best:
         return f"weights restored from epoch {self.epoch} (loss {self.value:.6g})"
 
 
-class _progress:
-    """tqdm progress bar over batches, one line per epoch; silent when not verbose."""
+class _ProgressBar:
+    """tqdm progress bar over batches, one line per epoch; silent when not verbose. A
+    context manager: the bar is closed on leaving, also on an exception."""
 
     def __init__(self, verbose, epochs, n_batches):
         self.bar = None
@@ -345,3 +332,9 @@ class _progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
