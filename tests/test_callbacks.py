@@ -182,6 +182,7 @@ def test_both_trainers_run_callbacks_the_same_way(rng):
             trainer.fit(x, t, callbacks=[a, b])
         runs[name] = log
         assert trainer.callbacks == (a, b) and a.trainer is trainer
+        assert trainer.weight_snapshots is not None and trainer.weight_snapshots.model is model
         with pytest.raises(AttributeError):
             trainer.callbacks = ()
     assert runs["Trainer"] == runs["LMTrainer"] == _expected_hooks(3)

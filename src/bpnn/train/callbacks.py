@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 
+from .best_weights import WeightSnapshots
+
 
 class Callback:
     """Base class. Override any hook; ``self.trainer`` is set before training starts.
@@ -22,7 +24,8 @@ class Callback:
     Both trainers (:class:`bpnn.Trainer`, :class:`bpnn.train.LMTrainer`) call them the
     same way, through :class:`CallbackList`. A callback sees the trainer's public
     surface: ``model``, ``optimizer`` (gradient trainer), ``history``,
-    ``stop_training`` (set it True to stop after the current epoch) and ``callbacks``.
+    ``stop_training`` (set it True to stop after the current epoch), ``callbacks`` and
+    ``weight_snapshots``.
     """
 
     _trainer_ref = None
@@ -154,24 +157,34 @@ class CallbackHost:
     :class:`bpnn.train.LMTrainer`; :meth:`_start_run` begins each run the same way.
 
     ``history`` (the current run's :class:`History`), ``stop_training`` (a callback sets
-    it True to stop after the current epoch) and the read-only ``callbacks``.
+    it True to stop after the current epoch) and the read-only ``callbacks`` and
+    ``weight_snapshots``.
     """
 
     history = None
     stop_training = False
     _callbacks: tuple = ()
+    _weight_snapshots = None
 
     @property
     def callbacks(self) -> tuple:
         """The callbacks of the current (or last) run, in order, History excluded."""
         return self._callbacks
 
+    @property
+    def weight_snapshots(self) -> WeightSnapshots | None:
+        """The current run's :class:`~bpnn.train.best_weights.WeightSnapshots`: every
+        :class:`~bpnn.train.best_weights.BestWeights` of the run copies the model through
+        it, at most once per epoch."""
+        return self._weight_snapshots
+
     def _start_run(self, callbacks) -> CallbackList:
-        """A fresh History and callbacks for a run; the CallbackList to run."""
+        """A fresh History, callbacks and snapshots for a run; the CallbackList to run."""
         callbacks = tuple(callbacks)
         history = History()
         run = CallbackList([history, *callbacks], self)  # checks the callbacks first
         self.history, self._callbacks = history, callbacks
+        self._weight_snapshots = WeightSnapshots(self.model)
         self.stop_training = False
         return run
 

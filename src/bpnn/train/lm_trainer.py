@@ -19,6 +19,7 @@ from .. import _checks, backend
 from ..optim.levenberg_marquardt import least_squares_solvers
 from ._inputs import check_xy
 from .callbacks import CallbackHost
+from .early_stopping import ValidationStop
 
 
 #: Up to this many parameters the loop runs BLAS single-threaded: JᵀJ and its solve are
@@ -118,10 +119,11 @@ class LMTrainer(CallbackHost):
     MSE, JᵀJ, Jᵀr), evaluate validation and test MSE, record, check the stopping
     criteria (goal, epochs, time, min_grad, μ > mu_max, validation stop, a callback's
     ``stop_training``), then let the solver take one step. With validation stopping
-    (validation data and ``max_fail``) the weights of the best validation epoch are
-    restored at the end; otherwise the last ones are kept (as MATLAB: BR reports the
-    validation error but keeps its last weights). Callbacks run as in
-    :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`, ``flush`` included).
+    (validation data and ``max_fail``; :class:`~bpnn.train.early_stopping.ValidationStop`)
+    the weights of the best validation epoch are restored at the end; otherwise the last
+    ones are kept (as MATLAB: BR reports the validation error but keeps its last weights).
+    Callbacks run as in :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`,
+    ``flush`` included).
     """
 
     def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,
@@ -188,8 +190,7 @@ class LMTrainer(CallbackHost):
         self.record = record
         cbs = self._start_run(callbacks)
         n_err = train[1].size
-        best_w, best_v = None, math.inf
-        val_fail = 0
+        validation = ValidationStop(self.max_fail)
         stop_on_val = val is not None and self.max_fail is not None
         bar = contextlib.nullcontext()
         if verbose:
@@ -206,22 +207,16 @@ class LMTrainer(CallbackHost):
                 perf = sse / n_err
                 gradient = 2.0 * float(backend.xp.linalg.norm(je))
                 vperf, tperf = self._mse(val), self._mse(test)
-                improved = False
-                if val is not None:
-                    if vperf < best_v:
-                        best_v, val_fail, improved = vperf, 0, True
-                        if stop_on_val:
-                            best_w = flat.params.copy()
-                    elif vperf > best_v:
-                        val_fail += 1
+                improved = val is not None and validation.update(self, epoch, vperf)
                 if improved or not stop_on_val:
                     record.best_epoch, record.best_perf, record.best_vperf, record.best_tperf = \
                         epoch, perf, vperf, tperf
                 elapsed = _time.perf_counter() - start
                 row = {"epoch": epoch, "time": elapsed, "perf": perf, "vperf": vperf, "tperf": tperf,
-                       "mu": solver.current_mu, "gradient": gradient, "val_fail": val_fail, **solver.state()}
+                       "mu": solver.current_mu, "gradient": gradient, "val_fail": validation.val_fail,
+                       **solver.state()}
                 record.append(row)
-                logs = {"loss": perf, "mu": row["mu"], "gradient": gradient, "val_fail": val_fail,
+                logs = {"loss": perf, "mu": row["mu"], "gradient": gradient, "val_fail": row["val_fail"],
                         **solver.state()}
                 if vperf is not None:
                     logs["val_loss"] = vperf
@@ -233,18 +228,17 @@ class LMTrainer(CallbackHost):
                                     refresh=False)
                     if epoch:
                         bar.update(1)
-                stop = self._stop_reason(epoch, perf, gradient, val_fail, elapsed)
+                stop = self._stop_reason(epoch, perf, gradient, validation, elapsed)
                 if stop:
                     record.stop = stop
                     break
                 solver.update(*train, sse, jj, je)
                 record.num_epochs = epoch + 1
-            if best_w is not None:
-                flat.params[...] = best_w
+            validation.restore()
             self.history.stopped_reason = record.stop
         return record
 
-    def _stop_reason(self, epoch, perf, gradient, val_fail, elapsed) -> str:
+    def _stop_reason(self, epoch, perf, gradient, validation, elapsed) -> str:
         if not math.isfinite(perf):
             return "Non-finite performance."
         if perf <= self.goal:
@@ -257,7 +251,7 @@ class LMTrainer(CallbackHost):
             return "Minimum gradient reached."
         if self.solver.current_mu > self.solver.mu_max:
             return "Maximum MU reached."
-        if self.max_fail is not None and val_fail >= self.max_fail:
+        if validation.stopped:
             return "Validation stop."
         if self.stop_training:
             return "Stopped by a callback."

@@ -12,6 +12,7 @@ from .. import optim
 from ..nn.regularizers import penalties as _penalties
 from ..init import lsuv
 from ._inputs import check_xy
+from .best_weights import BestWeights
 from .callbacks import CallbackHost, History
 
 
@@ -142,7 +143,10 @@ class Trainer(CallbackHost):
             from .checkpoint import restore_checkpoint
 
             start_epoch = restore_checkpoint(resume_from, self, history, self.callbacks)
-        best = _Best(model)
+        # The best epoch by validation loss (training loss without validation data), so
+        # that a non-finite loss falls back to it; before any epoch, the starting weights.
+        best = BestWeights()
+        best.save(self, None, math.inf)
         n_batches = -(-n // bs)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
         # picks the last batch of an epoch).
@@ -192,7 +196,9 @@ class Trainer(CallbackHost):
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
                 logs["lr"] = lr
-                best.consider(logs.get("val_loss", logs["loss"]), epoch)
+                value = logs.get("val_loss", logs["loss"])
+                if math.isfinite(value) and value < best.value:
+                    best.save(self, epoch, value)
                 cbs.on_epoch_end(epoch, logs)
                 progress.epoch_done(epoch, logs)
                 if self.stop_training:
@@ -237,7 +243,9 @@ class Trainer(CallbackHost):
             culprit = "no parameter or gradient is non-finite (the loss overflowed on this batch)"
             if largest is not None:
                 culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
-        restored = best.restore()
+        best.restore()
+        restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})" if best.epoch is not None
+                    else "weights restored to their values before training")
         message = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
                    f"first layer at fault: {culprit}. Training stopped; {restored}.")
         history.stopped_reason = message
@@ -267,35 +275,6 @@ class Trainer(CallbackHost):
         if self.model.built and X.shape[1:] != self.model.input_shape:
             raise ValueError(f"X: samples have shape {X.shape[1:]} but the model expects {self.model.input_shape}")
         return self.model.predict(X, batch_size)
-
-
-class _Best:
-    """Keeps a copy of the parameters and buffers of the best epoch so far."""
-
-    def __init__(self, model):
-        self.model = model
-        self.value = math.inf
-        self.epoch = None
-        self.saved = self._snapshot()
-
-    def _snapshot(self):
-        return ([p.copy() for _, p, _ in self.model.named_parameters()],
-                [b.copy() for _, b in self.model.named_buffers()])
-
-    def consider(self, value, epoch) -> None:
-        if math.isfinite(value) and value < self.value:
-            self.value, self.epoch = value, epoch
-            self.saved = self._snapshot()
-
-    def restore(self) -> str:
-        params, buffers = self.saved
-        for (_, p, _), s in zip(self.model.named_parameters(), params):
-            p[...] = s
-        for (_, b), s in zip(self.model.named_buffers(), buffers):
-            b[...] = s
-        if self.epoch is None:
-            return "weights restored to their values before training"
-        return f"weights restored from epoch {self.epoch} (loss {self.value:.6g})"
 
 
 class _ProgressBar:
