@@ -76,6 +76,8 @@ def test_one_copy_per_improving_epoch_in_the_estimators_stopping(copies):
     improving = _improvements(est.validation_loss_curve_)
     assert 2 <= improving < len(est.validation_loss_curve_)
     assert copies == {"snapshots": 1 + improving, "state_dicts": 0}
+    assert est.restart_scores_[0] == pytest.approx(est.best_validation_loss_, rel=1e-12), \
+        "the best validation weights were put back"
 
 
 def test_one_copy_per_improving_epoch_in_the_lm_validation_stop(rng, copies):

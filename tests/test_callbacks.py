@@ -123,9 +123,9 @@ def test_a_callback_pickles_without_its_trainer():
 
 
 # --------------------------------------------------------------------------- the protocol
-#: Every hook a trainer (or a checkpoint) calls on a callback.
+#: Every hook a trainer (or Trainer.fit's restarts, or a checkpoint) calls on a callback.
 HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
-         "flush", "get_state", "set_state")
+         "flush", "get_state", "set_state", "restart_copy", "on_restarts_end")
 
 
 @pytest.mark.parametrize("hook", HOOKS)

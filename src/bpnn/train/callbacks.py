@@ -3,6 +3,7 @@ them, and the History."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 
 from .best_weights import WeightSnapshots
@@ -20,6 +21,8 @@ class Callback:
     - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch.
     - ``get_state()`` / ``set_state(state)`` — what a checkpoint stores and a resumed
       run restores.
+    - ``restart_copy(run)`` / ``on_restarts_end(copies, best)`` — around
+      ``Trainer.fit(n_restarts=...)``.
 
     Both trainers (:class:`bpnn.Trainer`, :class:`bpnn.train.LMTrainer`) call them the
     same way, through :class:`CallbackList`. A callback sees the trainer's public
@@ -89,6 +92,17 @@ class Callback:
     def set_state(self, state: dict) -> None:
         """Restore what :meth:`get_state` returned, when resuming from a checkpoint."""
         raise NotImplementedError(f"{type(self).__name__} stores state (get_state) but does not define set_state")
+
+    def restart_copy(self, run: int) -> "Callback":
+        """The callback run number ``run`` of ``Trainer.fit(n_restarts=...)`` uses: by
+        default a deep copy, so runs (perhaps in other processes) do not share state."""
+        return copy.deepcopy(self)
+
+    def on_restarts_end(self, copies, best: int) -> None:
+        """After restarts: ``copies`` are the ones :meth:`restart_copy` made, in run order,
+        as they ended their runs (back from the worker processes), and ``best`` is the
+        index of the run that was kept. Only a callback that overrides this hook gets
+        its copies back (the others' need not pickle after training)."""
 
 
 def is_stateful(callback) -> bool:

@@ -189,6 +189,11 @@ class ModelCheckpoint(Callback):
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
     resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
     written last.
+
+    With ``Trainer.fit(n_restarts=...)`` each run writes its files under its own names
+    (``path`` + ``".restart<run>"``, so runs in parallel never share a file); when the
+    runs are done the kept run's files take the names in ``path`` and the others are
+    deleted, so the checkpoints hold the kept run.
     """
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
@@ -201,6 +206,7 @@ class ModelCheckpoint(Callback):
         self._monitor = Monitor(monitor, mode)
         self.last_path = None
         self._pending = None
+        self._written: dict = {}  # every path written, in order (a dict as an ordered set)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -220,9 +226,34 @@ class ModelCheckpoint(Callback):
         if path is not None:
             save_checkpoint(path, self.trainer, epoch, self.trainer.callbacks)
             self.last_path = path
+            self._written[path] = None
+
+    def restart_copy(self, run: int) -> "ModelCheckpoint":
+        clone = super().restart_copy(run)
+        clone.path = self.path + _restart_suffix(run)
+        clone._written = {}
+        return clone
+
+    def on_restarts_end(self, copies, best: int) -> None:
+        """Give the kept run's files their final names; delete the other runs' files."""
+        for run, clone in enumerate(copies):
+            suffix = _restart_suffix(run)
+            for staged in clone._written:
+                if run == best:
+                    os.replace(staged, staged[:-len(suffix)])
+                    self._written[staged[:-len(suffix)]] = None
+                elif os.path.exists(staged):
+                    os.remove(staged)
+        kept = copies[best]
+        self.last_path = None if kept.last_path is None else kept.last_path[:-len(_restart_suffix(best))]
+        self._monitor.load_state(kept._monitor.state())
 
     def get_state(self) -> dict:
         return self._monitor.state()
 
     def set_state(self, state: dict) -> None:
         self._monitor.load_state(state)
+
+
+def _restart_suffix(run: int) -> str:
+    return f".restart{run}"

@@ -16,7 +16,7 @@ import time as _time
 import numpy as np
 
 from .. import _checks, backend
-from ..optim.levenberg_marquardt import least_squares_solvers
+from ..optim.levenberg_marquardt import least_squares_solvers, sum_squared_errors
 from ._inputs import check_xy
 from .callbacks import CallbackHost
 from .early_stopping import ValidationStop
@@ -159,7 +159,12 @@ class LMTrainer(CallbackHost):
         if data is None:
             return None
         X, T = data
-        return self.solver.sse(X, T) / T.size
+        return sum_squared_errors(self.model, X, T) / T.size
+
+    def evaluate(self, X, T) -> dict:
+        """``{"loss": mean squared error}`` of the model on (X, T): what the training
+        record's ``perf``, ``vperf`` and ``tperf`` hold."""
+        return {"loss": self._mse(self._prepare(X, T))}
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, T, validation_data=None, test_data=None, callbacks=(), verbose: bool = False,

@@ -94,9 +94,12 @@ class Trainer(CallbackHost):
         distortion): fresh distortions every step, none in evaluation.
 
         ``n_restarts=k`` trains k copies of the model from different seeds (drawn from
-        the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib), keeps
-        the one with the lowest validation loss (training loss without validation data)
-        in ``self.model``, and keeps every run's History in ``self.restart_histories``.
+        the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib) and keeps
+        one in ``self.model`` by the rule of :mod:`bpnn.train.restarts`: the lowest loss
+        of a run's final weights on the validation data (on the training data without
+        validation data); a non-finite loss never wins. Every run's History, score and
+        seed are kept in ``self.restart_histories``, ``restart_scores``,
+        ``restart_seeds``, and the kept run's index in ``best_restart``.
         """
         if augment is not None and not callable(augment):
             raise ValueError(f"augment: got {augment!r}; expected a callable augment(x_batch, rng) -> x_batch")
