@@ -63,8 +63,8 @@ def _sin_data(n=90):
 
 
 def _fit_path(path, validation, n_restarts=3):
-    """Fit with restarts on one of the three paths; return (what to compare, scores,
-    seeds, best, the kept model, the expected score of the kept weights)."""
+    """Fit with restarts on one of the three paths; return (scores, seeds, best, the
+    kept model, the loss of the kept weights computed apart from the restarts code)."""
     from bpnn.sklearn import BPNNRegressor
 
     X, y = _sin_data()
