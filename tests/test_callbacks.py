@@ -120,3 +120,101 @@ def test_a_callback_pickles_without_its_trainer():
     cb.set_trainer(trainer)
     copy = pickle.loads(pickle.dumps(cb))
     assert copy.trainer is None and cb.trainer is trainer
+
+
+# --------------------------------------------------------------------------- the protocol
+#: Every hook a trainer (or Trainer.fit's restarts, or a checkpoint) calls on a callback.
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end",
+         "flush", "get_state", "set_state", "restart_copy", "on_restarts_end")
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_declared_on_callback_with_a_docstring(hook):
+    method = getattr(bpnn.Callback, hook)
+    assert callable(method) and method.__doc__ and method.__doc__.strip()
+    assert hook in bpnn.Callback.__doc__, "the class docstring lists every hook"
+
+
+class Recorder(bpnn.Callback):
+    """Logs the hooks it hears, tagged with its name."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def on_train_begin(self, logs=None):
+        self.log.append((self.name, "train_begin"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.log.append((self.name, "epoch_begin", epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log.append((self.name, "epoch_end", epoch))
+
+    def flush(self, epoch):
+        self.log.append((self.name, "flush", epoch))
+
+    def on_train_end(self, logs=None):
+        self.log.append((self.name, "train_end"))
+
+
+def _expected_hooks(n_epochs):
+    out = [("a", "train_begin"), ("b", "train_begin")]
+    for e in range(n_epochs):
+        out += [("a", "epoch_begin", e), ("b", "epoch_begin", e), ("a", "epoch_end", e), ("b", "epoch_end", e),
+                ("a", "flush", e), ("b", "flush", e)]  # flush after every callback's on_epoch_end
+    return out + [("a", "train_end"), ("b", "train_end")]
+
+
+def test_both_trainers_run_callbacks_the_same_way(rng):
+    x = rng.uniform(-1, 1, (30, 1))
+    t = np.sin(3 * x)
+    runs = {}
+    for name in ("Trainer", "LMTrainer"):
+        model = bpnn.Sequential([bpnn.Dense(4), bpnn.Tanh(), bpnn.Dense(1)], input_shape=(1,), seed=0,
+                                dtype="float64")
+        log = []
+        a, b = Recorder("a", log), Recorder("b", log)
+        if name == "Trainer":
+            trainer = bpnn.Trainer(model, loss="mse", optimizer=bpnn.optim.SGD(lr=0.1), metrics=[])
+            trainer.fit(x, t, epochs=3, verbose=False, callbacks=[a, b])
+        else:
+            trainer = bpnn.train.LMTrainer(model, epochs=2)  # epochs 0 (the start), 1, 2
+            trainer.fit(x, t, callbacks=[a, b])
+        runs[name] = log
+        assert trainer.callbacks == (a, b) and a.trainer is trainer
+        assert trainer.weight_snapshots is not None and trainer.weight_snapshots.model is model
+        with pytest.raises(AttributeError):
+            trainer.callbacks = ()
+    assert runs["Trainer"] == runs["LMTrainer"] == _expected_hooks(3)
+
+
+def test_an_exception_skips_on_train_end_in_both_trainers(rng):
+    """As before the shared helper: a failing epoch propagates without on_train_end."""
+    x = rng.uniform(-1, 1, (30, 1))
+    t = np.sin(3 * x)
+
+    class Boom(bpnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    for make in (lambda m: bpnn.Trainer(m, loss="mse", metrics=[]), lambda m: bpnn.train.LMTrainer(m, epochs=2)):
+        model = bpnn.Sequential([bpnn.Dense(3), bpnn.Tanh(), bpnn.Dense(1)], input_shape=(1,), seed=0,
+                                dtype="float64")
+        log = []
+        with pytest.raises(RuntimeError, match="boom"):
+            make(model).fit(x, t, callbacks=[Recorder("a", log), Boom()], verbose=False)
+        assert ("a", "train_end") not in log and ("a", "epoch_end", 0) in log
+
+
+def test_checkpoints_store_the_state_of_callbacks_that_override_get_state(tmp_path, rng):
+    from bpnn.train.callbacks import is_stateful
+
+    assert is_stateful(bpnn.EarlyStopping()) and is_stateful(bpnn.ModelCheckpoint(tmp_path / "c"))
+    assert not is_stateful(bpnn.CSVLogger(tmp_path / "log.csv")) and not is_stateful(bpnn.Callback())
+
+    class HalfDone(bpnn.Callback):
+        def get_state(self):
+            return {"n": 1}
+
+    with pytest.raises(NotImplementedError, match="HalfDone stores state .* does not define set_state"):
+        HalfDone().set_state({"n": 1})

@@ -163,6 +163,8 @@ def test_penalty_dropout_init_and_restarts(iris):
     one = BPNNClassifier(4, max_iter=15, random_state=3, n_iter_no_change=np.inf).fit(Xtr, ytr)
     three = BPNNClassifier(4, max_iter=15, random_state=3, n_restarts=3, n_iter_no_change=np.inf).fit(Xtr, ytr)
     assert three.loss_ <= one.loss_, "the first restart is the single run; the best of three is no worse"
+    assert three.restart_scores_[0] == one.restart_scores_[0] and three.restart_seeds_[0] == one.restart_seeds_[0]
+    assert three.restart_scores_[three.best_restart_] == min(three.restart_scores_) <= one.restart_scores_[0]
 
 
 def test_lm_regressor_undoes_target_scaling_and_reports_the_record():

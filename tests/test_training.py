@@ -389,3 +389,18 @@ def test_a_trained_model_is_freed_as_soon_as_it_is_dropped():
         assert history.trainer is None
     finally:
         gc.enable()
+
+
+def test_data_dependent_init_is_owned_by_the_layer(rng):
+    """``needs_data_init`` / ``mark_data_initialized()``: the one public place that says
+    whether a layer still waits for LSUV's data step (the Trainer and model loading use it)."""
+    model = bpnn.Sequential([bpnn.Dense(4, init="lsuv"), bpnn.Tanh(), bpnn.Dense(2)], input_shape=(3,), seed=0)
+    assert [m.needs_data_init for m in model.layers] == [True, False, False]
+    bpnn.Trainer(model, loss="mse", metrics=[]).fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), epochs=0,
+                                                    verbose=False)
+    assert not any(m.needs_data_init for m in model.modules())
+    with pytest.raises(AttributeError):
+        model[0].needs_data_init = True
+    other = bpnn.Dense(4, init="lsuv")
+    other.mark_data_initialized()
+    assert not other.needs_data_init

@@ -428,8 +428,7 @@ def _build_model(path: str, doc: dict, arrays: dict) -> Module:
                       f"document says {shape} and {dtype}")
         _fill_model(path, model, {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)})
         for m in model.modules():  # weights come from the file: never re-run a data-dependent init
-            if getattr(getattr(m, "init", None), "data_dependent", False):
-                m._lsuv_done = True
+            m.mark_data_initialized()
     elif any(k.startswith(_MODEL) for k in arrays):
         raise InvalidModelFileError(path, "the document says the model is not built, yet the file holds weights")
     if doc.get("rng") is not None:

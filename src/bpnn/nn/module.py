@@ -31,6 +31,9 @@ class Module(Configurable):
     #: Number of places this object occurs in the model it belongs to (weight sharing);
     #: set by :func:`mark_shared` when a container is built.
     _uses = 1
+    #: Whether the data step of a data-dependent initializer (LSUV) has been done; only
+    #: :meth:`mark_data_initialized` sets it.
+    _data_init_done = False
 
     def __init__(self, trainable: bool = True):
         if not isinstance(trainable, bool):
@@ -59,6 +62,18 @@ class Module(Configurable):
         self._trainable = value
         for _, child in self.children():
             child.trainable = value
+
+    @property
+    def needs_data_init(self) -> bool:
+        """True while this layer's initializer is data dependent (``init.data_dependent``,
+        e.g. LSUV) and its data step has not run: :class:`bpnn.Trainer` runs it on the
+        first training data it gets."""
+        return bool(getattr(getattr(self, "init", None), "data_dependent", False)) and not self._data_init_done
+
+    def mark_data_initialized(self) -> None:
+        """Record that this layer's weights no longer wait for a data-dependent init: its
+        data step ran, or the weights came from elsewhere (a model file)."""
+        self._data_init_done = True
 
     def children(self) -> list[tuple[str, "Module"]]:
         """Direct sub-modules as (name, module); empty for plain layers."""

@@ -18,9 +18,10 @@ clipping and constraints.
 from ..nn.regularizers import L1, L1L2, L2, Regularizer, regularizers
 from .adagrad import AdaGrad, ScaleByAdagrad
 from .adam import Adam, AdamW
-from .br import BayesianRegularization, LevenbergMarquardt, least_squares_solvers  # second-order: LM, BR
+from .bayesian_regularization import BayesianRegularization  # second-order: BR (registers "br")
 from .clipping import ClipByGlobalNorm, ClipByValue
 from .constraints import Constraint, MaxNorm, constraints
+from .levenberg_marquardt import LevenbergMarquardt, least_squares_solvers  # second-order: LM
 from .nadam import NAdam, ScaleByNadam
 from .optimizer import Optimizer, optimizers
 from .rmsprop import RMSprop, ScaleByRms

@@ -20,10 +20,11 @@ from ..init import Initializer, initializers
 from ..init.nguyen_widrow import nguyen_widrow
 from ..nn import Dense, Dropout, Sequential, layers
 from ..optim import optimizers
-from ..optim.br import BayesianRegularization  # noqa: F401  (registers "br")
-from ..optim.lm import LevenbergMarquardt, least_squares_solvers
+from ..optim.bayesian_regularization import BayesianRegularization  # noqa: F401  (registers "br")
+from ..optim.levenberg_marquardt import LevenbergMarquardt, least_squares_solvers
 from ..optim.optimizer import Optimizer
 from ..train import LMTrainer, Trainer
+from ..train.restarts import run_restarts
 from ._callbacks import InvScaling, SklearnStopping
 
 #: Activation names: scikit-learn's, bpnn's layer names, and MATLAB's transfer functions.
@@ -266,6 +267,19 @@ class BaseBPNN(BaseEstimator):
             return Xtr, Ttr, (Xva, Tva)
         return Xs, T, None
 
+    def _seeds(self, n) -> list:
+        """One seed per restart, from ``random_state``."""
+        rs = check_random_state(self.random_state)
+        return [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(n)]
+
+    def _keep_restart(self, study):
+        """Record a restarts study (``restart_scores_``, ``restart_seeds_``, ``best_restart_``);
+        return what the kept run returned."""
+        self.restart_scores_ = list(study.scores)
+        self.restart_seeds_ = list(study.seeds)
+        self.best_restart_ = study.best
+        return study.kept[study.best]
+
     def _fit_gradient(self, Xs, T, first, incremental):
         n_out = self._n_model_outputs
         if incremental:
@@ -274,11 +288,8 @@ class BaseBPNN(BaseEstimator):
         else:
             Xtr, Ttr, val = self._split(Xs, T)
             epochs = self.max_iter
-        restarts = self.n_restarts if (first and not incremental) else 1
-        rs = check_random_state(self.random_state)
-        best = None
-        for _ in range(restarts):
-            seed = int(rs.randint(np.iinfo(np.int32).max))
+
+        def train(run, seed):
             model = self.model_ if self.model_ is not None else self._build_model(Xtr, n_out, seed)
             opt = self._optimizer if (incremental and self._optimizer is not None) else self._make_optimizer()
             callbacks, stopping = [], None
@@ -292,18 +303,19 @@ class BaseBPNN(BaseEstimator):
                                                restore_best=val is not None)
                     callbacks.append(stopping)
             trainer = Trainer(model, loss=self._loss(), optimizer=opt, metrics=[])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                history = trainer.fit(Xtr, Ttr, epochs=epochs, batch_size=self._batch(len(Xtr)),
-                                      validation_data=val, shuffle=self.shuffle, callbacks=callbacks,
-                                      verbose=bool(self.verbose))
-            h = history.history
-            curve = h.get("val_loss") or h.get("loss") or [math.inf]
-            score = min(curve) if val is not None else curve[-1]
-            score = score if math.isfinite(score) else math.inf
-            if best is None or score < best[0]:
-                best = (score, model, opt, history, stopping)
-        _, self.model_, self._optimizer, history, stopping = best
+            history = trainer.fit(Xtr, Ttr, epochs=epochs, batch_size=self._batch(len(Xtr)),
+                                  validation_data=val, shuffle=self.shuffle, callbacks=callbacks,
+                                  verbose=bool(self.verbose))
+            return trainer, (model, opt, history, stopping)
+
+        with warnings.catch_warnings():  # a non-finite loss is reported below, as a ConvergenceWarning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if incremental:  # one epoch on one batch: nothing to choose between
+                _, (self.model_, self._optimizer, history, stopping) = train(0, self._seeds(1)[0])
+            else:
+                seeds = self._seeds(self.n_restarts if first else 1)
+                self.model_, self._optimizer, history, stopping = self._keep_restart(
+                    run_restarts(train, seeds, Xtr, Ttr, val))
         if history.stopped_reason and "non-finite" in history.stopped_reason:
             warnings.warn(history.stopped_reason, ConvergenceWarning, stacklevel=3)
         losses = [float(v) for v in history.history.get("loss", [])]
@@ -326,22 +338,18 @@ class BaseBPNN(BaseEstimator):
         if T.ndim == 1:
             Ttr = self._one_hot(Ttr)
             val = None if val is None else (val[0], self._one_hot(val[1]))
-        restarts = self.n_restarts if first else 1
-        rs = check_random_state(self.random_state)
-        best = None
-        for run in range(restarts):
-            seed = int(rs.randint(np.iinfo(np.int32).max))
+
+        def train(run, seed):
             model = self.model_ if (self.model_ is not None and not first) else self._build_model(Xtr, n_out, seed)
             solver = self._make_lm_solver()
             max_fail = self.n_iter_no_change if val is not None and self.n_iter_no_change != np.inf else None
             trainer = LMTrainer(model, solver, epochs=self.max_iter)
             trainer.max_fail = max_fail  # validation stop only with early_stopping (MATLAB's max_fail)
             record = trainer.fit(Xtr, Ttr, validation_data=val, verbose=bool(self.verbose))
-            score = record.best_vperf if val is not None else record.best_perf
-            score = math.inf if score is None or not math.isfinite(score) else score
-            if best is None or score < best[0]:
-                best = (score, model, record, solver)
-        _, model, record, solver = best
+            return trainer, (model, record, solver)
+
+        seeds = self._seeds(self.n_restarts if first else 1)
+        model, record, solver = self._keep_restart(run_restarts(train, seeds, Xtr, Ttr, val))
         self.model_ = model
         self.training_record_ = record
         self.loss_curve_ += [float(v) for v in record.perf[1:]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from ..train.best_weights import BestWeights
 from ..train.callbacks import Callback
 
 
@@ -32,7 +33,7 @@ class SklearnStopping(Callback):
         self.best = math.inf
         self.count = 0
         self.converged = False
-        self._best_params = None
+        self._best_weights = BestWeights()
 
     def on_epoch_end(self, epoch, logs=None):
         v = (logs or {}).get(self.monitor)
@@ -45,7 +46,7 @@ class SklearnStopping(Callback):
         if v < self.best:
             self.best = v
             if self.restore_best:
-                self._best_params = self.trainer.model.flat_parameters().params.copy()
+                self._best_weights.save(self.trainer, epoch, v)
         if self.count > self.n_iter_no_change:
             opt = self.trainer.optimizer
             if self.adaptive and not callable(opt.lr) and opt.lr > 1e-6:
@@ -56,8 +57,8 @@ class SklearnStopping(Callback):
             self.trainer.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.restore_best and self._best_params is not None:
-            self.trainer.model.flat_parameters().params[...] = self._best_params
+        if self.restore_best:
+            self._best_weights.restore()
 
 
 class InvScaling(Callback):

@@ -3,7 +3,7 @@ from .callbacks import Callback, CallbackList, History
 from .checkpoint import CheckpointError, ModelCheckpoint, read_checkpoint, save_checkpoint
 from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
-from .lm import LMTrainer, TrainingRecord
+from .lm_trainer import LMTrainer, TrainingRecord
 from .lr_callbacks import LearningRateScheduler, ReduceLROnPlateau
 from .trainer import NonFiniteLossWarning, Trainer
 

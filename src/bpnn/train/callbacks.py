@@ -1,17 +1,34 @@
-"""Callbacks: the hooks of the training loop (Keras' hook set) and the History."""
+"""Callbacks: the hooks of the training loop (Keras' hook set), the one way trainers run
+them, and the History."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import weakref
+
+from .best_weights import WeightSnapshots
 
 
 class Callback:
     """Base class. Override any hook; ``self.trainer`` is set before training starts.
 
-    Hooks: ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
-    ``on_batch_begin(batch, logs)``, ``on_batch_end(batch, logs)``,
-    ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)``. ``logs`` at epoch end holds
-    ``loss``, the metrics, their ``val_`` twins and ``lr``. Set
-    ``self.trainer.stop_training = True`` to stop after the current epoch.
+    Every hook a trainer calls is declared here, with a default that does nothing:
+
+    - ``on_train_begin(logs)``, ``on_epoch_begin(epoch, logs)``,
+      ``on_batch_begin(batch, logs)``, ``on_batch_end(batch, logs)``,
+      ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)`` — Keras' hooks. ``logs`` at
+      epoch end holds ``loss``, the metrics, their ``val_`` twins and ``lr``.
+    - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch.
+    - ``get_state()`` / ``set_state(state)`` — what a checkpoint stores and a resumed
+      run restores.
+    - ``restart_copy(run)`` / ``on_restarts_end(copies, best)`` — around
+      ``Trainer.fit(n_restarts=...)``.
+
+    Both trainers (:class:`bpnn.Trainer`, :class:`bpnn.train.LMTrainer`) call them the
+    same way, through :class:`CallbackList`. A callback sees the trainer's public
+    surface: ``model``, ``optimizer`` (gradient trainer), ``history``,
+    ``stop_training`` (set it True to stop after the current epoch), ``callbacks`` and
+    ``weight_snapshots``.
     """
 
     _trainer_ref = None
@@ -40,16 +57,67 @@ class Callback:
         state.pop("_trainer_ref", None)
         return state
 
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_batch_begin(self, batch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
+    def on_train_begin(self, logs=None):
+        """Training starts. The gradient trainer's ``logs`` hold Keras' ``params``:
+        ``epochs``, ``steps_per_epoch``, ``batch_size``, ``samples``."""
+
+    def on_train_end(self, logs=None):
+        """Training ended normally, or stopped (early stopping, a non-finite loss)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """An epoch starts."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """An epoch ended; ``logs`` holds its losses and metrics (a callback may add keys
+        for the callbacks after it)."""
+
+    def on_batch_begin(self, batch, logs=None):
+        """A batch starts (``logs["size"]``). Called only when overridden, so callbacks
+        without batch hooks cost nothing per batch."""
+
+    def on_batch_end(self, batch, logs=None):
+        """A batch ended (``logs["loss"]``, ``logs["size"]``). Called only when overridden."""
+
+    def flush(self, epoch) -> None:
+        """Called after every callback's ``on_epoch_end`` of ``epoch``: the place for work
+        that must see what all callbacks did this epoch (a checkpoint stores the other
+        callbacks' state as of this epoch)."""
+
+    def get_state(self) -> dict | None:
+        """JSON-safe state a checkpoint stores so that a resumed run continues exactly,
+        or None (the default): nothing to store. A callback that returns state also
+        overrides :meth:`set_state`."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Restore what :meth:`get_state` returned, when resuming from a checkpoint."""
+        raise NotImplementedError(f"{type(self).__name__} stores state (get_state) but does not define set_state")
+
+    def restart_copy(self, run: int) -> "Callback":
+        """The callback run number ``run`` of ``Trainer.fit(n_restarts=...)`` uses: by
+        default a deep copy, so runs (perhaps in other processes) do not share state."""
+        return copy.deepcopy(self)
+
+    def on_restarts_end(self, copies, best: int) -> None:
+        """After restarts: ``copies`` are the ones :meth:`restart_copy` made, in run order,
+        as they ended their runs (back from the worker processes), and ``best`` is the
+        index of the run that was kept. Only a callback that overrides this hook gets
+        its copies back (the others' need not pickle after training)."""
+
+
+def is_stateful(callback) -> bool:
+    """Whether a checkpoint stores ``callback``'s state (it overrides ``get_state``)."""
+    return type(callback).get_state is not Callback.get_state
 
 
 class CallbackList:
-    """Dispatches each hook to every callback; batch hooks only to those that define them."""
+    """Dispatches each hook to every callback; batch hooks only to those that define them.
+
+    Both trainers run their callbacks through it: ``with callbacks.running(params):``
+    around the epochs calls ``on_train_begin`` and, when the block ends without an
+    exception, ``on_train_end``; :meth:`on_epoch_end` calls every ``on_epoch_end`` and
+    then every ``flush``.
+    """
 
     def __init__(self, callbacks, trainer):
         self.callbacks = list(callbacks)
@@ -79,6 +147,15 @@ class CallbackList:
     def on_epoch_end(self, epoch, logs=None):
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
+        for cb in self.callbacks:
+            cb.flush(epoch)
+
+    @contextlib.contextmanager
+    def running(self, logs=None):
+        """``on_train_begin(logs)`` now, ``on_train_end`` when the block ends normally."""
+        self.on_train_begin(logs)
+        yield self
+        self.on_train_end({})
 
     def on_batch_begin(self, batch, logs=None):
         for cb in self._batch_begin:
@@ -87,6 +164,43 @@ class CallbackList:
     def on_batch_end(self, batch, logs=None):
         for cb in self._batch_end:
             cb.on_batch_end(batch, logs)
+
+
+class CallbackHost:
+    """What a trainer offers its callbacks, shared by :class:`bpnn.Trainer` and
+    :class:`bpnn.train.LMTrainer`; :meth:`_start_run` begins each run the same way.
+
+    ``history`` (the current run's :class:`History`), ``stop_training`` (a callback sets
+    it True to stop after the current epoch) and the read-only ``callbacks`` and
+    ``weight_snapshots``.
+    """
+
+    history = None
+    stop_training = False
+    _callbacks: tuple = ()
+    _weight_snapshots = None
+
+    @property
+    def callbacks(self) -> tuple:
+        """The callbacks of the current (or last) run, in order, History excluded."""
+        return self._callbacks
+
+    @property
+    def weight_snapshots(self) -> WeightSnapshots | None:
+        """The current run's :class:`~bpnn.train.best_weights.WeightSnapshots`: every
+        :class:`~bpnn.train.best_weights.BestWeights` of the run copies the model through
+        it, at most once per epoch."""
+        return self._weight_snapshots
+
+    def _start_run(self, callbacks) -> CallbackList:
+        """A fresh History, callbacks and snapshots for a run; the CallbackList to run."""
+        callbacks = tuple(callbacks)
+        history = History()
+        run = CallbackList([history, *callbacks], self)  # checks the callbacks first
+        self.history, self._callbacks = history, callbacks
+        self._weight_snapshots = WeightSnapshots(self.model)
+        self.stop_training = False
+        return run
 
 
 class History(Callback):

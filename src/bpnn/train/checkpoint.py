@@ -19,7 +19,7 @@ import numpy as np
 from .. import _checks
 from .._atomic import atomic_write
 from ..nn import layers
-from .callbacks import Callback
+from .callbacks import Callback, is_stateful
 
 FORMAT = "bpnn-checkpoint"
 VERSION = 1
@@ -46,7 +46,7 @@ def _generators(trainer):
 
 
 def _stateful(callbacks):
-    return [cb for cb in callbacks if hasattr(cb, "get_state") and hasattr(cb, "set_state")]
+    return [cb for cb in callbacks if is_stateful(cb)]
 
 
 def _json_number(v):
@@ -187,7 +187,13 @@ class ModelCheckpoint(Callback):
     ``path`` may contain ``{epoch}`` and log keys (``"ckpt-{epoch:03d}.safetensors"``).
     With ``save_best_only`` a checkpoint is written only when ``monitor`` improves
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
-    resume with ``trainer.fit(..., resume_from=path)``.
+    resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
+    written last.
+
+    With ``Trainer.fit(n_restarts=...)`` each run writes its files under its own names
+    (``path`` + ``".restart<run>"``, so runs in parallel never share a file); when the
+    runs are done the kept run's files take the names in ``path`` and the others are
+    deleted, so the checkpoints hold the kept run.
     """
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
@@ -199,6 +205,8 @@ class ModelCheckpoint(Callback):
         self.save_freq = _checks.positive("save_freq", save_freq, integer=True)
         self._monitor = Monitor(monitor, mode)
         self.last_path = None
+        self._pending = None
+        self._written: dict = {}  # every path written, in order (a dict as an ordered set)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -212,12 +220,33 @@ class ModelCheckpoint(Callback):
         self._pending = self.path.format(epoch=epoch, **logs)
 
     def flush(self, epoch) -> None:
-        """Called by the Trainer after every callback's ``on_epoch_end``, so the saved
-        state of the other callbacks includes this epoch."""
-        path, self._pending = getattr(self, "_pending", None), None
+        """Write the checkpoint chosen in ``on_epoch_end``, now that every callback has
+        seen the epoch, so the saved state of the other callbacks includes it."""
+        path, self._pending = self._pending, None
         if path is not None:
-            save_checkpoint(path, self.trainer, epoch, self.trainer._callbacks)
+            save_checkpoint(path, self.trainer, epoch, self.trainer.callbacks)
             self.last_path = path
+            self._written[path] = None
+
+    def restart_copy(self, run: int) -> "ModelCheckpoint":
+        clone = super().restart_copy(run)
+        clone.path = self.path + _restart_suffix(run)
+        clone._written = {}
+        return clone
+
+    def on_restarts_end(self, copies, best: int) -> None:
+        """Give the kept run's files their final names; delete the other runs' files."""
+        for run, clone in enumerate(copies):
+            suffix = _restart_suffix(run)
+            for staged in clone._written:
+                if run == best:
+                    os.replace(staged, staged[:-len(suffix)])
+                    self._written[staged[:-len(suffix)]] = None
+                elif os.path.exists(staged):
+                    os.remove(staged)
+        kept = copies[best]
+        self.last_path = None if kept.last_path is None else kept.last_path[:-len(_restart_suffix(best))]
+        self._monitor.load_state(kept._monitor.state())
 
     def get_state(self) -> dict:
         return self._monitor.state()
@@ -226,3 +255,5 @@ class ModelCheckpoint(Callback):
         self._monitor.load_state(state)
 
 
+def _restart_suffix(run: int) -> str:
+    return f".restart{run}"

@@ -1,7 +1,11 @@
-"""Early stopping."""
+"""Stopping on a monitored value: Keras' EarlyStopping, and MATLAB's validation stop as
+the Levenberg–Marquardt trainer runs it."""
 from __future__ import annotations
 
+import math
+
 from .. import _checks
+from .best_weights import BestWeights
 from .callbacks import Callback
 from .monitor import Monitor
 
@@ -25,7 +29,7 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_epoch = None
         self.stopped_epoch = None
-        self._best_state = None
+        self._best_weights = BestWeights()
 
     def on_train_begin(self, logs=None):
         self.stopped_epoch = None
@@ -37,7 +41,7 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             self.wait = 0
             if self.restore_best_weights:
-                self._best_state = self.trainer.model.state_dict()
+                self._best_weights.save(self.trainer, epoch, value)
             return
         self.wait += 1
         if self.wait >= max(self.patience, 1):
@@ -49,8 +53,8 @@ class EarlyStopping(Callback):
                     f"{self.wait} epochs (best {self._monitor.best:.6g} at epoch {self.best_epoch})")
 
     def on_train_end(self, logs=None):
-        if self.restore_best_weights and self._best_state is not None:
-            self.trainer.model.load_state_dict(self._best_state)
+        if self.restore_best_weights:
+            self._best_weights.restore()
 
     def get_state(self) -> dict:
         return {"wait": self.wait, "best_epoch": self.best_epoch, **self._monitor.state()}
@@ -58,3 +62,45 @@ class EarlyStopping(Callback):
     def set_state(self, state: dict) -> None:
         self.wait, self.best_epoch = int(state["wait"]), state["best_epoch"]
         self._monitor.load_state(state)
+
+
+class ValidationStop:
+    """MATLAB's validation stopping (``net.trainParam.max_fail``), as the
+    Levenberg–Marquardt trainer runs it.
+
+    :meth:`update` takes each epoch's validation error. Below the best so far it is the
+    new best: the count of failures ``val_fail`` returns to 0 and, with ``max_fail`` set,
+    the weights are kept (:class:`~bpnn.train.best_weights.BestWeights`). Above the best
+    it is one more failure; equal to it, neither (as MATLAB's ``trainlm``; this is where
+    it differs from ``EarlyStopping("val_loss", patience=max_fail)``, which counts a tie
+    as a failure). ``stopped`` is True once ``val_fail`` reaches ``max_fail``, and
+    :meth:`restore` puts back the weights of the best validation epoch. With
+    ``max_fail`` None (MATLAB's ``trainbr``) failures are counted and reported only.
+    """
+
+    def __init__(self, max_fail: int | None):
+        if max_fail is not None:
+            _checks.positive("max_fail", max_fail, integer=True)
+        self.max_fail = max_fail
+        self.best = math.inf
+        self.val_fail = 0
+        self._best_weights = BestWeights()
+
+    def update(self, trainer, epoch, value) -> bool:
+        """Count epoch ``epoch``'s validation error ``value``; True when it is the new best."""
+        if value < self.best:
+            self.best, self.val_fail = value, 0
+            if self.max_fail is not None:
+                self._best_weights.save(trainer, epoch, value)
+            return True
+        if value > self.best:
+            self.val_fail += 1
+        return False
+
+    @property
+    def stopped(self) -> bool:
+        return self.max_fail is not None and self.val_fail >= self.max_fail
+
+    def restore(self) -> bool:
+        """Put back the weights of the best validation epoch, if any were kept."""
+        return self._best_weights.restore()

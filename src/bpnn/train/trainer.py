@@ -12,7 +12,8 @@ from .. import optim
 from ..nn.regularizers import penalties as _penalties
 from ..init import lsuv
 from ._inputs import check_xy
-from .callbacks import CallbackList, History
+from .best_weights import BestWeights
+from .callbacks import CallbackHost, History
 
 
 class NonFiniteLossWarning(RuntimeWarning):
@@ -22,7 +23,7 @@ class NonFiniteLossWarning(RuntimeWarning):
 _MODES = {"full": None, "full_batch": None, "batch": None, "stochastic": 1, "online": 1}
 
 
-class Trainer:
+class Trainer(CallbackHost):
     """Trains a model with backpropagation.
 
     Parameters
@@ -48,8 +49,6 @@ class Trainer:
         self.rng = getattr(model, "rng", None) if seed is None else backend.rng(seed)
         if self.rng is None:
             self.rng = backend.rng(None)
-        self.stop_training = False
-        self.history: History | None = None
 
     # ------------------------------------------------------------------ data
     def _prepare(self, X, y, name_x="X", name_y="y"):
@@ -95,9 +94,12 @@ class Trainer:
         distortion): fresh distortions every step, none in evaluation.
 
         ``n_restarts=k`` trains k copies of the model from different seeds (drawn from
-        the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib), keeps
-        the one with the lowest validation loss (training loss without validation data)
-        in ``self.model``, and keeps every run's History in ``self.restart_histories``.
+        the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib) and keeps
+        one in ``self.model`` by the rule of :mod:`bpnn.train.restarts`: the lowest loss
+        of a run's final weights on the validation data (on the training data without
+        validation data); a non-finite loss never wins. Every run's History, score and
+        seed are kept in ``self.restart_histories``, ``restart_scores``,
+        ``restart_seeds``, and the kept run's index in ``best_restart``.
         """
         if augment is not None and not callable(augment):
             raise ValueError(f"augment: got {augment!r}; expected a callable augment(x_batch, rng) -> x_batch")
@@ -137,26 +139,23 @@ class Trainer:
         opt.attach(model)
         penalties = _penalties(model)  # L1/L2 terms of the loss; None (no per-step work) without any
 
-
-        history = History()
-        self.history = history
-        cbs = CallbackList([history, *callbacks], self)
-        self._callbacks = list(callbacks)
+        cbs = self._start_run(callbacks)
+        history = self.history
         start_epoch = 0
         if resume_from is not None:
             from .checkpoint import restore_checkpoint
 
-            start_epoch = restore_checkpoint(resume_from, self, history, callbacks)
-        self.stop_training = False
-        best = _Best(model)
+            start_epoch = restore_checkpoint(resume_from, self, history, self.callbacks)
+        # The best epoch by validation loss (training loss without validation data), so
+        # that a non-finite loss falls back to it; before any epoch, the starting weights.
+        best = BestWeights()
+        best.save(self, None, math.inf)
+        n_batches = -(-n // bs)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
         # picks the last batch of an epoch).
-        cbs.on_train_begin({"epochs": epochs, "steps_per_epoch": -(-n // bs), "batch_size": bs, "samples": n})
-
-        n_batches = -(-n // bs)
-        progress = _progress(verbose, epochs, n_batches)
-        global_step = 0
-        try:
+        params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n}
+        with cbs.running(params), _ProgressBar(verbose, epochs, n_batches) as progress:
+            global_step = 0
             for epoch in range(start_epoch, epochs):
                 opt.start_epoch(epoch)  # per-epoch schedules
                 cbs.on_epoch_begin(epoch, {})
@@ -200,17 +199,13 @@ class Trainer:
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
                 logs["lr"] = lr
-                best.consider(logs.get("val_loss", logs["loss"]), epoch)
+                value = logs.get("val_loss", logs["loss"])
+                if math.isfinite(value) and value < best.value:
+                    best.save(self, epoch, value)
                 cbs.on_epoch_end(epoch, logs)
-                for cb in self._callbacks:
-                    if hasattr(cb, "flush"):
-                        cb.flush(epoch)
                 progress.epoch_done(epoch, logs)
                 if self.stop_training:
                     break
-        finally:
-            progress.close()
-        cbs.on_train_end({})
         return history
 
     def _augmented(self, augment, xb):
@@ -222,15 +217,14 @@ class Trainer:
         return backend.to_device(out.astype(self.model.dtype, copy=False))
 
     def _run_data_dependent_init(self, Xd) -> None:
-        pending = [m for m in self.model.modules()
-                   if getattr(getattr(m, "init", None), "data_dependent", False) and not getattr(m, "_lsuv_done", False)]
+        pending = [m for m in self.model.modules() if m.needs_data_init]
         if not pending:
             return
         take = min(len(Xd), 512)
         idx = self.rng.choice(len(Xd), size=take, replace=False)
         lsuv(self.model, backend.to_numpy(Xd[backend.to_device(idx)]))
         for m in pending:
-            m._lsuv_done = True
+            m.mark_data_initialized()
 
     def _stop_nonfinite(self, value, epoch, batch, step, best, history) -> None:
         xp = backend.xp
@@ -252,7 +246,9 @@ class Trainer:
             culprit = "no parameter or gradient is non-finite (the loss overflowed on this batch)"
             if largest is not None:
                 culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
-        restored = best.restore()
+        best.restore()
+        restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})" if best.epoch is not None
+                    else "weights restored to their values before training")
         message = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
                    f"first layer at fault: {culprit}. Training stopped; {restored}.")
         history.stopped_reason = message
@@ -284,37 +280,9 @@ class Trainer:
         return self.model.predict(X, batch_size)
 
 
-class _Best:
-    """Keeps a copy of the parameters and buffers of the best epoch so far."""
-
-    def __init__(self, model):
-        self.model = model
-        self.value = math.inf
-        self.epoch = None
-        self.saved = self._snapshot()
-
-    def _snapshot(self):
-        return ([p.copy() for _, p, _ in self.model.named_parameters()],
-                [b.copy() for _, b in self.model.named_buffers()])
-
-    def consider(self, value, epoch) -> None:
-        if math.isfinite(value) and value < self.value:
-            self.value, self.epoch = value, epoch
-            self.saved = self._snapshot()
-
-    def restore(self) -> str:
-        params, buffers = self.saved
-        for (_, p, _), s in zip(self.model.named_parameters(), params):
-            p[...] = s
-        for (_, b), s in zip(self.model.named_buffers(), buffers):
-            b[...] = s
-        if self.epoch is None:
-            return "weights restored to their values before training"
-        return f"weights restored from epoch {self.epoch} (loss {self.value:.6g})"
-
-
-class _progress:
-    """tqdm progress bar over batches, one line per epoch; silent when not verbose."""
+class _ProgressBar:
+    """tqdm progress bar over batches, one line per epoch; silent when not verbose. A
+    context manager: the bar is closed on leaving, also on an exception."""
 
     def __init__(self, verbose, epochs, n_batches):
         self.bar = None
@@ -346,3 +314,9 @@ class _progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

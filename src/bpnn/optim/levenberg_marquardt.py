@@ -33,6 +33,17 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+def sum_squared_errors(model, X, T) -> float:
+    """Σ (y − t)² of ``model`` (evaluation mode) over all samples and outputs, forwarded
+    in blocks of rows."""
+    total = 0.0
+    for i in range(0, len(X), _FORWARD_ROWS):
+        r = model.forward(X[i:i + _FORWARD_ROWS], training=False) - T[i:i + _FORWARD_ROWS].reshape(
+            (-1,) + tuple(model.output_shape))
+        total += float((r * r).sum())
+    return total
+
+
 @least_squares_solvers.register("lm", "trainlm", "levenberg_marquardt")
 class LevenbergMarquardt(Configurable):
     r"""Levenberg–Marquardt (Levenberg 1944; Marquardt 1963; Hagan & Menhaj 1994) with
@@ -117,12 +128,7 @@ class LevenbergMarquardt(Configurable):
     # ------------------------------------------------------------------ evaluation
     def sse(self, X, T) -> float:
         """Σ (y(θ) − t)² over all samples and outputs at the current weights."""
-        total = 0.0
-        for i in range(0, len(X), _FORWARD_ROWS):
-            r = self.model.forward(X[i:i + _FORWARD_ROWS], training=False) - T[i:i + _FORWARD_ROWS].reshape(
-                (-1,) + tuple(self.model.output_shape))
-            total += float((r * r).sum())
-        return total
+        return sum_squared_errors(self.model, X, T)
 
     def _block_rows(self, n, k, p, itemsize):
         budget = max(self.memory_limit - 2 * p * p * 8, self.memory_limit // 4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from .lm import LevenbergMarquardt, least_squares_solvers
+from .levenberg_marquardt import LevenbergMarquardt, least_squares_solvers
 
 
 @least_squares_solvers.register("br", "trainbr", "bayesian_regularization")

@@ -3,7 +3,7 @@
 Why a loop of its own and not :class:`bpnn.Trainer`: LM works on the whole training set
 at once, needs the per-sample Jacobian and evaluates trial weights before it accepts a
 step, so "one step per mini-batch" does not describe it. What a loop adds around the
-solver (:mod:`bpnn.optim.lm`) lives here: division into training, validation and test
+solver (:mod:`bpnn.optim.levenberg_marquardt`) lives here: division into training, validation and test
 sets, the stopping criteria, validation stopping with the best-validation weights, a
 training record, callbacks and a progress bar.
 """
@@ -16,9 +16,10 @@ import time as _time
 import numpy as np
 
 from .. import _checks, backend
-from ..optim import lm as lm_solvers
+from ..optim.levenberg_marquardt import least_squares_solvers, sum_squared_errors
 from ._inputs import check_xy
-from .callbacks import CallbackList, History
+from .callbacks import CallbackHost
+from .early_stopping import ValidationStop
 
 
 #: Up to this many parameters the loop runs BLAS single-threaded: JᵀJ and its solve are
@@ -96,7 +97,7 @@ class TrainingRecord:
                 f"best_perf={self.best_perf}, best_vperf={self.best_vperf}, stop={self.stop!r})")
 
 
-class LMTrainer:
+class LMTrainer(CallbackHost):
     """Trains a model by Levenberg–Marquardt or Bayesian regularization on the squared error.
 
     Parameters (MATLAB ``net.trainParam`` names and defaults)
@@ -118,15 +119,17 @@ class LMTrainer:
     MSE, JᵀJ, Jᵀr), evaluate validation and test MSE, record, check the stopping
     criteria (goal, epochs, time, min_grad, μ > mu_max, validation stop, a callback's
     ``stop_training``), then let the solver take one step. With validation stopping
-    (validation data and ``max_fail``) the weights of the best validation epoch are
-    restored at the end; otherwise the last ones are kept (as MATLAB: BR reports the
-    validation error but keeps its last weights).
+    (validation data and ``max_fail``; :class:`~bpnn.train.early_stopping.ValidationStop`)
+    the weights of the best validation epoch are restored at the end; otherwise the last
+    ones are kept (as MATLAB: BR reports the validation error but keeps its last weights).
+    Callbacks run as in :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`,
+    ``flush`` included).
     """
 
     def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,
                  max_fail=None, time: float = math.inf):
         self.model = model
-        self.solver = lm_solvers.get(solver)
+        self.solver = least_squares_solvers.get(solver)
         self.epochs = _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         self.goal = float(_checks.positive("goal", goal, allow_zero=True))
         self.min_grad = float(_checks.positive("min_grad", min_grad, allow_zero=True))
@@ -138,8 +141,6 @@ class LMTrainer:
         if not (isinstance(time, (int, float)) and time > 0):
             raise ValueError(f"time: got {time!r}; expected a number of seconds > 0 (inf: no limit)")
         self.time = float(time)
-        self.stop_training = False
-        self.history: History | None = None
         self.record: TrainingRecord | None = None
 
     # ------------------------------------------------------------------ data
@@ -158,7 +159,12 @@ class LMTrainer:
         if data is None:
             return None
         X, T = data
-        return self.solver.sse(X, T) / T.size
+        return sum_squared_errors(self.model, X, T) / T.size
+
+    def evaluate(self, X, T) -> dict:
+        """``{"loss": mean squared error}`` of the model on (X, T): what the training
+        record's ``perf``, ``vperf`` and ``tperf`` hold."""
+        return {"loss": self._mse(self._prepare(X, T))}
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, T, validation_data=None, test_data=None, callbacks=(), verbose: bool = False,
@@ -185,26 +191,20 @@ class LMTrainer:
         solver.attach(model)
         flat = model.flat_parameters()
         record.num_params = len(flat)
-        record.solver = lm_solvers.least_squares_solvers.serialize(solver)
+        record.solver = least_squares_solvers.serialize(solver)
         self.record = record
-        history = History()
-        self.history = history
-        cbs = CallbackList([history, *callbacks], self)
-        self.stop_training = False
+        cbs = self._start_run(callbacks)
         n_err = train[1].size
-        best_w, best_v = None, math.inf
-        val_fail = 0
+        validation = ValidationStop(self.max_fail)
         stop_on_val = val is not None and self.max_fail is not None
-        bar = None
+        bar = contextlib.nullcontext()
         if verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True)
-        threads = _blas_threads(len(flat))
-        threads.__enter__()
         start = _time.perf_counter()
-        cbs.on_train_begin({})
-        try:
+        # Exits run in reverse: the bar closes, BLAS threads come back, then on_train_end.
+        with cbs.running({}), _blas_threads(len(flat)), bar:
             for epoch in range(self.epochs + 1):
                 cbs.on_epoch_begin(epoch, {})
                 sse, jj, je = solver.linearize(*train)
@@ -212,50 +212,38 @@ class LMTrainer:
                 perf = sse / n_err
                 gradient = 2.0 * float(backend.xp.linalg.norm(je))
                 vperf, tperf = self._mse(val), self._mse(test)
-                improved = False
-                if val is not None:
-                    if vperf < best_v:
-                        best_v, val_fail, improved = vperf, 0, True
-                        if stop_on_val:
-                            best_w = flat.params.copy()
-                    elif vperf > best_v:
-                        val_fail += 1
+                improved = val is not None and validation.update(self, epoch, vperf)
                 if improved or not stop_on_val:
                     record.best_epoch, record.best_perf, record.best_vperf, record.best_tperf = \
                         epoch, perf, vperf, tperf
                 elapsed = _time.perf_counter() - start
                 row = {"epoch": epoch, "time": elapsed, "perf": perf, "vperf": vperf, "tperf": tperf,
-                       "mu": solver.current_mu, "gradient": gradient, "val_fail": val_fail, **solver.state()}
+                       "mu": solver.current_mu, "gradient": gradient, "val_fail": validation.val_fail,
+                       **solver.state()}
                 record.append(row)
-                logs = {"loss": perf, "mu": row["mu"], "gradient": gradient, "val_fail": val_fail,
+                logs = {"loss": perf, "mu": row["mu"], "gradient": gradient, "val_fail": row["val_fail"],
                         **solver.state()}
                 if vperf is not None:
                     logs["val_loss"] = vperf
                 if tperf is not None:
                     logs["test_loss"] = tperf
                 cbs.on_epoch_end(epoch, logs)
-                if bar is not None:
+                if verbose:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if isinstance(v, float)},
                                     refresh=False)
                     if epoch:
                         bar.update(1)
-                stop = self._stop_reason(epoch, perf, gradient, val_fail, elapsed)
+                stop = self._stop_reason(epoch, perf, gradient, validation, elapsed)
                 if stop:
                     record.stop = stop
                     break
                 solver.update(*train, sse, jj, je)
                 record.num_epochs = epoch + 1
-        finally:
-            threads.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
-        if best_w is not None:
-            flat.params[...] = best_w
-        history.stopped_reason = record.stop
-        cbs.on_train_end({})
+            validation.restore()
+            self.history.stopped_reason = record.stop
         return record
 
-    def _stop_reason(self, epoch, perf, gradient, val_fail, elapsed) -> str:
+    def _stop_reason(self, epoch, perf, gradient, validation, elapsed) -> str:
         if not math.isfinite(perf):
             return "Non-finite performance."
         if perf <= self.goal:
@@ -268,7 +256,7 @@ class LMTrainer:
             return "Minimum gradient reached."
         if self.solver.current_mu > self.solver.mu_max:
             return "Maximum MU reached."
-        if self.max_fail is not None and val_fail >= self.max_fail:
+        if validation.stopped:
             return "Validation stop."
         if self.stop_training:
             return "Stopped by a callback."
