@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from .._atomic import write_text_atomic
 from .html import esc, make_figures, render
 
 
@@ -14,10 +15,7 @@ def write_report(result, path, n_jobs: int = -1) -> str:
     figures are drawn on ``n_jobs`` processes (default all cores; 1: in this process)."""
     page = render(result, n_jobs=n_jobs)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
     return path
 
 
