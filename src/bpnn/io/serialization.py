@@ -21,6 +21,9 @@ One file, a standard safetensors file (https://huggingface.co/docs/safetensors):
                      "state": {"step_count": 120, "epoch": 3, ...},  # state_dict() less arrays
                      "state_keys": [[], ["exp_avg", "exp_avg_sq"]]}}
 
+  Standard JSON throughout: a non-finite number in the optimizer's state (a fresh plateau
+  schedule's best) is the string ``"inf"``, ``"-inf"`` or ``"nan"``, as in checkpoints.
+
 One file keeps architecture and weights together (nothing to lose or mismatch), is
 written with one atomic rename, and stays readable by any safetensors tool
 (``safetensors.numpy.load_file``). Any file name works; ``.safetensors`` says what it is.
