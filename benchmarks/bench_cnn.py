@@ -37,15 +37,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from _workers import proc_status_kib, receive, reset_hwm, send  # beside this script
+from _harness import (  # beside this script
+    MNIST_DIR, WORKER_FLAG, Usage, Worker, commands, least_disturbed, machine_info, paired_ratios,
+    proc_status_kib, rotation, send, write_json,
+)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-DEFAULT_DATA = os.environ.get("BPNN_MNIST_DIR") or os.path.join(os.path.dirname(REPO), "shared", "data", "mnist")
 CONFIGS = {
     "lenet5": {"samples": 10_000, "quick_samples": 2_560, "batch": 64},
     "resnet": {"samples": 2_560, "quick_samples": 640, "batch": 64},
@@ -54,18 +53,6 @@ TARGET_RATIO = 1.0  # goal: bpnn time / PyTorch time <= 1
 
 
 # =============================================================================== helpers
-
-
-def _cpu_jiffies():
-    """(busy jiffies of the whole machine, jiffies of this process)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)
-    with open("/proc/self/stat") as f:
-        s = f.read().rsplit(")", 1)[1].split()
-    return busy, int(s[11]) + int(s[12])
-
-
 def load_images(n, data_dir, seed=0):
     """The first ``n`` MNIST training images (N, 1, 28, 28) float32 in [0, 1] and labels, or
     synthetic ones (uniform noise, random labels) when the files are not there."""
@@ -141,7 +128,8 @@ class BpnnRunner:
 
         from bpnn import _kernels
 
-        return {"bpnn": self.bpnn.__version__, "numpy": np.__version__, "numba_kernels": _kernels.enabled()}
+        return {"bpnn": self.bpnn.__version__, "numpy": np.__version__, "numba_kernels": _kernels.enabled(),
+                "bpnn_path": os.path.dirname(self.bpnn.__file__)}
 
     def _trainer(self, rep):
         model = bpnn_model(self.config, self.seed + rep)
@@ -290,116 +278,70 @@ class _TorchHooks:
             self.times[i][1] += t_next - t
 
 
-def worker(framework, config, samples, batch, threads, data_dir, seed):
-    X, y, source = load_images(samples, data_dir)
-    if framework == "bpnn":
-        runner = BpnnRunner(config, X, y, batch, seed)
+def worker(spec):
+    """A worker process: ``spec`` names the framework, config, images, threads, data
+    folder and seed; it answers "epoch" (timed, with its memory and the machine's
+    load) and "split" (the per-layer split), and says its peak RSS when told to quit."""
+    X, y, source = load_images(spec["samples"], spec["data_dir"])
+    batch = CONFIGS[spec["config"]]["batch"]
+    if spec["framework"] == "bpnn":
+        runner = BpnnRunner(spec["config"], X, y, batch, spec["seed"])
     else:
-        runner = TorchRunner(config, X, y, batch, seed, threads)
+        runner = TorchRunner(spec["config"], X, y, batch, spec["seed"], spec["threads"])
     send({"ready": True, "versions": runner.versions(), "data": source})
     first = True
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["op"] == "quit":
-            break
-        if cmd["op"] == "split":
+    for cmd in commands():
+        if cmd["cmd"] == "split":
             send({"split": runner.split()})
             continue
-        rss0 = proc_status_kib("VmRSS")
-        reset_hwm()
-        busy0, own0 = _cpu_jiffies()
-        elapsed, loss = runner.epoch(cmd["rep"])
-        busy1, own1 = _cpu_jiffies()
-        hwm = proc_status_kib("VmHWM")
-        ticks = os.sysconf("SC_CLK_TCK")
-        foreign = max(busy1 - busy0 - (own1 - own0), 0) / ticks / max(elapsed, 1e-9)
-        send({"time": elapsed, "loss": loss, "first": first, "rss_before_kib": rss0, "hwm_kib": hwm,
-               "epoch_peak_increase_kib": (hwm - rss0) if hwm and rss0 else None, "foreign_cores": foreign})
+        with Usage() as u:
+            elapsed, loss = runner.epoch(cmd["rep"])
+        send({"time": elapsed, "loss": loss, "first": first, "rss_before_kib": u.rss_before_kib,
+              "hwm_kib": u.hwm_kib, "epoch_peak_increase_kib": u.peak_increase_kib,
+              "foreign_cores": u.foreign_cores})
         first = False
     send({"bye": True, "peak_rss_kib": proc_status_kib("VmHWM")})
 
 
 # =============================================================================== parent
-class Worker:
-    def __init__(self, framework, config, samples, args):
-        env = dict(os.environ)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            env[var] = str(args.threads)
-        cmd = [sys.executable, os.path.abspath(__file__), "--_worker", framework, "--configs", config,
-               "--samples", str(samples), "--threads", str(args.threads), "--data-dir", args.data_dir,
-               "--seed", str(args.seed)]
-        self.framework = framework
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.hello = self.recv()
-
-    def recv(self):
-        msg = receive(self.proc.stdout, self.framework)
-        if msg is None:
-            raise RuntimeError(f"{self.framework} worker ended unexpectedly")
-        return msg
-
-    def ask(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return self.recv()
-
-    def close(self):
-        bye = self.ask(op="quit")
-        self.proc.wait(timeout=60)
-        return bye
-
-
-def _wait_quiet(max_wait, threshold):
-    """Wait (up to max_wait s) until other processes use less than ``threshold`` cores."""
-    t_end = time.time() + max_wait
-    while True:
-        b0, o0 = _cpu_jiffies()
-        time.sleep(0.5)
-        b1, o1 = _cpu_jiffies()
-        load = (b1 - b0 - (o1 - o0)) / os.sysconf("SC_CLK_TCK") / 0.5
-        if load < threshold or time.time() > t_end:
-            return load
+def _worker(framework, config, samples, args):
+    spec = {"framework": framework, "config": config, "samples": samples, "threads": args.threads,
+            "data_dir": args.data_dir, "seed": args.seed}
+    w = Worker(__file__, spec, name=framework, threads=args.threads)
+    w.hello = w.recv()
+    return w
 
 
 def run_config(config, args):
     spec = CONFIGS[config]
     samples = args.samples or (spec["quick_samples"] if args.quick else spec["samples"])
-    workers = {fw: Worker(fw, config, samples, args) for fw in args.frameworks}
+    workers = {fw: _worker(fw, config, samples, args) for fw in args.frameworks}
     result = {"config": config, "samples": samples, "batch": spec["batch"],
               "versions": {fw: w.hello["versions"] for fw, w in workers.items()},
               "data": {fw: w.hello["data"] for fw, w in workers.items()}, "epochs": {fw: [] for fw in workers}}
     order = list(workers)
     for fw in order:  # warm-up epoch, in a fresh process: its memory is the first-epoch figure
-        result["epochs"][fw].append({**workers[fw].ask(op="epoch", rep=0), "warmup": True})
+        result["epochs"][fw].append({**workers[fw].ask("epoch", rep=0), "warmup": True})
     for rep in range(args.repeats):
-        rot = order[rep % len(order):] + order[:rep % len(order)]
-        for fw in rot:
-            best = None
-            for attempt in range(args.max_retries + 1):
-                if not args.quick:
-                    _wait_quiet(args.max_wait, args.noise_threshold)
-                r = workers[fw].ask(op="epoch", rep=rep + 1)
-                r["attempt"] = attempt
-                if best is None or r["foreign_cores"] < best["foreign_cores"]:
-                    best = r
-                if r["foreign_cores"] <= args.noise_threshold:
-                    break
-            result["epochs"][fw].append(best)
+        for fw in rotation(order, rep):
+            k, attempts = least_disturbed(lambda fw=fw, rep=rep: workers[fw].ask("epoch", rep=rep + 1),
+                                          threshold=args.noise_threshold, max_retries=args.max_retries,
+                                          max_wait=0.0 if args.quick else args.max_wait)
+            result["epochs"][fw].append(attempts[k])
     if not args.no_split:
-        result["split"] = {fw: w.ask(op="split")["split"] for fw, w in workers.items()}
+        result["split"] = {fw: w.ask("split")["split"] for fw, w in workers.items()}
     result["peak_rss_kib"] = {fw: w.close()["peak_rss_kib"] for fw, w in workers.items()}
     timed = {fw: [e["time"] for e in eps if not e.get("warmup")] for fw, eps in result["epochs"].items()}
     result["median_s"] = {fw: statistics.median(t) for fw, t in timed.items()}
     result["min_s"] = {fw: min(t) for fw, t in timed.items()}
-    result["noisy_epochs"] = {fw: sum(e["foreign_cores"] > args.noise_threshold for e in eps if not e.get("warmup"))
+    result["noisy_epochs"] = {fw: sum(e["noisy"] for e in eps if not e.get("warmup"))
                               for fw, eps in result["epochs"].items()}
     result["epoch_working_set_kib"] = {
         fw: max(e["epoch_peak_increase_kib"] or 0 for e in eps if not e.get("warmup"))
         for fw, eps in result["epochs"].items()}
     if "bpnn" in timed and "torch" in timed:
-        result["ratio_of_medians"] = result["median_s"]["bpnn"] / result["median_s"]["torch"]
-        paired = [b / t for b, t in zip(timed["bpnn"], timed["torch"])]
-        result["ratio_paired_median"] = statistics.median(paired)
+        ratios = paired_ratios(timed["bpnn"], timed["torch"])
+        result["ratio_of_medians"], result["ratio_paired_median"] = ratios["ratio_of_medians"], ratios["median_paired_ratio"]
     return result
 
 
@@ -537,7 +479,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None, help="timed epochs per framework (default 5; quick 1)")
     ap.add_argument("--samples", type=int, default=None, help="training images (default per config)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--data-dir", default=DEFAULT_DATA)
+    ap.add_argument("--data-dir", default=MNIST_DIR)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="1 repeat, fewer samples, no waiting for quiet")
     ap.add_argument("--no-split", action="store_true", help="skip the per-layer split epoch")
@@ -546,17 +488,13 @@ def main(argv=None):
     ap.add_argument("--noise-threshold", type=float, default=0.3, help="foreign cores above which an epoch is re-run")
     ap.add_argument("--max-retries", type=int, default=2)
     ap.add_argument("--max-wait", type=float, default=30.0, help="seconds to wait for a quiet machine per epoch")
-    ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument(WORKER_FLAG, dest="worker_spec", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args._worker:
-        config = args.configs
-        worker(args._worker, config, args.samples, CONFIGS[config]["batch"], args.threads, args.data_dir, args.seed)
+    if args.worker_spec:
+        worker(json.loads(args.worker_spec))
         return 0
     if args.kernels:
-        res = kernel_bench()
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"kernels": res}, f, indent=1)
+        write_json(args.json, {"machine": machine_info(), "kernels": kernel_bench()})
         return 0
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -571,10 +509,8 @@ def main(argv=None):
         res = run_config(config, args)
         report(res)
         results.append(res)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "results": results},
-                      f, indent=1)
+    write_json(args.json, {"args": {k: v for k, v in vars(args).items() if k != "worker_spec"},
+                           "machine": machine_info(), "results": results})
     return 0
 
 

@@ -37,14 +37,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+
+from _harness import machine_info, write_json  # beside this script
 
 GOAL = 1e-5
 N_POINTS = 100
@@ -156,8 +156,7 @@ def main(argv=None):
     if not have_pyrenn:
         del rows["pyrenn LM"]
 
-    result = {"machine": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
-              "seeds": n_seeds, "goal": GOAL, "lm": {}, "first_order": {}}
+    result = {"machine": machine_info(), "numpy": np.__version__, "seeds": n_seeds, "goal": GOAL, "lm": {}, "first_order": {}}
     print(f"1-10-1 tanh/linear on sin(x), {N_POINTS} points, goal MSE < {GOAL:g}, {n_seeds} seeds")
     print(f"  {'solver':<24} {'reached':>8} {'iterations: median':>19} {'[min, max]':>11} "
           f"{'ms/iteration (median)':>22}")
@@ -206,9 +205,7 @@ def main(argv=None):
         ok = ok and result["no_more_iterations_than_pyrenn"] and result["speedup_per_iteration_vs_pyrenn"] >= 10
     result["targets_met"] = ok
     print(f"\ntargets {'met' if ok else 'NOT met'}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0 if ok else 1
 
 

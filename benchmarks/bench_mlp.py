@@ -29,14 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 
-from _workers import proc_status_kib, receive, reset_hwm, send  # beside this script
+from _harness import (  # beside this script
+    WORKER_FLAG, Usage, Worker, commands, least_disturbed, limit_threads, machine_info, paired_ratios,
+    proc_status_kib, rotation, send, thread_info, wait_quiet, write_json,
+)
 
 IN_DIM, N_CLASSES = 784, 10
 FRAMEWORKS = ("bpnn", "torch", "sklearn")
@@ -76,35 +76,6 @@ def train_flops(n_samples, hidden):
     }
 
 
-def _machine_info():
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "processor": platform.processor()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            info["mem_total_kib"] = int(f.readline().split()[1])
-    except OSError:
-        pass
-    try:
-        info["affinity"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        info["git_commit"] = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
-                                            text=True, timeout=10).stdout.strip() or None
-        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True, timeout=10).stdout
-        info["git_src_dirty"] = bool(dirty.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
 # =============================================================================== worker side
 def _make_data(n, seed):
     import numpy as np
@@ -113,20 +84,6 @@ def _make_data(n, seed):
     X = rng.random((n, IN_DIM), dtype=np.float32)
     y = rng.integers(0, N_CLASSES, size=n, dtype=np.int64)
     return X, y
-
-
-def _thread_info(threads):
-    info = {"requested": threads}
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["threadpools"] = [
-            {k: p.get(k) for k in ("internal_api", "prefix", "num_threads", "version", "architecture")}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        pass
-    return info
 
 
 class _BpnnRunner:
@@ -300,30 +257,18 @@ def _matmul_peak(sizes, reps, threads):
     return out
 
 
-def _limit_threads(threads):
-    """Cap every loaded BLAS/OpenMP pool (the parent also set the *_NUM_THREADS variables)."""
-    try:
-        import numpy  # noqa: F401 - load numpy's BLAS first so threadpoolctl sees it
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(threads)
-
-
 def worker_main(spec):
     threads = spec["threads"]
     fw = spec["framework"]
     if fw == "peak":
-        _limiter = _limit_threads(threads)  # noqa: F841
+        _limiter = limit_threads(threads)  # noqa: F841
         if not spec.get("serve"):
             res = _matmul_peak(spec["sizes"], spec["reps"], threads)
-            res["threads"] = _thread_info(threads)
+            res["threads"] = thread_info(threads)
             send({"ok": True, "result": res})
             return
         send({"ok": True, "ready": True})
-        for line in sys.stdin:  # one measurement per request, next to the epoch it is paired with
-            if json.loads(line)["cmd"] == "quit":
-                break
+        for _ in commands():  # one measurement per request, next to the epoch it is paired with
             res = _matmul_peak(spec["sizes"], spec["reps"], threads)
             send({"ok": True, "gflops": res["numpy_peak_gflops"],
                    "per_size": {k: v["gflops"] for k, v in res["numpy"].items()}})
@@ -339,29 +284,21 @@ def worker_main(spec):
         runner = _SklearnRunner(X, y, hidden, batch, seed)
     else:
         raise SystemExit(f"unknown framework {fw!r}")
-    _limiter = _limit_threads(threads)  # noqa: F841 - after the imports, so it sees every library
+    _limiter = limit_threads(threads)  # noqa: F841 - after the imports, so it sees every library
     _prewarm_blas(fw, hidden, batch)
     import gc
 
     gc.collect()
     send({"ok": True, "ready": True, "setup_s": time.perf_counter() - t0, "versions": runner.versions(),
-           "threads": _thread_info(threads), "data_rss_kib": proc_status_kib("VmRSS")})
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["cmd"] == "quit":
-            break
+           "threads": thread_info(threads), "data_rss_kib": proc_status_kib("VmRSS")})
+    for cmd in commands():
         gc.collect()
-        base = proc_status_kib("VmRSS")
-        reset_ok = reset_hwm()
-        hwm_before = proc_status_kib("VmHWM")
-        c0, ru0, w0 = _cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        elapsed, extra = runner.epoch(cmd["rep"])
-        w1, ru1, c1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), _cpu_ticks()
-        hwm = proc_status_kib("VmHWM")
-        cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-        send({"ok": True, "time_s": elapsed, "cpu_s": cpu_s, "foreign_cores": _foreign_cores(c0, c1, cpu_s, w1 - w0), "rss_base_kib": base, "hwm_kib": hwm,
-               "hwm_before_kib": hwm_before, "hwm_reset": reset_ok,
-               "peak_increase_mib": (hwm - base) / 1024 if reset_ok else None, **extra})
+        with Usage() as u:
+            elapsed, extra = runner.epoch(cmd["rep"])
+        send({"ok": True, "time_s": elapsed, "cpu_s": u.cpu_s, "foreign_cores": u.foreign_cores,
+              "rss_base_kib": u.rss_before_kib, "hwm_kib": u.hwm_kib, "hwm_before_kib": u.hwm_before_kib,
+              "hwm_reset": u.hwm_reset,
+              "peak_increase_mib": None if u.peak_increase_kib is None else u.peak_increase_kib / 1024, **extra})
 
 
 # =============================================================================== parent side
@@ -369,79 +306,15 @@ def _fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 
 
-def _cpu_ticks():
-    """(busy, steal) clock ticks of the whole machine from /proc/stat, or None."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (vals + [0] * 8)[:8]
-    return user + nice + system + irq + softirq, steal
-
-
-def _foreign_cores(c0, c1, own_cpu_s, wall_s):
-    """Average number of cores used by other processes (plus hypervisor steal) during a sample."""
-    if c0 is None or c1 is None or wall_s <= 0:
-        return None
-    hz = os.sysconf("SC_CLK_TCK")
-    busy = (c1[0] - c0[0]) / hz
-    steal = (c1[1] - c0[1]) / hz
-    return max(0.0, busy - own_cpu_s + steal) / wall_s
-
-
-def _wait_quiet(threshold, max_wait, window=0.5):
-    """Wait (at most max_wait s) until other processes use <= threshold cores; return the time waited."""
-    if max_wait <= 0:
-        return 0.0
-    t0 = time.perf_counter()
-    while True:
-        c0 = _cpu_ticks()
-        time.sleep(window)
-        c1 = _cpu_ticks()
-        load = _foreign_cores(c0, c1, 0.0, window)
-        waited = time.perf_counter() - t0
-        if load is None or load <= threshold or waited >= max_wait:
-            return waited
-
-
-class Worker:
-    def __init__(self, spec):
-        env = dict(os.environ)
-        t = str(spec["threads"])
-        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                  "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
-            env[k] = t
-        self.name = spec["framework"]
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-    def recv(self):
-        msg = receive(self.proc.stdout, self.name)
-        if msg is not None:
-            return msg
-        rc = self.proc.wait()
-        raise RuntimeError(f"{self.name} worker exited (rc={rc}) without answering")
-
-    def ask(self, cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return self.recv()
-
-    def close(self):
-        try:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-        self.proc.wait(timeout=60)
+def _worker(spec):
+    return Worker(__file__, spec, name=spec["framework"], threads=spec["threads"])
 
 
 def measure_peak(threads, quick, max_wait):
-    _wait_quiet(0.25, max_wait)
+    wait_quiet(0.25, max_wait)
     spec = {"framework": "peak", "threads": threads,
             "sizes": [2048] if quick else [2048, 4096], "reps": 3 if quick else 5}
-    w = Worker(spec)
+    w = _worker(spec)
     try:
         return w.recv()["result"]
     finally:
@@ -461,15 +334,14 @@ def run_config(name, cfg, args):
         n = max(cfg["batch"], n // 4)  # keep --quick well under a minute
     base = {"n": n, "hidden": list(hidden), "batch": batch, "threads": args.threads,
             "seed": args.seed, "data_seed": args.seed}
-    workers = {fw: Worker({**base, "framework": fw}) for fw in args.frameworks}
+    workers = {fw: _worker({**base, "framework": fw}) for fw in args.frameworks}
     # A matmul peak measured right before and right after every timed bpnn epoch: the
-    # host's matmul speed drifts during a run (2048² went from 189 to 147 GFLOP/s between
-    # the start and the end of one run here), so each epoch is compared with the peak of
-    # its own moment (the mean of the two).
+    # host's matmul speed drifts during a run (benchmarks/README.md, "Matmul peak"), so
+    # each epoch is compared with the peak of its own moment (the mean of the two).
     paired_peak = None
     if "frac_peak" in TARGETS[name] and "bpnn" in workers and not args.no_peak:
-        paired_peak = Worker({"framework": "peak", "serve": True, "threads": args.threads,
-                              "sizes": [2048] if args.quick else [2048, 4096], "reps": 3})
+        paired_peak = _worker({"framework": "peak", "serve": True, "threads": args.threads,
+                               "sizes": [2048] if args.quick else [2048, 4096], "reps": 3})
         paired_peak.recv()
     res = {"hidden": list(hidden), "batch": batch, "n_samples": n, "repeats": repeats,
            "steps_per_epoch": -(-n // batch), "flops": train_flops(n, hidden),
@@ -481,36 +353,35 @@ def run_config(name, cfg, args):
                                      "setup_s": ready["setup_s"], "warmup": None, "samples": []}
         order = list(workers)
         for rep in range(repeats + 1):  # rep 0 is the warm-up
-            rot = order[rep % len(order):] + order[:rep % len(order)]
-            for fw in rot:
-                entry = res["frameworks"][fw]
-                attempts = []
-                while True:
-                    waited = _wait_quiet(args.noise_threshold, args.max_wait) if rep > 0 else 0.0
-                    bracket = paired_peak is not None and fw == "bpnn" and rep > 0
-                    # (each peak after a pause: an idle worker's BLAS threads spin ~0.1 s after its last call)
-                    before = _paused(paired_peak, {"cmd": "peak"}) if bracket else None
-                    r = workers[fw].ask({"cmd": "epoch", "rep": rep})
-                    r["waited_s"] = waited
+            for fw in rotation(order, rep):
+                bracket = paired_peak is not None and fw == "bpnn" and rep > 0
+
+                def epoch(fw=fw, rep=rep, bracket=bracket):
+                    # (each peak after a pause: an idle worker's BLAS threads spin for a while after its last call)
+                    before = _paused(paired_peak, "peak") if bracket else None
+                    r = workers[fw].ask("epoch", rep=rep)
                     if bracket:  # the epoch's peak: the mean of the ones measured just before and after
-                        after = _paused(paired_peak, {"cmd": "peak"})
+                        after = _paused(paired_peak, "peak")
                         r["paired_peak_gflops"] = (before["gflops"] + after["gflops"]) / 2
                         r["paired_peak_before_after"] = [before["per_size"], after["per_size"]]
-                    r["noisy"] = r["foreign_cores"] is not None and r["foreign_cores"] > args.noise_threshold
-                    attempts.append(r)
+                    return r
+
+                def show(r, retrying, fw=fw, rep=rep):
                     tag = "warm-up" if rep == 0 else f"rep {rep}"
                     print(f"  {name:11s} {tag:7s} {fw:8s} {r['time_s']:8.3f} s  cpu {r['cpu_s']:7.2f} s  "
                           f"foreign load {_fmt(r['foreign_cores'], '.2f')} cores  "
                           f"+{_fmt(r['peak_increase_mib'], '.0f')} MiB  loss {r['loss']:.4f}"
-                          + ("  [noisy, retrying]" if r["noisy"] and rep > 0 and len(attempts) <= args.max_retries
-                             else "  [noisy]" if r["noisy"] else ""), flush=True)
-                    if rep == 0 or not r["noisy"] or len(attempts) > args.max_retries:
-                        break
-                # keep the least-disturbed attempt; every attempt stays in the JSON
-                k = min(range(len(attempts)), key=lambda i: attempts[i]["foreign_cores"] or 0.0)
+                          + ("  [noisy, retrying]" if retrying else "  [noisy]" if r["noisy"] else ""), flush=True)
+
+                # the warm-up neither waits nor retries; a timed epoch keeps its least disturbed
+                # attempt, and every attempt stays in the JSON
+                k, attempts = least_disturbed(epoch, threshold=args.noise_threshold,
+                                              max_retries=args.max_retries if rep > 0 else 0,
+                                              max_wait=args.max_wait if rep > 0 else 0.0, report=show)
                 best = {**attempts[k], "attempts": len(attempts)}
                 if len(attempts) > 1:
                     best["discarded_attempts"] = attempts[:k] + attempts[k + 1:]
+                entry = res["frameworks"][fw]
                 if rep == 0:
                     entry["warmup"] = best
                 else:
@@ -550,9 +421,7 @@ def summarize(results, peak_gflops):
         if "bpnn" in fws:
             for other in ("torch", "sklearn"):
                 if other in fws:
-                    paired = [a["time_s"] / b["time_s"] for a, b in zip(fws["bpnn"]["samples"], fws[other]["samples"])]
-                    ratios[other] = {"ratio_of_medians": fws["bpnn"]["median_s"] / fws[other]["median_s"],
-                                     "median_paired_ratio": statistics.median(paired), "paired": paired,
+                    ratios[other] = {**paired_ratios(fws["bpnn"]["times_s"], fws[other]["times_s"]),
                                      "target": TARGETS[name].get(other)}
         res["ratios"] = ratios
         checks = {}
@@ -656,10 +525,10 @@ def main(argv=None):
                         "(default 15; 0 with --quick)")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON to PATH")
-    p.add_argument("--_worker", help=argparse.SUPPRESS)
+    p.add_argument(WORKER_FLAG, dest="worker_spec", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args._worker:
-        worker_main(json.loads(args._worker))
+    if args.worker_spec:
+        worker_main(json.loads(args.worker_spec))
         return 0
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
@@ -680,7 +549,7 @@ def main(argv=None):
         p.error("--repeats must be >= 1")
 
     t_start = time.perf_counter()
-    results = {"machine": _machine_info(), "threads": args.threads, "quick": args.quick,
+    results = {"machine": machine_info(), "threads": args.threads, "quick": args.quick,
                "n_samples": args.samples, "seed": args.seed, "argv": sys.argv[1:],
                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "configs": {}}
     print(f"bench_mlp: {args.samples} samples, threads={args.threads}, configs={args.configs}, "
@@ -715,12 +584,7 @@ def main(argv=None):
     results["wall_s"] = time.perf_counter() - t_start
     print_report(results)
     print(f"total wall time {results['wall_s']:.1f} s")
-    if args.json:
-        d = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(d, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"results written to {args.json}")
+    write_json(args.json, results)
     return 0
 
 

@@ -35,14 +35,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+
+from _harness import limit_threads, machine_info, paired_ratios, rotation, write_json  # beside this script
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
@@ -114,10 +114,7 @@ def main(argv=None):
                     help="cap BLAS threads (threadpoolctl); on a busy machine 1 scatters least")
     ap.add_argument("--json", metavar="PATH", help="write all timings and the machine description")
     args = ap.parse_args(argv)
-    if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
+    _limiter = limit_threads(args.threads) if args.threads else None  # noqa: F841 - keep the limits
     n = args.samples or (10_000 if args.quick else 60_000)
     repeats = args.repeats or (3 if args.quick else 7)
 
@@ -130,16 +127,15 @@ def main(argv=None):
     samples = {c: [] for c in CONFIGS}
     final_loss = {}
     for r in range(repeats):
-        order = CONFIGS if r % 2 == 0 else CONFIGS[::-1]
-        for config in order:
+        for config in rotation(CONFIGS, r):
             elapsed, hist = time_epoch(config, X, y, seed=r)
             samples[config].append(elapsed)
             final_loss[config] = {k: v[-1] for k, v in hist.items()}
         print(f"  repeat {r + 1}/{repeats}: " + ", ".join(f"{c} {samples[c][-1]:.3f} s" for c in CONFIGS))
 
     med = {c: statistics.median(v) for c, v in samples.items()}
-    ratio = med["adam+"] / med["adam"]
-    paired = statistics.median(b / a for a, b in zip(samples["adam"], samples["adam+"]))
+    ratios = paired_ratios(samples["adam+"], samples["adam"])
+    ratio, paired = ratios["ratio_of_medians"], ratios["median_paired_ratio"]
     ratio_min = min(samples["adam+"]) / min(samples["adam"])
     step_time = {c: time_steps(c, args.step_samples) for c in CONFIGS}
     steps = -(-n // BATCH)
@@ -161,7 +157,6 @@ def main(argv=None):
           f"fastest plain-Adam epoch)")
 
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         out = {
             "benchmark": "bench_optim", "layers": [IN_DIM, *HIDDEN, N_CLASSES], "batch_size": BATCH,
             "samples": n, "repeats": repeats, "numba": _kernels.enabled(), "threads": args.threads,
@@ -169,12 +164,9 @@ def main(argv=None):
             "median_paired_ratio": paired, "ratio_of_minima": ratio_min, "target": TARGET,
             "pass": ratio <= TARGET, "optimizer_step_seconds": step_time,
             "step_overhead_fraction_of_epoch": overhead, "last_epoch_logs": final_loss,
-            "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                        "platform": platform.platform(), "cpus": os.cpu_count()},
+            "machine": machine_info(), "numpy": np.__version__,
         }
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0 if ratio <= TARGET else 1
 
 

@@ -26,14 +26,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
 import warnings
 
 import numpy as np
+
+from _harness import machine_info, write_json  # beside this script
 
 
 def _mean_sd(values):
@@ -138,8 +138,7 @@ def main(argv=None):
 
     import bpnn
 
-    result = {"machine": platform.platform(), "python": sys.version.split()[0], "numpy": np.__version__,
-              "sklearn": sklearn.__version__, "bpnn": bpnn.__version__, "splits": splits}
+    result = {"machine": machine_info(), "numpy": np.__version__, "sklearn": sklearn.__version__, "bpnn": bpnn.__version__, "splits": splits}
     print(f"digits, {splits} stratified 75/25 splits, 100 hidden units, defaults")
     d = digits(splits, max_iter=200)
     result["digits"] = d
@@ -160,9 +159,7 @@ def main(argv=None):
         print(f"  {dname:<10} {r['n_samples']:>5}  " + "  ".join(f"{c:>{max(width, 16)}}" for c in cells))
     print("  mean fit seconds: " + ", ".join(
         f"{n} {statistics.fmean(r['models'][n]['fit_seconds'] for r in reg.values()):.2f}" for n in names))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json, result)
     return 0 if d["within_1_5_points"] else 1
 
 

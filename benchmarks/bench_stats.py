@@ -30,19 +30,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
 
+from _harness import machine_info, paired_ratios, rotation, set_thread_env, write_json  # beside this script
 
 CLOCK = time.perf_counter
-
-
-def _set_threads(n: int) -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(n)
 
 
 def _configs(quick: bool):
@@ -96,12 +90,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
-    _set_threads(args.threads)
+    set_thread_env(args.threads)  # before NumPy and numba are imported
     repeats = args.repeats or (2 if args.quick else 7)
     configs = _configs(args.quick)
     variants = ["off", "off-again", "every-1", "every-5"]
     clock = "process CPU time" if args.cpu_time else "wall time"
-    report = {"threads": args.threads, "repeats": repeats, "clock": clock, "configs": {}}
+    report = {"machine": machine_info(), "threads": args.threads, "repeats": repeats, "clock": clock, "configs": {}}
     print(f"LayerStats overhead; {args.threads} thread(s), {repeats} repeats, {clock}, "
           f"median of paired ratios to 'off'")
     print(f"{'config':<12} {'variant':<10} {'median s':>9} {'ratio':>7} {'overhead':>9}")
@@ -112,10 +106,9 @@ def main(argv=None) -> int:
         _run(cfg, X, y, "every-1")  # warm-up: imports, caches, kernels
         times = {v: [] for v in variants}
         for r in range(repeats):
-            order = variants[r % len(variants):] + variants[:r % len(variants)]
-            for v in order:
+            for v in rotation(variants, r):
                 times[v].append(_run(cfg, X, y, v))
-        ratios = {v: statistics.median(t / o for t, o in zip(times[v], times["off"])) for v in variants}
+        ratios = {v: paired_ratios(times[v], times["off"])["median_paired_ratio"] for v in variants}
         report["configs"][name] = {"config": cfg, "times": times, "ratios": ratios}
         for v in variants:
             print(f"{name:<12} {v:<10} {statistics.median(times[v]):>9.3f} {ratios[v]:>7.3f} "
@@ -123,9 +116,7 @@ def main(argv=None) -> int:
         worst = max(worst, ratios["every-1"])
     note = " — quick mode is a smoke test, not a measurement" if args.quick else ""
     print(f"\nworst overhead of statistics every epoch: {100 * (worst - 1):.1f}% (target <= 5 %){note}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    write_json(args.json, report)
     return 0
 
 

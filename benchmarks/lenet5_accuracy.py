@@ -20,8 +20,6 @@ MNIST is read from ``--data-dir`` (default ``$BPNN_MNIST_DIR`` or ../shared/data
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 
@@ -30,9 +28,8 @@ import numpy as np
 import bpnn
 from bpnn.data import ImageAugment, load_mnist
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.environ.get("BPNN_MNIST_DIR") or os.path.join(os.path.dirname(os.path.dirname(HERE)),
-                                                                 "shared", "data", "mnist")
+from _harness import MNIST_DIR, machine_info, write_json  # beside this script
+
 LECUN = {"none": 0.95, "affine": 0.80, "elastic": 0.80, "affine+elastic": 0.80}  # % test error, LeCun et al. 1998, table / fig. 9
 AUGMENTS = {
     "none": None,
@@ -79,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--augment", choices=sorted(AUGMENTS), default="none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=int, default=None, help="training images (default all 60,000)")
-    ap.add_argument("--data-dir", default=DEFAULT_DATA)
+    ap.add_argument("--data-dir", default=MNIST_DIR)
     ap.add_argument("--quick", action="store_true", help="2 epochs on 6,000 images (smoke test)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -114,10 +111,8 @@ def main(argv=None):
           f"({wall / args.epochs:.1f} s/epoch); LeCun et al. 1998: {target:.2f} % "
           f"({'reached' if final <= target else 'not reached'}); best epoch {min(cb.errors):.2f} % "
           f"(epoch {int(np.argmin(cb.errors)) + 1}, for information only)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "test_error_per_epoch": cb.errors, "final_test_error": final,
-                       "wall_s": wall, "lecun_target": target}, f, indent=1)
+    write_json(args.json, {"args": vars(args), "machine": machine_info(), "test_error_per_epoch": cb.errors,
+                           "final_test_error": final, "wall_s": wall, "lecun_target": target})
     return 0
 
 

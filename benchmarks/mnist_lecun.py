@@ -18,15 +18,13 @@ is only reported, never used to stop or select.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import time
-from pathlib import Path
 
 import bpnn
 from bpnn.data import load_mnist
+
+from _harness import MNIST_DIR, machine_info, write_json  # beside this script
 
 TARGETS = {"800": 1.6, "500-300": 1.53}
 # epochs, learning rate, weight decay of each row unless given on the command line
@@ -67,9 +65,8 @@ def run(row, data, epochs, batch_size, lr, weight_decay, seed, verbose, dropout=
 
 
 def main(argv=None):
-    default_dir = os.environ.get("BPNN_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(default_dir))
+    p.add_argument("--data-dir", default=MNIST_DIR)
     p.add_argument("--rows", nargs="+", default=["800", "500-300"])
     p.add_argument("--epochs", type=int, default=None, help="default 50")
     p.add_argument("--batch-size", type=int, default=128)
@@ -97,9 +94,7 @@ def main(argv=None):
         print(f"{r['row']:>16}: test error {r['test_error_percent']:.2f} %{verdict}; {r['epochs']} epochs, "
               f"{r['seconds']:.0f} s ({r['seconds_per_epoch']:.1f} s/epoch), lr {lr:g}, weight decay {wd:g}, "
               f"dropout {args.dropout:g}", flush=True)
-    if args.json:
-        meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "bpnn": bpnn.__version__}
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    write_json(args.json, {"meta": {"machine": machine_info(), "bpnn": bpnn.__version__}, "results": results})
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def make_optimizer(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Train LeNet-5 on MNIST with bpnn.")
     ap.add_argument("--init", default="he_uniform",
-                    help="weight initializer (any name of bpnn.init.initializers, e.g. he_normal, "
+                    help="weight initializer (any name of bpnn.init.registry, e.g. he_normal, "
                          "xavier_uniform, lecun_normal, orthogonal)")
     ap.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd"])
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -217,6 +217,16 @@ def test_parallel_runs_equal_sequential_runs(result):
         assert a.get("history") == b.get("history")  # same seed, same numbers, in another process
 
 
+def test_a_diverged_run_is_saved_with_its_verdict(tmp_path):
+    """A divergence's verdict measures NaN; results.json is strict JSON, so it is null there."""
+    diverged = run_study(tiny(inits=["he_normal"], seeds=[0], optimizers=["sgd"], lrs=[1e8], epochs=3),
+                         progress=False)
+    verdicts = diverged.runs[0]["verdicts"]
+    assert [v["kind"] for v in verdicts] == ["non_finite_loss"] and verdicts[0]["value"] is None
+    diverged.save(tmp_path)
+    assert StudyResult.load(tmp_path).runs == diverged.runs
+
+
 def test_load_refuses_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="no results.json"):
         StudyResult.load(tmp_path)

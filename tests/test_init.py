@@ -215,7 +215,7 @@ def _check_orthogonal(w, gain):
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])
-@pytest.mark.parametrize("name", init.initializers.names())
+@pytest.mark.parametrize("name", init.registry.names())
 def test_initializer_statistics_match_formula_and_torch(name, kind):
     if name not in CASES:
         pytest.fail(f"initializer {name!r} is registered but has no case in tests/test_init.py: "
@@ -227,7 +227,7 @@ def test_initializer_statistics_match_formula_and_torch(name, kind):
     n = math.prod(shape)
     for c in CASES[name]:
         initializer = c["make"]()
-        assert type(initializer) is init.initializers.lookup(name), "the case must test the registered class"
+        assert type(initializer) is init.registry.lookup(name), "the case must test the registered class"
         exp = c["expect"](fi, fo)
         w = bpnn_draw(initializer, shape)
         _check_against(w, exp, n)
@@ -252,14 +252,14 @@ def torch_layout_back(t, kind):
     return t.T if kind == "dense" else t
 
 
-@pytest.mark.parametrize("name", init.initializers.names(aliases=True))
+@pytest.mark.parametrize("name", init.registry.names(aliases=True))
 def test_registry_names_and_aliases_resolve(name):
     obj = init.get(name)
     assert isinstance(obj, init.Initializer)
     canonical = type(obj).registry_name
     assert canonical in CASES, f"add a case for {canonical!r} to tests/test_init.py"
     # config round trip gives an equivalent initializer
-    again = init.get(init.initializers.serialize(obj))
+    again = init.get(init.serialize(obj))
     assert type(again) is type(obj) and again.get_config() == obj.get_config()
 
 
@@ -528,3 +528,33 @@ def test_trainer_runs_lsuv_once_before_training():
     w = model[0].params["weight"].copy()
     trainer.fit(x, yy, epochs=0, verbose=False)
     np.testing.assert_array_equal(model[0].params["weight"], w)
+
+
+def test_the_registry_has_its_own_name_and_the_module_is_not_hidden():
+    import bpnn.init.initializers as module
+
+    assert bpnn.init.initializers is module            # the module, no longer the registry object
+    assert module.HeNormal is init.HeNormal
+    assert init.registry.lookup("he_normal") is init.HeNormal
+    config = init.serialize(init.HeNormal())
+    assert config == {"class_name": "he_normal", "config": init.HeNormal().get_config()}
+    assert type(init.get(config)) is init.HeNormal
+    assert module.serialize is init.serialize and module.get is init.get
+
+
+@pytest.mark.parametrize("spelling", ["names", "lookup", "register", "classes", "kind", "initializers"])
+def test_the_registry_under_its_old_name_still_works_and_warns(spelling):
+    with pytest.warns(DeprecationWarning, match=r"bpnn\.init\.initializers.* is deprecated.*bpnn\.init\.registry"):
+        value = getattr(bpnn.init.initializers, spelling)
+    expected = init.registry if spelling == "initializers" else getattr(init.registry, spelling)
+    assert value == expected
+    with pytest.warns(DeprecationWarning):
+        from bpnn.init.initializers import initializers
+    assert initializers is init.registry
+    with pytest.warns(DeprecationWarning):
+        assert bpnn.init.initializers.names(aliases=True) == init.registry.names(aliases=True)
+
+
+def test_an_unknown_attribute_of_the_module_is_still_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bpnn.init.initializers.nope  # noqa: B018

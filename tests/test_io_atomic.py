@@ -5,10 +5,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from bpnn.io import atomic_write, write_bytes_atomic
+from bpnn.io import atomic_write, write_bytes_atomic, write_text_atomic
 
 
 def _leftovers(directory, keep):
@@ -39,6 +40,44 @@ def test_refuses_a_directory_or_a_missing_directory(tmp_path):
         write_bytes_atomic(tmp_path, b"x")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_bytes_atomic(tmp_path / "missing" / "f.bin", b"x")
+
+
+def test_text_mode_is_utf8_whatever_the_locale_and_takes_newline(tmp_path):
+    path = tmp_path / "t.txt"
+    write_text_atomic(path, "µ ± σ\n")
+    assert path.read_bytes() == "µ ± σ\n".encode("utf-8")
+    with atomic_write(path, "w", newline="") as handle:  # as the csv module wants it
+        handle.write("a,b\r\n")
+    assert path.read_bytes() == b"a,b\r\n"
+    assert _leftovers(tmp_path, {"t.txt"}) == []
+    with pytest.raises(ValueError, match="mode: got 'a'"):
+        with atomic_write(path, "a"):
+            pass
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        write_text_atomic(tmp_path, "x")
+
+
+def test_concurrent_writers_of_one_path_never_share_a_temporary_file(tmp_path):
+    path = tmp_path / "shared.txt"
+    (tmp_path / "shared.txt.tmp").mkdir()  # a fixed temporary name would be blocked by this
+    contents = [f"writer {i}\n" * 2000 for i in range(6)]
+    errors = []
+
+    def write(text):
+        try:
+            for _ in range(20):
+                write_text_atomic(path, text)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in contents]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert path.read_text(encoding="utf-8") in contents  # one writer's whole file, never a mix
+    assert _leftovers(tmp_path, {"shared.txt", "shared.txt.tmp"}) == []
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")

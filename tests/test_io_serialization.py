@@ -241,6 +241,17 @@ def test_the_file_is_a_plain_safetensors_file_with_a_json_document(tmp_path):
     assert doc["optimizer"]["class_name"] == "adam"
 
 
+def test_a_fresh_plateau_schedule_with_infinite_best_saves_and_loads(tmp_path):
+    """The optimizer state is written as checkpoints write it: ±inf as "inf" strings
+    (standard JSON), read back by the schedule's float()."""
+    model = _net()
+    opt = bpnn.optim.SGD(lr=bpnn.optim.ReduceOnPlateau(0.1)).attach(model)
+    path = bpnn.save(model, tmp_path / "m.safetensors", optimizer=opt)
+    assert bpnn.io.read_document(path)["optimizer"]["state"]["schedule"]["best"] == "inf"
+    _, loaded = bpnn.load(path, with_optimizer=True)
+    assert loaded.lr.best == float("inf") and loaded.lr.state_dict() == opt.lr.state_dict()
+
+
 def test_save_refuses_what_it_cannot_write(tmp_path):
     class Custom(Dense):  # not registered
         pass

@@ -221,3 +221,13 @@ def test_plots_from_an_estimator_and_bad_input():
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), est.loss_curve_)
     with pytest.raises(ValueError, match="record: got int"):
         plotting.plot_performance(3)
+
+
+def test_the_plots_live_in_report_and_bpnn_plotting_still_imports_them():
+    import bpnn.plotting
+    import bpnn.report.plotting as home
+    from bpnn.plotting import plot_confusion, plot_performance
+
+    assert plot_performance is home.plot_performance and plot_confusion is home.plot_confusion
+    for name in bpnn.plotting.__all__:
+        assert getattr(bpnn.plotting, name) is getattr(home, name)

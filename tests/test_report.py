@@ -95,6 +95,59 @@ def test_report_files_are_written_atomically(digits_result, figs, tmp_path, monk
                                                           "results.json", "summary.csv"]
 
 
+def test_concurrent_saves_and_reports_into_one_folder_do_not_collide(digits_result, figs, tmp_path, monkeypatch):
+    """Each file goes through bpnn._atomic.atomic_write, whose temporary names are unique:
+    two processes saving into the same run directory (a re-run, `bpnn report` beside
+    `bpnn compare`) each replace whole files and leave nothing behind."""
+    import threading
+
+    import bpnn.report as report
+
+    monkeypatch.setattr(report, "render", lambda result, n_jobs=1: render(result, figs))
+    # the fixed temporary names of earlier versions, taken: writing through them would fail
+    for name in ("results.json.tmp", "summary.csv.tmp", "report.html.tmp"):
+        (tmp_path / name).mkdir()
+    errors = []
+
+    def save_and_report():
+        try:
+            for _ in range(5):
+                digits_result.save(tmp_path)
+                write_report(digits_result, str(tmp_path / "report.html"), n_jobs=1)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_and_report) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["config.toml", "report.html", "results.csv", "results.json", "summary.csv",
+         "results.json.tmp", "summary.csv.tmp", "report.html.tmp"])
+    assert open(tmp_path / "report.html", encoding="utf-8").read() == render(digits_result, figs)
+    from bpnn.experiment import StudyResult
+
+    assert StudyResult.load(str(tmp_path)).to_dict() == digits_result.to_dict()
+
+
+def test_a_failed_save_leaves_the_previous_files_and_no_temporary(digits_result, tmp_path, monkeypatch):
+    digits_result.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    import bpnn.experiment.results as results
+
+    class BrokenWriter(csv.DictWriter):  # fails after the header is written: a torn CSV file
+        def writerow(self, row):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(results.csv, "DictWriter", BrokenWriter)
+    with pytest.raises(RuntimeError, match="boom"):
+        digits_result.save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_regression_report_has_no_accuracy(tmp_path):
     path = tmp_path / "r.csv"
     x = np.random.default_rng(1).normal(size=(60, 2))

@@ -38,8 +38,9 @@ def _info(args) -> int:
     import bpnn
 
     print(f"bpnn {__version__} on backend {bpnn.backend.backend_name()}")
-    for title, reg in (("layers", bpnn.nn.layers), ("initializers", bpnn.init.initializers),
-                       ("losses", bpnn.losses.losses), ("optimizers", bpnn.optim.optimizers)):
+    for title, reg in (("layers", bpnn.nn.layers), ("initializers", bpnn.init.registry),
+                       ("losses", bpnn.losses.losses), ("optimizers", bpnn.optim.optimizers),
+                       ("metrics", bpnn.metrics.registry)):
         print(f"{title}: {', '.join(reg.names())}")
     return 0
 

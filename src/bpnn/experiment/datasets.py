@@ -5,11 +5,12 @@ held-out part, so runs differ only in what the study varies.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..data.csv import is_number, read_csv
 
 
 @dataclass
@@ -82,70 +83,9 @@ def _mnist(spec) -> StudyData:
                      f"{name} (28×28 images, 10 classes; official train/test split)")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def read_csv(path, target=None):
-    """Read a numeric table: ``(X, y_raw, feature_names, target_name)``.
-
-    The first row is a header when any of its cells is not a number. ``target`` is a
-    column name or 0-based index (default the last column). Feature cells must be
-    numbers (empty cells are errors); target cells may be text (class names).
-    """
-    if not os.path.isfile(path):
-        raise ValueError(f"data: no such file {path!r}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        sample = f.read(65536)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        rows = [r for r in csv.reader(f, dialect) if any(c.strip() for c in r)]
-    if len(rows) < 2:
-        raise ValueError(f"data: {path!r} has fewer than two rows")
-    header = None
-    if any(not _is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    width = len(rows[0])
-    names = header or [f"column {i}" for i in range(width)]
-    for i, r in enumerate(rows):
-        if len(r) != width:
-            raise ValueError(f"data: line {i + 1 + (header is not None)} of {path!r} has {len(r)} cells, "
-                             f"expected {width}")
-    if width < 2:
-        raise ValueError(f"data: {path!r} needs at least one feature column and a target column")
-    if target is None:
-        t = width - 1
-    elif isinstance(target, int) or (isinstance(target, str) and target.isdigit() and target not in names):
-        t = int(target)
-        if not 0 <= t < width:
-            raise ValueError(f"target: column index {t} is out of range 0..{width - 1}")
-    elif target in names:
-        t = names.index(target)
-    else:
-        raise ValueError(f"target: no column named {target!r}; columns are {names}")
-    cols = [i for i in range(width) if i != t]
-    X = np.empty((len(rows), len(cols)), dtype=np.float32)
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            try:
-                X[i, j] = float(r[c])
-            except ValueError:
-                raise ValueError(f"data: line {i + 1 + (header is not None)}, column {names[c]!r} of {path!r} "
-                                 f"is {r[c]!r}, not a number") from None
-    y_raw = [r[t].strip() for r in rows]
-    return X, y_raw, [names[c] for c in cols], names[t]
-
-
 def _csv(spec) -> StudyData:
     X, y_raw, features, target = read_csv(spec.data, spec.target)
-    numeric = all(_is_number(v) for v in y_raw)
+    numeric = all(is_number(v) for v in y_raw)
     values = np.array([float(v) for v in y_raw]) if numeric else None
     task = spec.task
     if task == "auto":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._atomic import atomic_write, write_text_atomic
 from .spec import StudySpec
 
 FORMAT = "bpnn-compare-results"
@@ -187,8 +188,8 @@ class StudyResult:
         os.makedirs(out_dir, exist_ok=True)
         paths = {name: os.path.join(out_dir, name)
                  for name in ("results.json", "results.csv", "summary.csv", "config.toml")}
-        _atomic_text(paths["results.json"], json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False))
-        _atomic_text(paths["config.toml"], self.spec.to_toml())
+        write_text_atomic(paths["results.json"], json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False))
+        write_text_atomic(paths["config.toml"], self.spec.to_toml())
         self._write_runs_csv(paths["results.csv"])
         rows = self.summary_rows()
         _write_csv(paths["summary.csv"], list(rows[0].keys()) if rows else ["group"], rows)
@@ -250,17 +251,8 @@ def _fmt(v, pct=False, digits=4):
 
 
 def _write_csv(path, cols, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    os.replace(tmp, path)
-
-
-def _atomic_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -10,7 +10,6 @@ scheduler of its own.
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from .._json import json_safe
 from .spec import StudySpec, strip_label
 
 
@@ -64,31 +64,18 @@ def run_one(run: dict, data, spec: StudySpec) -> dict:
                                   validation_data=(data.X_test, data.y_test), callbacks=[stats], verbose=False)
             test = trainer.evaluate(data.X_test, data.y_test)
         out.update({
-            "history": _compact({k: [float(v) for v in vals] for k, vals in history.history.items()}, None),
+            # strict JSON of a modest size: non-finite values as null, statistics to 5 digits
+            "history": json_safe({k: [float(v) for v in vals] for k, vals in history.history.items()}),
             "stopped_reason": history.stopped_reason,
-            "test": _compact({k: float(v) for k, v in test.items()}, None),
-            "stats": _compact(stats.to_dict(), 5),
-            "verdicts": [v.to_dict() for v in diagnose(stats, history)],
+            "test": json_safe({k: float(v) for k, v in test.items()}),
+            "stats": json_safe(stats.to_dict(), digits=5),
+            "verdicts": json_safe([v.to_dict() for v in diagnose(stats, history)]),  # a divergence's value is NaN
             "n_parameters": int(model.num_parameters()),
         })
     except Exception as exc:  # noqa: BLE001 - a broken run must not take the study down
         out["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     out["seconds"] = time.perf_counter() - started
     return out
-
-
-def _compact(obj, digits):
-    """Floats rounded to ``digits`` significant digits (None: kept), non-finite ones
-    replaced by None, so the results are strict JSON of a modest size."""
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            return None
-        return obj if digits is None else float(f"{obj:.{digits}g}")
-    if isinstance(obj, dict):
-        return {k: _compact(v, digits) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_compact(v, digits) for v in obj]
-    return obj
 
 
 def run_study(spec: StudySpec, data=None, progress: bool = True):

@@ -136,7 +136,7 @@ class StudySpec:
         from .. import nn, optim
 
         for i, entry in enumerate(self.inits):
-            _resolve("inits", i, entry, init_mod.initializers)
+            _resolve("inits", i, entry, init_mod.registry)
         for i, entry in enumerate(self.optimizers):
             _resolve("optimizers", i, entry, optim.optimizers)
         for i, entry in enumerate(self.activations):

@@ -15,10 +15,11 @@ import math
 import numpy as np
 
 from .. import _checks, backend
+from .._deprecation import warn_renamed
 from .._registry import Configurable, Registry
 from .fans import calculate_gain, compute_fans
 
-initializers = Registry("initializer")
+registry = Registry("initializer")
 
 # std of a standard normal truncated to [-2, 2]: used to rescale truncated draws.
 _TRUNC2_STD = 0.87962566103423978
@@ -40,7 +41,7 @@ class Initializer(Configurable):
         raise NotImplementedError
 
 
-@initializers.register("zeros", "zero")
+@registry.register("zeros", "zero")
 class Zeros(Initializer):
     """W = 0. Fine for biases; for weights it leaves every hidden unit identical
     forever (the symmetry problem), which bpnn's tests demonstrate."""
@@ -49,7 +50,7 @@ class Zeros(Initializer):
         return np.zeros(shape)
 
 
-@initializers.register("constant")
+@registry.register("constant")
 class Constant(Initializer):
     """W = value everywhere (``torch.nn.init.constant_``); like zeros it never breaks symmetry.
 
@@ -66,7 +67,7 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
-@initializers.register("ones")
+@registry.register("ones")
 class Ones(Constant):
     """W = 1 (``torch.nn.init.ones_``); BatchNorm's γ starts here."""
 
@@ -74,7 +75,7 @@ class Ones(Constant):
         super().__init__(value)
 
 
-@initializers.register("uniform")
+@registry.register("uniform")
 class Uniform(Initializer):
     """W ~ U(a, b), defaults a = 0, b = 1 as ``torch.nn.init.uniform_``."""
 
@@ -90,7 +91,7 @@ class Uniform(Initializer):
         return {"a": self.a, "b": self.b}
 
 
-@initializers.register("normal")
+@registry.register("normal")
 class Normal(Initializer):
     """W ~ N(mean, std²), defaults mean = 0, std = 1 as ``torch.nn.init.normal_``.
 
@@ -109,7 +110,7 @@ class Normal(Initializer):
         return {"mean": self.mean, "std": self.std}
 
 
-@initializers.register("small_normal", "small_random")
+@registry.register("small_normal", "small_random")
 class SmallNormal(Normal):
     """W = 0.01 · N(0, 1): the "small random numbers" of the classic BP texts."""
 
@@ -135,7 +136,7 @@ def _truncated_standard_normal(shape, low, high, rng):
     )
 
 
-@initializers.register("truncated_normal", "trunc_normal")
+@registry.register("truncated_normal", "trunc_normal")
 class TruncatedNormal(Initializer):
     """W ~ N(mean, std²) restricted to [a, b] (absolute bounds), as
     ``torch.nn.init.trunc_normal_``; defaults mean 0, std 1, a = −2, b = 2."""
@@ -156,7 +157,7 @@ class TruncatedNormal(Initializer):
         return {"mean": self.mean, "std": self.std, "a": self.a, "b": self.b}
 
 
-@initializers.register("variance_scaling")
+@registry.register("variance_scaling")
 class VarianceScaling(Initializer):
     """Var(W) = scale / fan, the common form of Glorot, He and LeCun initialization.
 
@@ -203,7 +204,7 @@ class _Preset(VarianceScaling):
         return {k: getattr(self, k) for k in self._ARGS}
 
 
-@initializers.register("xavier_uniform", "glorot_uniform")
+@registry.register("xavier_uniform", "glorot_uniform")
 class XavierUniform(_Preset):
     """Glorot & Bengio (2010): W ~ U(−l, l), l = gain · √(6 / (fan_in + fan_out)).
 
@@ -218,7 +219,7 @@ class XavierUniform(_Preset):
         super().__init__(self.gain**2, "fan_avg", self._DIST)
 
 
-@initializers.register("xavier_normal", "glorot_normal")
+@registry.register("xavier_normal", "glorot_normal")
 class XavierNormal(XavierUniform):
     """Glorot & Bengio (2010): W ~ N(0, σ²), σ = gain · √(2 / (fan_in + fan_out)).
 
@@ -228,7 +229,7 @@ class XavierNormal(XavierUniform):
     _DIST = "normal"
 
 
-@initializers.register("he_uniform", "kaiming_uniform")
+@registry.register("he_uniform", "kaiming_uniform")
 class HeUniform(_Preset):
     """He et al. (2015): W ~ U(−l, l), l = gain · √(3 / fan), gain = √(2 / (1 + a²)).
 
@@ -248,7 +249,7 @@ class HeUniform(_Preset):
         super().__init__(gain**2, mode, self._DIST)
 
 
-@initializers.register("he_normal", "kaiming_normal")
+@registry.register("he_normal", "kaiming_normal")
 class HeNormal(HeUniform):
     """He et al. (2015): W ~ N(0, σ²), σ = gain / √fan, gain = √(2 / (1 + a²)).
 
@@ -259,7 +260,7 @@ class HeNormal(HeUniform):
     _DIST = "normal"
 
 
-@initializers.register("lecun_uniform")
+@registry.register("lecun_uniform")
 class LecunUniform(_Preset):
     """LeCun et al. (1998, "Efficient BackProp"): W ~ U(−l, l), l = √(3 / fan_in), Var = 1/fan_in."""
 
@@ -270,14 +271,14 @@ class LecunUniform(_Preset):
         super().__init__(1.0, "fan_in", self._DIST)
 
 
-@initializers.register("lecun_normal")
+@registry.register("lecun_normal")
 class LecunNormal(LecunUniform):
     """LeCun et al. (1998): W ~ N(0, 1/fan_in). (Keras' ``lecun_normal`` truncates at 2σ.)"""
 
     _DIST = "normal"
 
 
-@initializers.register("orthogonal")
+@registry.register("orthogonal")
 class Orthogonal(Initializer):
     """Saxe et al. (2014): a (semi-)orthogonal matrix times ``gain``, as ``torch.nn.init.orthogonal_``.
 
@@ -306,7 +307,7 @@ class Orthogonal(Initializer):
         return {"gain": self.gain}
 
 
-@initializers.register("identity", "eye")
+@registry.register("identity", "eye")
 class Identity(Initializer):
     """W = gain · I for a square 2-d weight (``torch.nn.init.eye_``); identity mapping at init."""
 
@@ -323,5 +324,24 @@ class Identity(Initializer):
 
 
 def get(identifier) -> Initializer:
-    """An initializer from a name, config dict, class or instance (see the registry)."""
-    return initializers.get(identifier)
+    """An initializer from a name, config dict, class or instance (see :data:`registry`)."""
+    return registry.get(identifier)
+
+
+def serialize(initializer: Initializer) -> dict:
+    """``{"class_name": name, "config": initializer.get_config()}``; :func:`get` reads it back."""
+    return registry.serialize(initializer)
+
+
+# Until this release the registry object was exported as ``bpnn.init.initializers``, the
+# name of this module, which it hid; the old spelling works for one more release.
+_REGISTRY_ATTRIBUTES = ("initializers", "names", "lookup", "register", "classes", "kind")
+
+
+def __getattr__(name):
+    if name in _REGISTRY_ATTRIBUTES:
+        spelling = "bpnn.init.initializers" + ("" if name == "initializers" else f".{name}")
+        new = "bpnn.init.registry" + ("" if name == "initializers" else f".{name}")
+        warn_renamed(spelling, new)
+        return registry if name == "initializers" else getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

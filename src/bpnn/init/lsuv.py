@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from .. import _checks, backend
-from .initializers import Initializer, Orthogonal, initializers
+from .initializers import Initializer, Orthogonal, registry
 
 
-@initializers.register("lsuv")
+@registry.register("lsuv")
 class LSUV(Initializer):
     """LSUV (Mishkin & Matas 2016, "All you need is a good init").
 

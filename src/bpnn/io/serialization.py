@@ -21,6 +21,9 @@ One file, a standard safetensors file (https://huggingface.co/docs/safetensors):
                      "state": {"step_count": 120, "epoch": 3, ...},  # state_dict() less arrays
                      "state_keys": [[], ["exp_avg", "exp_avg_sq"]]}}
 
+  Standard JSON throughout: a non-finite number in the optimizer's state (a fresh plateau
+  schedule's best) is the string ``"inf"``, ``"-inf"`` or ``"nan"``, as in checkpoints.
+
 One file keeps architecture and weights together (nothing to lose or mismatch), is
 written with one atomic rename, and stays readable by any safetensors tool
 (``safetensors.numpy.load_file``). Any file name works; ``.safetensors`` says what it is.
@@ -46,6 +49,7 @@ import safetensors
 import safetensors.numpy
 
 from .. import backend
+from .._json import json_safe
 from ..nn.module import Module, layers
 from ..optim.optimizer import Optimizer, optimizers
 from .atomic import write_bytes_atomic
@@ -135,19 +139,7 @@ def _rng_state(model):
     gen = getattr(model, "rng", None)
     if not isinstance(gen, np.random.Generator):
         return None
-    return _jsonable(gen.bit_generator.state)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+    return json_safe(gen.bit_generator.state)
 
 
 def _optimizer_entry(optimizer, model):
@@ -182,7 +174,9 @@ def _optimizer_entry(optimizer, model):
         for key in sorted(transform_state):
             arrays[f"{_OPT}{i}/{key}"] = np.ascontiguousarray(transform_state[key])
     # step count, epoch, schedule state: plain data beside the arrays
-    entry.update(state=_jsonable({k: v for k, v in state.items() if k != "state"}), state_keys=keys)
+    # (non-finite numbers, such as a fresh plateau schedule's best, as "inf" strings like checkpoints)
+    entry.update(state=json_safe({k: v for k, v in state.items() if k != "state"}, nonfinite="string"),
+                 state_keys=keys)
     return entry, arrays
 
 

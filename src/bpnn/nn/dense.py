@@ -28,7 +28,7 @@ class Dense(Module):
         Number of outputs n_out.
     init : initializer name, config, class or instance, default ``"xavier_uniform"``
         Initializer of W (Keras' default; PyTorch's default is ``"uniform"`` with
-        bound 1/√fan_in). Any name of :data:`bpnn.init.initializers`.
+        bound 1/√fan_in). Any name of :data:`bpnn.init.registry`.
     bias_init : default ``"zeros"``.
     use_bias : bool, default True.
     trainable : bool, default True. False freezes W and b (fine-tuning).
@@ -92,8 +92,8 @@ class Dense(Module):
         return None
 
     def get_config(self):
-        return {"units": self.units, "init": initializers.initializers.serialize(self.init),
-                "bias_init": initializers.initializers.serialize(self.bias_init),
+        return {"units": self.units, "init": initializers.serialize(self.init),
+                "bias_init": initializers.serialize(self.bias_init),
                 "use_bias": self.use_bias, **super().get_config(),
                 **({"regularizer": regularizers.serialize(self.regularizers["weight"])}
                    if "weight" in self.regularizers else {})}

@@ -1,9 +1,12 @@
 """The report of a study: one self-contained HTML file (matplotlib figures embedded as
-PNG), written by ``bpnn compare`` and re-rendered from saved results by ``bpnn report``."""
+PNG), written by ``bpnn compare`` and re-rendered from saved results by ``bpnn report``.
+The MATLAB-style plots of one training run are in :mod:`bpnn.report.plotting`
+(also importable as ``bpnn.plotting``)."""
 from __future__ import annotations
 
 import os
 
+from .._atomic import write_text_atomic
 from .html import esc, make_figures, render
 
 
@@ -12,10 +15,7 @@ def write_report(result, path, n_jobs: int = -1) -> str:
     figures are drawn on ``n_jobs`` processes (default all cores; 1: in this process)."""
     page = render(result, n_jobs=n_jobs)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    write_text_atomic(path, page)
     return path
 
 

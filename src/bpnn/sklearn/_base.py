@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import backend
 from ..data.scaling import MinMaxScaler
-from ..init import Initializer, initializers
+from ..init import Initializer, registry as initializers
 from ..init.nguyen_widrow import nguyen_widrow
 from ..nn import Dense, Dropout, Sequential, layers
 from ..optim import optimizers

@@ -11,13 +11,13 @@ previous checkpoint or the new one, never a mixture. Nothing is pickled.
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
 
 from .. import _checks
 from .._atomic import atomic_write
+from .._json import json_safe
 from ..nn import layers
 from .callbacks import Callback, is_stateful
 
@@ -49,23 +49,6 @@ def _stateful(callbacks):
     return [cb for cb in callbacks if is_stateful(cb)]
 
 
-def _json_number(v):
-    """Standard JSON has no NaN or infinity: such entries are stored as null."""
-    return v if not isinstance(v, float) or math.isfinite(v) else None
-
-
-def _json_safe(state):
-    """Non-finite floats (a plateau schedule's initial best is ±inf) as the strings
-    "inf", "-inf", "nan", which ``float()`` reads back; standard JSON has no such numbers."""
-    if isinstance(state, dict):
-        return {k: _json_safe(v) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return [_json_safe(v) for v in state]
-    if isinstance(state, float) and not math.isfinite(state):
-        return repr(state)
-    return state
-
-
 def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
     """Write the complete training state after ``epoch`` to ``path`` (atomically)."""
     st = _safetensors()
@@ -80,13 +63,14 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "version": VERSION,
         "epoch": int(epoch),
         "optimizer": {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
-                      "epoch": opt_state.get("epoch"), "schedule": _json_safe(opt_state.get("schedule") or {}),
+                      "epoch": opt_state.get("epoch"),
+                      "schedule": json_safe(opt_state.get("schedule") or {}, nonfinite="string"),
                       "lr": trainer.optimizer.lr if not callable(trainer.optimizer.lr) else None,
                       "class": type(trainer.optimizer).__name__},
         "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters(),
                   "architecture": layers.serialize(trainer.model)},
         "generators": [g.bit_generator.state for g in _generators(trainer)],
-        "history": ({"history": {k: [_json_number(v) for v in vals] for k, vals in history.history.items()},
+        "history": ({"history": json_safe(history.history),
                      "epoch": history.epoch} if history is not None else None),
         "callbacks": [[type(cb).__name__, cb.get_state()] for cb in _stateful(callbacks)],
     }
