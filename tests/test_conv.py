@@ -81,7 +81,7 @@ def test_output_is_a_channels_last_view_and_the_next_layer_reads_it_without_a_co
     y = conv.forward(np.random.default_rng(0).standard_normal((3, 2, 6, 6)))
     assert y.shape == (3, 5, 4, 4)
     assert y.transpose(0, 2, 3, 1).flags.c_contiguous  # memory order (N, H, W, C)
-    from bpnn.nn.conv import channels_last
+    from bpnn.nn._images import channels_last
 
     assert np.shares_memory(channels_last(y), y)  # what the next image layer reads: no copy
     x_nchw = np.zeros((1, 2, 3, 3))
@@ -333,15 +333,16 @@ def test_lenet5_learns_mnist_digits():
 def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, dtype, out, direct):
     """With the register-tile kernels (AVX-512 and numba) and O a multiple of their
     vector width, Conv2D reads its padded input in place instead of filling X_col."""
-    from bpnn import _gemm, _kernels
+    from bpnn import _kernels
+    from bpnn._kernels import gemm
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
     conv = _built(Conv2D(out, 3, padding=1), (8, 6, 5), dtype=np.dtype(dtype))
     x = np.random.default_rng(0).standard_normal((3, 8, 6, 5)).astype(dtype)
     conv.forward(x, training=True)
     assert conv._direct == (direct and _kernels.enabled())
-    monkeypatch.setattr(_gemm, "_avx512", lambda: False)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
     conv.forward(x, training=True)
     assert not conv._direct
 
@@ -365,11 +366,12 @@ def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
 def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatch, kw):
     """Long direct convolutions split the batch between threads, each part padding its
     samples, convolving them and adding its share of ∂L/∂W."""
-    from bpnn import _gemm, _kernels, _threads
+    from bpnn import _kernels
+    from bpnn._kernels import gemm, parallel
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
-    monkeypatch.setattr(_threads, "threads", lambda: 3)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(parallel, "threads", lambda: 3)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 8, 7, 9))
     results = []
@@ -377,7 +379,7 @@ def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatc
     _kernels.set_enabled(True)
     try:
         for threshold in (10 ** 12, 0):
-            monkeypatch.setattr(_gemm, "_SPLIT_MULTIPLY_ADDS", threshold)
+            monkeypatch.setattr(parallel, "SPLIT_MULTIPLY_ADDS", threshold)
             conv = _built(Conv2D(16, 3, **kw), (8, 7, 9))
             y = conv.forward(x, training=True)
             assert conv._direct

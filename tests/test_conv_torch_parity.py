@@ -51,7 +51,7 @@ class _TorchGAP(tnn.Module):
 
 
 def _conv_torch(m: Conv2D):
-    win = m._win
+    win = m.window
     pad_after = ((win.Ho - 1) * win.sh + win.dh * (win.kh - 1) + 1 - win.H - win.ph,
                  (win.Wo - 1) * win.sw + win.dw * (win.kw - 1) + 1 - win.W - win.pw)
     conv = tnn.Conv2d(m.input_shape[0], m.out_channels, m.kernel_size, stride=m.stride, padding=0,
@@ -168,7 +168,7 @@ CONV_CASES = [
     ((1, 3, 2, 2), 2, dict(kernel_size=1, padding=9)),  # and wider than the kernel, several channels
     ((3, 6, 14, 14), 16, dict(kernel_size=5, padding="valid")),  # and its second
     ((2, 5, 8, 8), 3, dict(kernel_size=3, stride=3, dilation=2, padding=3)),
-    # wide enough for the register-tile products (bpnn._gemm: vectors of 8 float64)
+    # wide enough for the register-tile products (bpnn._kernels.gemm: vectors of 8 float64)
     ((2, 8, 7, 9), 16, dict(kernel_size=3, padding=1)),
     ((3, 9, 9, 10), 24, dict(kernel_size=3, stride=2, dilation=(1, 2), padding=2, bias=False)),
     ((2, 16, 5, 6), 8, dict(kernel_size=1, stride=2)),

@@ -169,7 +169,7 @@ LAYER_CASES: dict[str, list[Case]] = {
              ((1, 1, 4, 12), (2, 1, 3, 9))),
         Case("pointwise_no_bias", lambda: Conv2D(3, 1, bias=False), True, ((1, 4, 3, 3), (2, 2, 4, 5))),
         Case("pointwise_stride2", lambda: Conv2D(3, 1, stride=2), True, ((1, 2, 5, 5), (2, 3, 4, 3))),
-        # wide enough for the register-tile products (bpnn._gemm: vectors of 8 float64)
+        # wide enough for the register-tile products (bpnn._kernels.gemm: vectors of 8 float64)
         Case("register_tiles", lambda: Conv2D(16, 3, padding=1), True, ((1, 8, 4, 5), (2, 9, 5, 4))),
     ],
     "max_pool2d": [

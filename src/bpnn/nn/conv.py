@@ -1,122 +1,15 @@
-"""2-d convolution (GEMM over im2col columns) and the argument checks shared with pooling."""
+"""2-d convolution (GEMM over im2col columns)."""
 from __future__ import annotations
 
-import numbers
 import threading
 
-from .. import _conv_kernels as kernels
-from .. import _gemm
+from .. import _geometry as geometry
 from .. import backend
 from .. import init as initializers
 from .._checks import positive
-from .module import Module, layers
-
-
-# ----------------------------------------------------------------------------- arguments
-def _pair(name: str, value, allow_zero: bool = False) -> tuple[int, int]:
-    """An int or a pair of ints (height, width), each > 0 (>= 0 with ``allow_zero``)."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    ok = len(pair) == 2 and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                and (v >= 0 if allow_zero else v > 0) for v in pair)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}: got {value!r}; expected an int {bound} or a pair of them (height, width)")
-    return int(pair[0]), int(pair[1])
-
-
-def _padding(value):
-    """``"same"``, ``"valid"`` (= 0), an int or a pair (rows, columns) added on both sides."""
-    if isinstance(value, str):
-        if value not in ("same", "valid"):
-            raise ValueError(f"padding: got {value!r}; expected 'same', 'valid', an int >= 0 "
-                             f"or a pair of them (height, width)")
-        return value
-    try:
-        return _pair("padding", value, allow_zero=True)
-    except ValueError:
-        raise ValueError(f"padding: got {value!r}; expected 'same', 'valid', an int >= 0 or a pair "
-                         f"of them (height, width)") from None
-
-
-def _same(size: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """(before, after) padding for ``"same"``: ceil(size/s) outputs, the odd pixel after."""
-    out = -(-size // s)
-    total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def _window(layer: str, input_shape, kernel, stride, padding, dilation) -> kernels.Window:
-    """The sliding-window geometry over samples of shape (C, H, W); clear errors otherwise."""
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"x: {layer} expects images of shape (N, C, H, W) (NCHW, as PyTorch), got samples of shape "
-            f"{tuple(input_shape)}, i.e. a {len(input_shape) + 1}-d input"
-            + ("; add a channel axis, e.g. x[:, None]" if len(input_shape) == 2 else ""))
-    _, H, W = input_shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    if padding == "same":
-        (pt, pb), (pl, pr) = _same(H, kh, sh, dh), _same(W, kw, sw, dw)
-    elif padding == "valid":
-        pt = pb = pl = pr = 0
-    else:
-        pt = pb = padding[0]
-        pl = pr = padding[1]
-    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    if H + pt + pb < eh or W + pl + pr < ew:
-        raise ValueError(
-            f"x: {layer} needs images of at least {eh}×{ew} after padding (kernel {kh}×{kw}, "
-            f"dilation {dh}×{dw}, padding {pt + pb}×{pl + pr} in total), got {H}×{W} images "
-            f"(samples of shape {tuple(input_shape)})")
-    Ho = (H + pt + pb - eh) // sh + 1
-    Wo = (W + pl + pr - ew) // sw + 1
-    return kernels.Window(kh, kw, sh, sw, pt, pl, dh, dw, H, W, Ho, Wo)
-
-
-def check_images(layer: Module, x) -> None:
-    """Input checks of the image layers, with messages naming what is wrong; a layer used
-    on its own (outside a container) is built from its first input."""
-    if not layer.built:
-        layer.build(x.shape[1:], layer.rng, layer.dtype or x.dtype)
-        return
-    if x.ndim != 4:
-        raise ValueError(
-            f"x: {type(layer).__name__} expects a 4-d input (N, C, H, W) (NCHW, as PyTorch), got an "
-            f"array of shape {tuple(x.shape)}"
-            + ("; add a channel axis, e.g. x[:, None]" if x.ndim == 3 else ""))
-    c = layer.input_shape[0]
-    if x.shape[1] != c:
-        raise ValueError(
-            f"x: {type(layer).__name__} was built for {c} input channel{'s' * (c != 1)} but got an "
-            f"input with {x.shape[1]} (shape {tuple(x.shape)}, NCHW: channels are axis 1)")
-
-
-def window_for(layer: Module, x) -> kernels.Window:
-    """The window geometry of ``layer`` (Conv2D, pooling) over the images ``x``, after the
-    input checks. Images of any height and width (at least the dilated kernel) are
-    accepted, as in PyTorch; the geometry of each new size is computed once."""
-    if layer.built:
-        win = layer._win
-        if x.ndim == 4 and x.shape[2] == win.H and x.shape[3] == win.W and x.shape[1] == layer.input_shape[0]:
-            return win
-    check_images(layer, x)
-    key = tuple(x.shape[2:])
-    cache = layer.__dict__.setdefault("_windows", {})
-    if key not in cache:
-        cache[key] = _window(type(layer).__name__, (x.shape[1], *key), layer.kernel_size, layer.stride,
-                             layer.padding, layer.dilation)
-    return cache[key]
-
-
-def channels_last(x):
-    """The (N, C, H, W) array ``x`` as a C-contiguous (N, H, W, C) array (a view when it is
-    stored channels-last already, e.g. the output of another image layer)."""
-    xl = x.transpose(0, 2, 3, 1)
-    return xl if xl.flags.c_contiguous else backend.xp.ascontiguousarray(xl)
-
-
-def as_nchw(xl):
-    """A C-contiguous (N, H, W, C) array seen as (N, C, H, W): a view, no copy."""
-    return xl.transpose(0, 3, 1, 2)
+from .._kernels import gemm, parallel, windows
+from ._images import WindowedLayer, as_nchw, channels_last
+from .module import layers
 
 
 # Temporaries shared by the layers of one thread (threads, e.g. joblib's threading
@@ -166,7 +59,7 @@ def _matmul_tn_chunked(a, g):
     rows = _block_rows(a, g.shape[1])
     out = backend.xp.empty((a.shape[1], g.shape[1]), dtype=g.dtype)
     for s in range(0, a.shape[0], rows):
-        _gemm.matmul(a[s:s + rows].T, g[s:s + rows], out, accumulate=s > 0)
+        gemm.matmul(a[s:s + rows].T, g[s:s + rows], out, accumulate=s > 0)
     return out
 
 
@@ -191,7 +84,7 @@ def _row_tile(wo: int) -> int:
 
 # ----------------------------------------------------------------------------- layer
 @layers.register("conv2d", "conv_2d", "convolution2d")
-class Conv2D(Module):
+class Conv2D(WindowedLayer):
     r"""2-d convolution (cross-correlation, as ``torch.nn.Conv2d``; LeCun et al. 1998).
 
     Shapes are NCHW at the API, as PyTorch: x (N, C, H, W) → y (N, O, H_out, W_out); the
@@ -228,8 +121,8 @@ class Conv2D(Module):
     channels (at most ``_ROW_MAX_CHANNELS``, 6) the product runs over tiles of input rows
     and a banded weight matrix instead (``_row_product``): far less data to move for a
     few more multiplications. im2col and col2im (over the windows or over the row tiles)
-    are fused kernels (:mod:`bpnn._conv_kernels`). With numba on an AVX-512 CPU the
-    products run in register-tile kernels (:mod:`bpnn._gemm`), and when O is a multiple
+    are fused kernels (:mod:`bpnn._kernels.windows`). With numba on an AVX-512 CPU the
+    products run in register-tile kernels (:mod:`bpnn._kernels.gemm`), and when O is a multiple
     of their vector width (16 float32, 8 float64) there is no X_col at all: the layer
     convolves its zero-padded input in place (``_direct_forward``), its weight gradient
     likewise, and ∂L/∂x, for stride 1, as the convolution of the padded G with the
@@ -258,10 +151,10 @@ class Conv2D(Module):
                  bias: bool = True, init="xavier_uniform", bias_init="zeros", trainable: bool = True):
         super().__init__(trainable)
         self.out_channels = positive("out_channels", out_channels, integer=True)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _pair("stride", stride)
-        self.padding = _padding(padding)
-        self.dilation = _pair("dilation", dilation)
+        self.kernel_size = geometry.pair("kernel_size", kernel_size)
+        self.stride = geometry.pair("stride", stride)
+        self.padding = geometry.padding_argument(padding)
+        self.dilation = geometry.pair("dilation", dilation)
         if not isinstance(bias, bool):
             raise ValueError(f"bias: got {bias!r}; expected True or False")
         self.bias = bias
@@ -274,13 +167,11 @@ class Conv2D(Module):
 
     # ------------------------------------------------------------------ building
     def _build(self, input_shape):
-        self._win = _window("Conv2D", input_shape, self.kernel_size, self.stride, self.padding,
-                            self.dilation)
+        win = self._build_window(input_shape)
         c = input_shape[0]
         self._add_param("weight", self.init, (self.out_channels, c, *self.kernel_size))
         if self.bias:
             self._add_param("bias", self.bias_init, (self.out_channels,))
-        win = self._win
         # A 1×1 kernel with stride 1 and no padding reads every pixel once: X_col is x itself.
         self._pointwise = ((self.kernel_size, self.stride) == ((1, 1), (1, 1))
                            and self.padding in ((0, 0), "valid", "same"))
@@ -353,14 +244,13 @@ class Conv2D(Module):
 
     # ------------------------------------------------------------------ direct convolution
     def _direct_forward(self, xl, win, w, training: bool):
-        r"""Y straight from the padded input, no X_col (``bpnn._gemm.conv``): for each
+        r"""Y straight from the padded input, no X_col (``bpnn.gemm.conv``): for each
         output row, tiles of outputs × vectors of output channels accumulate, for every
         kernel position, the input channels under it times that position's rows of
         W_mat. Used when the register-tile kernels run and O is a multiple of their
         vector width (16 float32); the padded input is kept for backward."""
         n = xl.shape[0]
-        hp = (win.Ho - 1) * win.sh + (win.kh - 1) * win.dh + 1
-        wp = (win.Wo - 1) * win.sw + (win.kw - 1) * win.dw + 1
+        hp, wp = win.padded_shape
         xpad = self._padding_buffer(self._kept_slot("pad") if training else "pad", xl, win.ph, win.pw, hp, wp)
         taps = self._taps(win.kh, win.kw, win.dh, win.dw, xpad.shape[2], xl.shape[3])
         y = backend.xp.empty((n, win.Ho, win.Wo, self.out_channels), dtype=xl.dtype)
@@ -368,9 +258,9 @@ class Conv2D(Module):
 
         def part(a, b):  # samples a..b−1: pad them, convolve them
             self._place(xpad, xl, win.ph, win.pw, a, b)
-            _gemm.conv(xpad[a:b], taps, w, y[a:b], win.sh, win.sw)
+            gemm.conv(xpad[a:b], taps, w, y[a:b], win.sh, win.sw)
 
-        _gemm.in_parts(n, part, y.size * taps.size * xl.shape[3])
+        parallel.split_samples(n, part, y.size * taps.size * xl.shape[3])
         if self.bias:
             y += self.params["bias"]
         self._xpad, self._taps_x = xpad, taps
@@ -385,15 +275,16 @@ class Conv2D(Module):
         else G W_matᵀ and col2im (as ``_input_grad``). With stride 1 and "same" padding G̃
         lies on the padded input's grid (rows as wide, zeros between G's rows), and ∂L/∂W
         is one long product per image and kernel position over it
-        (``_gemm.conv_weight_grad_flat``) instead of one per output row."""
+        (``gemm.conv_weight_grad_flat``) instead of one per output row."""
         xp = backend.xp
         o, xpad = self.out_channels, self._xpad
         top, left = (win.kh - 1) * win.dh - win.ph, (win.kw - 1) * win.dw - win.pw
-        hg, wg = win.H + (win.kh - 1) * win.dh, win.W + (win.kw - 1) * win.dw
+        # G̃: the extent that H × W stride-1 windows read (the correlation producing ∂L/∂x)
+        hg, wg = geometry.extent(win.H, 1, win.kh, win.dh), geometry.extent(win.W, 1, win.kw, win.dw)
         stride1 = (win.sh, win.sw) == (1, 1)
         on_grid = (stride1 and wg == xpad.shape[2] and 0 <= top and top + win.Ho <= hg
                    and 0 <= left and left + win.Wo <= wg)
-        dx_direct = input_grad and stride1 and _gemm.conv_applies(g.dtype, c)
+        dx_direct = input_grad and stride1 and gemm.conv_applies(g.dtype, c)
         trainable = self._trainable
         gpad = self._padding_buffer("gpad", g, top, left, hg, wg) if dx_direct or (on_grid and trainable) else None
         on_grid = on_grid and gpad is not None and gpad.shape[2] == wg  # (G itself when it needs no padding)
@@ -410,17 +301,17 @@ class Conv2D(Module):
             if trainable:
                 dw = xp.zeros((taps.size * c, o), dtype=g.dtype)
                 if on_grid:
-                    _gemm.conv_weight_grad_flat(xpad[a:b], taps, gpad[a:b], (top * wg + left) * o,
+                    gemm.conv_weight_grad_flat(xpad[a:b], taps, gpad[a:b], (top * wg + left) * o,
                                                 (win.Ho - 1) * wg + win.Wo, dw)
                 else:
-                    _gemm.conv_weight_grad(xpad[a:b], taps, g[a:b], dw, win.sh, win.sw)
+                    gemm.conv_weight_grad(xpad[a:b], taps, g[a:b], dw, win.sh, win.sw)
             if dx_direct:
-                _gemm.conv(gpad[a:b], taps_g, wf, dx[a:b], 1, 1)
+                gemm.conv(gpad[a:b], taps_g, wf, dx[a:b], 1, 1)
             elif input_grad:
                 self._input_grad_into(dx, g.reshape(-1, o), win, taps.size * c, a, b)
             return dw
 
-        parts = _gemm.in_parts(n, part, g.size * taps.size * c * (1 + input_grad))
+        parts = parallel.split_samples(n, part, g.size * taps.size * c * (1 + input_grad))
         if trainable:
             dw = parts[0]
             for extra in parts[1:]:
@@ -455,8 +346,8 @@ class Conv2D(Module):
             k = min(per, n - s)
             rows = slice(s * hw, (s + k) * hw)
             cols = buf[rows] if keep else buf[:k * hw]
-            kernels.im2col(xl[s:s + k], cols, win)
-            _gemm.matmul(cols, w, y[rows])
+            windows.im2col(xl[s:s + k], cols, win)
+            gemm.matmul(cols, w, y[rows])
         return (buf if keep else None), y
 
     # ------------------------------------------------------------------ few input channels
@@ -470,7 +361,7 @@ class Conv2D(Module):
         plan = plans.get(win)
         if plan is None:
             xp = backend.xp
-            tl = kernels.tiles_for(win, _row_tile(win.Wo))
+            tl = windows.tiles_for(win, _row_tile(win.Wo))
             o, c, kh, kw = self.params["weight"].shape
             u, oo, cc, i, k = xp.ogrid[:tl.tile, :o, :c, :kh, :kw]
             dst = ((i * tl.span + u * win.sw + k * win.dw) * c + cc) * (tl.tile * o) + u * o + oo
@@ -503,7 +394,7 @@ class Conv2D(Module):
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
         for rows, block in self._row_blocks(xl, win, tl, kcols, a):
-            _gemm.matmul(block, t, y[rows])
+            gemm.matmul(block, t, y[rows])
         y = y.reshape(n, win.Ho, tl.nt * tl.tile, o)
         if tl.nt * tl.tile != win.Wo:  # the last tile reached past the image: drop its extra outputs
             y = xp.ascontiguousarray(y[:, :, :win.Wo])
@@ -520,7 +411,7 @@ class Conv2D(Module):
         for s in range(0, n, per):
             k = min(per, n - s)
             block = a[:k * per_sample]
-            kernels.im2col(xl[s:s + k], block, tl.window)
+            windows.im2col(xl[s:s + k], block, tl.window)
             yield slice(s * per_sample, (s + k) * per_sample), block
 
     def _toeplitz(self, tl, dst, kcols, dtype):
@@ -554,7 +445,7 @@ class Conv2D(Module):
             return None
         tt = xp.ascontiguousarray(self._t[:kcols].T)  # T of the forward (the weights have not changed since)
         return self._scattered_products(g, tt, win, per_sample,
-                                        lambda block, dx: kernels.col2im(block, dx, tl.window))
+                                        lambda block, dx: windows.col2im(block, dx, tl.window))
 
     def _row_weight_grads(self, g, win, tl, dst, kcols):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
@@ -562,10 +453,10 @@ class Conv2D(Module):
         o = self.out_channels
         dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
         if self._cols is not None:
-            _gemm.matmul(self._cols.T, g, dt)
+            gemm.matmul(self._cols.T, g, dt)
         else:
             for rows, block in self._row_blocks(self._xl, win, tl, kcols):
-                _gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
+                gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
         if self.bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
@@ -584,7 +475,7 @@ class Conv2D(Module):
 
     # ------------------------------------------------------------------ computing
     def forward(self, x, training=False):
-        win, o = window_for(self, x), self.out_channels
+        win, o = self._window_for(x), self.out_channels
         n = x.shape[0]
         xl = channels_last(x)
         m, ncol = n * win.Ho * win.Wo, win.kh * win.kw * xl.shape[3]
@@ -596,7 +487,7 @@ class Conv2D(Module):
                 y += self.params["bias"]
         else:
             self._rows = xl.shape[3] <= _ROW_MAX_CHANNELS
-            self._direct = not self._rows and _gemm.conv_applies(xl.dtype, o)
+            self._direct = not self._rows and gemm.conv_applies(xl.dtype, o)
             if self._rows:
                 cols, y = self._row_product(xl, win, keep=training)
             elif self._direct:
@@ -638,12 +529,12 @@ class Conv2D(Module):
             gb = g[s * hw:(s + k) * hw]
             if trainable:
                 block = cols[:k * hw]
-                kernels.im2col(self._xl[s:s + k], block, win)
-                _gemm.matmul(block.T, gb, dwmat, accumulate=s > 0)
+                windows.im2col(self._xl[s:s + k], block, win)
+                gemm.matmul(block.T, gb, dwmat, accumulate=s > 0)
             if input_grad:
                 part = dcols[:k * hw]
-                _gemm.matmul(gb, wt, part)
-                kernels.col2im(part, dx[s:s + k], win)
+                gemm.matmul(gb, wt, part)
+                windows.col2im(part, dx[s:s + k], win)
         if trainable:
             self._set_weight_grads(dwmat, win, c, o, ncol)
         return as_nchw(dx) if input_grad else None
@@ -683,7 +574,7 @@ class Conv2D(Module):
     def _input_grad_into(self, dx, g, win, ncol: int, start: int, stop: int) -> None:
         """Samples start..stop−1 of ``_input_grad`` into dx (N, H, W, C)."""
         self._scatter_into(dx, g, self._wmat_t(ncol), win.Ho * win.Wo,
-                           lambda block, d: kernels.col2im(block, d, win), start, stop)
+                           lambda block, d: windows.col2im(block, d, win), start, stop)
 
     def _scattered_products(self, g, m, win, per_sample: int, scatter):
         """∂L/∂x (N, C, H, W) from the rows of G (``per_sample`` rows per sample) times
@@ -701,7 +592,7 @@ class Conv2D(Module):
         for s in range(start, stop, per):
             k = min(per, stop - s)
             block = temp[:k * per_sample]
-            _gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
+            gemm.matmul(g[s * per_sample:(s + k) * per_sample], m, block)
             scatter(block, dx[s:s + k])
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
@@ -718,7 +609,7 @@ class Conv2D(Module):
         db = sink(prefix + "bias") if self._trainable and self.bias else None
         if dw is not None or db is not None:
             cols = xp.empty((n * hw, ncol), dtype=grad_out.dtype)
-            kernels.im2col(self._xl, cols, win)
+            windows.im2col(self._xl, cols, win)
             for i in range(n):
                 gi = g[:, i].reshape(t, hw, o)
                 if dw is not None:
