@@ -92,13 +92,13 @@ def bpnn_model(config, seed):
                   nn.MaxPool2D(2), nn.Flatten(), nn.Dense(120), nn.ReLU(), nn.Dense(84), nn.ReLU(), nn.Dense(10)]
     else:
         def block(c, stride):
-            body = [nn.Conv2D(c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
-                    nn.Conv2D(c, 3, padding=1, bias=False), nn.BatchNorm()]
-            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, bias=False),
+            body = [nn.Conv2D(c, 3, stride=stride, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
+                    nn.Conv2D(c, 3, padding=1, use_bias=False), nn.BatchNorm()]
+            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, use_bias=False),
                                                             nn.BatchNorm()])
             return nn.Residual(body, shortcut=short)
 
-        layers = [nn.Conv2D(16, 3, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
+        layers = [nn.Conv2D(16, 3, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
                   block(16, 1), nn.ReLU(), block(32, 2), nn.ReLU(), nn.GlobalAvgPool2D(), nn.Dense(10)]
     return bpnn.Sequential(layers, input_shape=(1, 28, 28), seed=seed)
 
@@ -496,7 +496,7 @@ def kernel_bench(repeats=20):
         cases.append(("tiles X_col W (1568x145 . 145x16)", lambda: gemm.matmul(a_, w_, y_)))
         cases.append(("tiles X_col^T G (145x1568 . 1568x16)", lambda: gemm.matmul(a_.T, g_, dw_)))
         cases.append(("tiles G W^T (1568x16 . 16x144)", lambda: gemm.matmul(g_, wt_, dc_)))
-        conv = nn.Conv2D(16, 3, padding=1, bias=False)
+        conv = nn.Conv2D(16, 3, padding=1, use_bias=False)
         conv.build((16, 28, 28), 0, f32)
         xi = rng.random((64, 16, 28, 28), dtype=f32)
         gi = rng.random((64, 16, 28, 28), dtype=f32)

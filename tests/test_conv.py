@@ -37,12 +37,38 @@ def test_output_shape(kw, shape, expected):
 
 
 def test_in_channels_are_inferred_and_weights_are_oihw():
-    model = Sequential([Conv2D(4, (3, 2), bias=True), ReLU()], seed=0)
+    model = Sequential([Conv2D(4, (3, 2), use_bias=True), ReLU()], seed=0)
     model.forward(np.zeros((2, 3, 6, 6), dtype=np.float32))
     conv = model[0]
     assert conv.params["weight"].shape == (4, 3, 3, 2) and conv.params["bias"].shape == (4,)
     assert conv.params["weight"].dtype == np.float32
-    assert Conv2D(2, 3, bias=False).build((1, 5, 5)) and "bias" not in Conv2D(2, 3, bias=False).params
+    assert Conv2D(2, 3, use_bias=False).build((1, 5, 5)) and "bias" not in Conv2D(2, 3, use_bias=False).params
+
+
+def test_the_old_bias_keyword_warns_and_means_use_bias():
+    with pytest.warns(DeprecationWarning, match=r"Conv2D\(bias=\.\.\.\) is deprecated; use Conv2D\(use_bias=\.\.\.\)"):
+        old = Conv2D(8, 3, bias=False)
+    new = Conv2D(8, 3, use_bias=False)
+    assert old.use_bias is False and old.get_config() == new.get_config() and repr(old) == repr(new)
+    assert not hasattr(old, "bias")  # the flag is use_bias; "bias" is the parameter's key
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"bias: got bias=False and use_bias=0; "
+                                                                           r"pass use_bias only"):
+        Conv2D(8, 3, use_bias=0, bias=False)
+
+
+def test_a_config_written_with_bias_still_loads_without_a_warning():
+    """Model files and configs from before ``use_bias`` say ``"bias": false``."""
+    import warnings
+
+    config = Conv2D(8, 3, use_bias=False).get_config()
+    old = {k: v for k, v in config.items() if k != "use_bias"}
+    old["bias"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        conv = layers.get({"class_name": "conv2d", "config": old})
+    assert conv.use_bias is False and conv.get_config() == config
+    conv.build((2, 5, 5))
+    assert "bias" not in conv.params
 
 
 def test_images_of_another_size_are_accepted_as_in_torch():
@@ -52,7 +78,7 @@ def test_images_of_another_size_are_accepted_as_in_torch():
 
 
 def test_config_round_trip_through_the_registry():
-    conv = Conv2D(8, (3, 5), stride=(2, 1), padding="same", dilation=2, bias=False, init="he_normal")
+    conv = Conv2D(8, (3, 5), stride=(2, 1), padding="same", dilation=2, use_bias=False, init="he_normal")
     clone = layers.get(layers.serialize(conv))
     assert isinstance(clone, Conv2D) and clone.get_config() == conv.get_config()
     assert repr(clone) == repr(conv)
@@ -296,8 +322,10 @@ def test_images_smaller_than_the_dilated_kernel_get_a_clear_error():
     (dict(out_channels=2, kernel_size=3, padding=-1), r"padding: got -1"),
     (dict(out_channels=2, kernel_size=3, dilation=(1, 0)), r"dilation: got \(1, 0\)"),
     (dict(out_channels=2, kernel_size=3, bias="yes"), r"bias: got 'yes'; expected True or False"),
+    (dict(out_channels=2, kernel_size=3, use_bias="yes"), r"use_bias: got 'yes'; expected True or False"),
     (dict(out_channels=2, kernel_size=3, init="he_normel"), r"he_normal"),
 ])
+@pytest.mark.filterwarnings(r"ignore:Conv2D\(bias=\.\.\.\) is deprecated:DeprecationWarning")
 def test_bad_arguments_name_the_argument_and_the_valid_values(kw, match):
     with pytest.raises(ValueError, match=match):
         Conv2D(**kw)
@@ -350,9 +378,9 @@ def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monke
 def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
     """The padded copy of the input is a buffer kept across steps whose border is written
     once: images of another size must not leave values where the border is."""
-    conv = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    conv = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
     rng = np.random.default_rng(0)
-    fresh = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    fresh = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
     fresh.params["weight"][...] = conv.params["weight"]
     for shape in [(2, 8, 6, 6), (2, 8, 5, 7), (1, 8, 6, 6), (2, 8, 6, 6)]:
         x = rng.standard_normal(shape) + 5  # no zeros anywhere inside the images

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 from .. import _geometry as geometry
 from .. import backend
@@ -140,7 +141,8 @@ class Conv2D(WindowedLayer):
         with stride 1 it is PyTorch's ``padding="same"``, output size = input size); an odd
         total puts the extra row/column at the bottom/right, as both frameworks do.
     dilation : int or (d_h, d_w), default 1 — spacing between kernel taps.
-    bias : bool, default True.
+    use_bias : bool, default True (as in ``Dense``). ``bias=`` is the deprecated old name
+        of this argument: it still works for a release, with a ``DeprecationWarning``.
     init : initializer of W, default ``"xavier_uniform"`` (Keras' default for Conv2D, fans
         from the receptive field; PyTorch's default is ``"uniform"`` with bound 1/√fan_in).
     bias_init : default ``"zeros"``.
@@ -148,16 +150,24 @@ class Conv2D(WindowedLayer):
     """
 
     def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 bias: bool = True, init="xavier_uniform", bias_init="zeros", trainable: bool = True):
+                 use_bias: bool = True, init="xavier_uniform", bias_init="zeros", trainable: bool = True, *,
+                 bias=None):
         super().__init__(trainable)
         self.out_channels = positive("out_channels", out_channels, integer=True)
         self.kernel_size = geometry.pair("kernel_size", kernel_size)
         self.stride = geometry.pair("stride", stride)
         self.padding = geometry.padding_argument(padding)
         self.dilation = geometry.pair("dilation", dilation)
-        if not isinstance(bias, bool):
-            raise ValueError(f"bias: got {bias!r}; expected True or False")
-        self.bias = bias
+        name = "use_bias"
+        if bias is not None:
+            warnings.warn("Conv2D(bias=...) is deprecated; use Conv2D(use_bias=...), as Dense does",
+                          DeprecationWarning, stacklevel=2)
+            if use_bias is not True:
+                raise ValueError(f"bias: got bias={bias!r} and use_bias={use_bias!r}; pass use_bias only")
+            name, use_bias = "bias", bias
+        if not isinstance(use_bias, bool):
+            raise ValueError(f"{name}: got {use_bias!r}; expected True or False")
+        self.use_bias = use_bias
         self.init = initializers.get(init)
         self.bias_init = initializers.get(bias_init)
         self._scratch: dict = {}
@@ -170,7 +180,7 @@ class Conv2D(WindowedLayer):
         win = self._build_window(input_shape)
         c = input_shape[0]
         self._add_param("weight", self.init, (self.out_channels, c, *self.kernel_size))
-        if self.bias:
+        if self.use_bias:
             self._add_param("bias", self.bias_init, (self.out_channels,))
         # A 1×1 kernel with stride 1 and no padding reads every pixel once: X_col is x itself.
         self._pointwise = ((self.kernel_size, self.stride) == ((1, 1), (1, 1))
@@ -191,10 +201,10 @@ class Conv2D(WindowedLayer):
     def _kept_buffer(self, rows: int, ncol: int, dtype, name: str):
         """A buffer kept across steps for X_col (rows, ncol + bias) with the bias column
         of ones in place (written once per buffer and number of rows)."""
-        buf = self._buffer(name, (rows, ncol + self.bias), dtype)
+        buf = self._buffer(name, (rows, ncol + self.use_bias), dtype)
         if self._scratch.get(name + ".ones") != rows:
             self._scratch[name + ".ones"] = rows
-            if self.bias:
+            if self.use_bias:
                 buf[:, ncol] = 1
         return buf
 
@@ -261,7 +271,7 @@ class Conv2D(WindowedLayer):
             gemm.conv(xpad[a:b], taps, w, y[a:b], win.sh, win.sw)
 
         parallel.split_samples(n, part, y.size * taps.size * xl.shape[3])
-        if self.bias:
+        if self.use_bias:
             y += self.params["bias"]
         self._xpad, self._taps_x = xpad, taps
         return y.reshape(-1, self.out_channels)
@@ -317,7 +327,7 @@ class Conv2D(WindowedLayer):
             for extra in parts[1:]:
                 dw += extra
             self.grads["weight"][...] = dw.reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
-            if self.bias:
+            if self.use_bias:
                 self.grads["bias"][...] = g.reshape(-1, o).sum(axis=0)
         return as_nchw(dx) if input_grad else None
 
@@ -335,8 +345,8 @@ class Conv2D(WindowedLayer):
         xp = backend.xp
         n, hw, o = xl.shape[0], win.Ho * win.Wo, w.shape[1]
         m = n * hw
-        per = self._per_block(hw, ncol + self.bias, xl.itemsize)
-        keep = keep and m * (ncol + self.bias) * xl.itemsize <= _KEEP_BYTES
+        per = self._per_block(hw, ncol + self.use_bias, xl.itemsize)
+        keep = keep and m * (ncol + self.use_bias) * xl.itemsize <= _KEEP_BYTES
         if keep:
             buf = self._kept_buffer(m, ncol, xl.dtype, self._kept_slot())
         else:
@@ -389,7 +399,7 @@ class Conv2D(WindowedLayer):
         tl, dst = self._row_plan(win)
         n, o, dtype = xl.shape[0], self.out_channels, xl.dtype
         kcols, per_sample = win.kh * tl.span * xl.shape[3], win.Ho * tl.nt
-        keep = keep and n * per_sample * (kcols + self.bias) * xl.itemsize <= _KEEP_BYTES
+        keep = keep and n * per_sample * (kcols + self.use_bias) * xl.itemsize <= _KEEP_BYTES
         t = self._t = self._toeplitz(tl, dst, kcols, dtype)  # kept for ∂L/∂x in backward
         y = xp.empty((n * per_sample, tl.tile * o), dtype=dtype)
         a = self._kept_buffer(n * per_sample, kcols, dtype, self._kept_slot()) if keep else None
@@ -405,7 +415,7 @@ class Conv2D(WindowedLayer):
         all of ``a`` at once when given (kept), else blocks of a few samples (about
         ``_FUSE_BYTES``) in the shared temporary."""
         n, per_sample = xl.shape[0], win.Ho * tl.nt
-        per = n if a is not None else self._per_block(per_sample, kcols + self.bias, xl.itemsize)
+        per = n if a is not None else self._per_block(per_sample, kcols + self.use_bias, xl.itemsize)
         if a is None:
             a = self._column_block(min(per, n) * per_sample, kcols, xl.dtype)
         for s in range(0, n, per):
@@ -417,9 +427,9 @@ class Conv2D(WindowedLayer):
     def _toeplitz(self, tl, dst, kcols, dtype):
         """T of ``_row_product`` from the current weights (and the bias as its last row)."""
         o = self.out_channels
-        t = backend.xp.zeros((kcols + self.bias, tl.tile * o), dtype=dtype)
+        t = backend.xp.zeros((kcols + self.use_bias, tl.tile * o), dtype=dtype)
         t.reshape(-1)[dst] = self.params["weight"].reshape(1, -1)
-        if self.bias:
+        if self.use_bias:
             t[kcols].reshape(tl.tile, o)[...] = self.params["bias"]
         return t
 
@@ -451,14 +461,14 @@ class Conv2D(WindowedLayer):
         """∂L/∂W and ∂L/∂b from G_tiles (N·H_out·nt, tile·O) and A."""
         xp = backend.xp
         o = self.out_channels
-        dt = xp.empty((kcols + self.bias, tl.tile * o), dtype=g.dtype)
+        dt = xp.empty((kcols + self.use_bias, tl.tile * o), dtype=g.dtype)
         if self._cols is not None:
             gemm.matmul(self._cols.T, g, dt)
         else:
             for rows, block in self._row_blocks(self._xl, win, tl, kcols):
                 gemm.matmul(block.T, g[rows], dt, accumulate=rows.start > 0)
         self.grads["weight"][...] = dt.reshape(-1)[dst].sum(axis=0).reshape(self.grads["weight"].shape)
-        if self.bias:
+        if self.use_bias:
             self.grads["bias"][...] = dt[kcols].reshape(tl.tile, o).sum(axis=0)
 
     @staticmethod
@@ -468,8 +478,8 @@ class Conv2D(WindowedLayer):
 
     def _column_block(self, rows: int, ncol: int, dtype):
         """The shared block of X_col, (rows, ncol + bias), with the bias column of ones."""
-        buf = _shared_temp((rows, ncol + self.bias), dtype, "cols")
-        if self.bias:
+        buf = _shared_temp((rows, ncol + self.use_bias), dtype, "cols")
+        if self.use_bias:
             buf[:, ncol] = 1
         return buf
 
@@ -483,7 +493,7 @@ class Conv2D(WindowedLayer):
         if self._pointwise:
             cols = xl.reshape(m, ncol)  # 1×1 kernel, stride 1: the input itself, no copy
             y = cols @ w
-            if self.bias:
+            if self.use_bias:
                 y += self.params["bias"]
         else:
             self._rows = xl.shape[3] <= _ROW_MAX_CHANNELS
@@ -493,7 +503,7 @@ class Conv2D(WindowedLayer):
             elif self._direct:
                 cols, y = None, self._direct_forward(xl, win, w, training)
             else:
-                if self.bias:
+                if self.use_bias:
                     w = backend.xp.concatenate([w, self.params["bias"][None, :]])
                 cols, y = self._product(xl, win, w, ncol, keep=training)
         self._cols, self._xl, self._wmat, self._n, self._fwin = cols, xl, w, n, win
@@ -514,12 +524,12 @@ class Conv2D(WindowedLayer):
         # X_col again block by block (see _product): ∂L/∂W_mat = Σ_blocks X_colᵀ G, and
         # ∂L/∂X_col = G W_matᵀ followed by col2im, while the block is in cache
         hw = win.Ho * win.Wo
-        per = self._per_block(hw, ncol + self.bias, g.itemsize)
+        per = self._per_block(hw, ncol + self.use_bias, g.itemsize)
         rows = min(per, n) * hw
         trainable = self._trainable
         if trainable:
             cols = self._column_block(rows, ncol, g.dtype)
-            dwmat = xp.empty((ncol + self.bias, o), dtype=g.dtype)
+            dwmat = xp.empty((ncol + self.use_bias, o), dtype=g.dtype)
         if input_grad:
             wt = self._wmat_t(ncol)
             dcols = _shared_temp((rows, ncol), g.dtype, "dcols")
@@ -542,7 +552,7 @@ class Conv2D(WindowedLayer):
     def _set_weight_grads(self, dwmat, win, c, o, ncol):
         """∂L/∂W from ∂L/∂W_mat (last row ∂L/∂b when the bias rides along)."""
         self.grads["weight"][...] = dwmat[:ncol].reshape(win.kh, win.kw, c, o).transpose(3, 2, 0, 1)
-        if self.bias and not self._pointwise:
+        if self.use_bias and not self._pointwise:
             self.grads["bias"][...] = dwmat[ncol]
 
     def _backward_kept(self, g, win, n, c, ncol, input_grad):
@@ -552,7 +562,7 @@ class Conv2D(WindowedLayer):
         o = self.out_channels
         if self._trainable:
             self._set_weight_grads(_matmul_tn_chunked(self._cols, g), win, c, o, ncol)  # X_colᵀ G
-            if self.bias and self._pointwise:
+            if self.use_bias and self._pointwise:
                 xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=self.grads["bias"])
         if not input_grad:
             return None
@@ -606,7 +616,7 @@ class Conv2D(WindowedLayer):
         ncol, hw, t = win.kh * win.kw * c, win.Ho * win.Wo, grad_out.shape[0]
         g = grad_out.transpose(0, 1, 3, 4, 2)  # (T, N, H_out, W_out, O)
         dw = sink(prefix + "weight") if self._trainable else None
-        db = sink(prefix + "bias") if self._trainable and self.bias else None
+        db = sink(prefix + "bias") if self._trainable and self.use_bias else None
         if dw is not None or db is not None:
             cols = xp.empty((n * hw, ncol), dtype=grad_out.dtype)
             windows.im2col(self._xl, cols, win)
@@ -627,5 +637,14 @@ class Conv2D(WindowedLayer):
         padding = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": padding, "dilation": list(self.dilation),
-                "bias": self.bias, "init": serialize(self.init), "bias_init": serialize(self.bias_init),
+                "use_bias": self.use_bias, "init": serialize(self.init), "bias_init": serialize(self.bias_init),
                 **super().get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """The layer of a config; configs written before ``use_bias`` say ``"bias"``, and
+        load the same (without a warning: the user loading an old file did nothing wrong)."""
+        config = dict(config)
+        if "bias" in config:
+            config["use_bias"] = config.pop("bias")
+        return cls(**config)
