@@ -29,8 +29,8 @@ def kernels(request, monkeypatch):
 @pytest.fixture(params=["im2col", "row_tiles"])
 def conv_product(request, monkeypatch):
     """Run a test once with each of Conv2D's two products, whatever the channel count:
-    im2col with W_mat, or row tiles with a banded weight matrix (``_ROW_MAX_CHANNELS``)."""
-    from bpnn.nn import conv
+    im2col with W_mat, or row tiles with a banded weight matrix (``ROW_MAX_CHANNELS``)."""
+    from bpnn.nn import _conv_strategies
 
-    monkeypatch.setattr(conv, "_ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
+    monkeypatch.setattr(_conv_strategies, "ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
     return request.param

@@ -121,9 +121,9 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     x1, x2 = rng.standard_normal((4, 1, 5, 5)), rng.standard_normal((4, 1, 5, 5))
     y1 = conv.forward(x1, training=True)
     y1_copy = y1.copy()
-    buf = conv._scratch["cols0"]
+    buf = conv._buffers.array("cols0")
     y2 = conv.forward(x2, training=True)
-    assert conv._scratch["cols0"] is buf  # same memory, step after step
+    assert conv._buffers.array("cols0") is buf  # same memory, step after step
     np.testing.assert_array_equal(y1, y1_copy)  # an earlier output is never overwritten
     assert not np.shares_memory(y1, y2)
     g1 = conv.backward(np.ones_like(y2))
@@ -131,16 +131,16 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     assert not np.shares_memory(g1, g2)
     # a smaller batch (the last of an epoch) uses the front of the same buffer
     conv.forward(x1[:3], training=True)
-    assert conv._scratch["cols0"] is buf
+    assert conv._buffers.array("cols0") is buf
 
 
 def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels, conv_product, monkeypatch):
-    """More channels and an X_col above _KEEP_BYTES: X_col is filled block by block in a
+    """More channels and an X_col above KEEP_BYTES: X_col is filled block by block in a
     temporary shared by all layers and refilled in backward, so no layer keeps it; results
     do not depend on the sharing."""
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
-    monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
 
     a, b = _built(Conv2D(3, 3, padding=1), (2, 5, 5)), _built(Conv2D(2, 3, padding=1), (3, 5, 5))
     rng = np.random.default_rng(0)
@@ -155,37 +155,37 @@ def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels,
     np.testing.assert_array_equal(ya, ya_copy)
     np.testing.assert_array_equal(a.backward(ga), dxa_alone)  # refilled from a's own input
     np.testing.assert_array_equal(a.grads["weight"], dwa_alone)
-    assert not a._scratch and not b._scratch
-    assert ("cols", "numpy", "<f8") in vars(conv_module._SCRATCH)  # the one block, shared
+    assert not a._buffers and not b._buffers
+    assert ("cols", "numpy", "<f8") in strategies.shared_buffers()  # the one block, shared
 
 
 @pytest.mark.parametrize("channels,rows", [(1, True), (6, True), (7, False), (16, False)])
 def test_few_input_channels_take_the_row_tile_product(channels, rows):
-    """The product is chosen by the input channels (``_ROW_MAX_CHANNELS``, measured); both
+    """The product is chosen by the input channels (``ROW_MAX_CHANNELS``, measured); both
     give the same numbers (the parity and gradient tests run each on every case)."""
     conv = _built(Conv2D(4, 5, padding=2), (channels, 9, 9))
     conv.forward(np.random.default_rng(0).standard_normal((2, channels, 9, 9)), training=True)
-    assert bool(conv.__dict__.get("_row_plans")) == rows
+    assert bool(conv._row_plans) == rows
     if not rows:
-        assert conv._cols.shape == (2 * 9 * 9, 5 * 5 * channels + 1)  # X_col with its bias column
+        assert conv._strategy.cols.shape == (2 * 9 * 9, 5 * 5 * channels + 1)  # X_col with its bias column
     else:  # tiles of W_out = 9: no divisor from 8 to 4, so tiles of 6, the last past the edge
         (tl, _), = conv._row_plans.values()
         assert (tl.tile, tl.nt, tl.span) == (6, 2, 10)
-        assert conv._cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
+        assert conv._strategy.cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
 
 
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, "same"), (2, 2, 0)])
 def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_product, monkeypatch, stride, dilation, padding):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     x = np.random.default_rng(0).standard_normal((5, 3, 7, 6))
     results = []
     for keep in (1 << 40, 0):
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
-        monkeypatch.setattr(conv_module, "_FUSE_BYTES", 3000)  # blocks of a sample or two
+        monkeypatch.setattr(strategies, "KEEP_BYTES", keep)
+        monkeypatch.setattr(strategies, "FUSE_BYTES", 3000)  # blocks of a sample or two
         conv = _built(Conv2D(4, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
         y = conv.forward(x, training=True)
-        assert (conv._cols is not None) == bool(keep)
+        assert (conv._strategy.cols is not None) == bool(keep)
         dx = conv.backward(np.cos(y))
         results.append((y, dx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
     for a, b in zip(*results):
@@ -196,15 +196,15 @@ def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_produ
 def test_blockwise_products_equal_whole_batch_products(kernels, conv_product, monkeypatch, channels):
     """X_col is filled and multiplied block by block of samples (training and evaluation),
     and ∂L/∂x computed block by block: the results equal one product over the batch."""
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     conv = _built(Conv2D(4, 3, padding=1), (channels, 6, 5))
     x = np.random.default_rng(0).standard_normal((11, channels, 6, 5))
     R = np.random.default_rng(1).standard_normal((11, 4, 6, 5))
     results = {}
     for block in (1 << 30, 4000):  # one block; blocks of a few samples
-        monkeypatch.setattr(conv_module, "_FUSE_BYTES", block)
-        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", block)
+        monkeypatch.setattr(strategies, "FUSE_BYTES", block)
+        monkeypatch.setattr(strategies, "BLOCK_BYTES", block)
         y_eval = conv.forward(x, training=False)
         gx_eval = conv.backward(R)  # a backward after an evaluation forward still works
         gw_eval = conv.grads["weight"].copy()
@@ -363,21 +363,24 @@ def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monke
     vector width, Conv2D reads its padded input in place instead of filling X_col."""
     from bpnn import _kernels
     from bpnn._kernels import gemm
+    from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
     monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
     conv = _built(Conv2D(out, 3, padding=1), (8, 6, 5), dtype=np.dtype(dtype))
     x = np.random.default_rng(0).standard_normal((3, 8, 6, 5)).astype(dtype)
     conv.forward(x, training=True)
-    assert conv._direct == (direct and _kernels.enabled())
+    assert isinstance(conv._strategy, Direct) == (direct and _kernels.enabled())
     monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
     conv.forward(x, training=True)
-    assert not conv._direct
+    assert not isinstance(conv._strategy, Direct)
 
 
 def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
     """The padded copy of the input is a buffer kept across steps whose border is written
     once: images of another size must not leave values where the border is."""
+    from bpnn.nn._conv_strategies import Buffers
+
     conv = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
     rng = np.random.default_rng(0)
     fresh = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
@@ -386,7 +389,7 @@ def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
         x = rng.standard_normal(shape) + 5  # no zeros anywhere inside the images
         y = conv.forward(x, training=True)
         np.testing.assert_allclose(y, fresh.forward(x, training=True), rtol=1e-12)
-        fresh.__dict__["_scratch"] = {}  # a new buffer every time
+        fresh._buffers = Buffers()  # a new buffer every time
 
 
 @pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 0), stride=(1, 2), dilation=2), dict(padding=0)],
@@ -396,6 +399,7 @@ def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatc
     samples, convolving them and adding its share of ∂L/∂W."""
     from bpnn import _kernels
     from bpnn._kernels import gemm, parallel
+    from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
     monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
@@ -410,7 +414,7 @@ def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatc
             monkeypatch.setattr(parallel, "SPLIT_MULTIPLY_ADDS", threshold)
             conv = _built(Conv2D(16, 3, **kw), (8, 7, 9))
             y = conv.forward(x, training=True)
-            assert conv._direct
+            assert isinstance(conv._strategy, Direct)
             gx = conv.backward(np.cos(y))
             results.append((y, gx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
     finally:

@@ -317,10 +317,10 @@ def test_lenet5_adam_training_steps_match_torch():
 # --------------------------------------------------------------------------- weight sharing
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
 def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, conv_product, monkeypatch, kept):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     if not kept:  # X_col (or A) refilled in backward from each use's own input
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
     conv = Conv2D(3, 3, padding=1)
     model = Sequential([conv, Tanh(), MaxPool2D(2), conv, ReLU(), Flatten(), Dense(2)], seed=0, dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
@@ -343,15 +343,17 @@ def test_one_direct_convolution_used_twice_sums_its_gradients_as_torch(kernels):
     tmodel = to_torch(model)
     assert tmodel[0] is tmodel[3]
     assert_parity(model, x, training=True)
-    assert conv._direct == (kernels == "numba")
+    from bpnn.nn._conv_strategies import Direct
+
+    assert isinstance(conv._strategy, Direct) == (kernels == "numba")
 
 
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
 def test_one_residual_block_used_twice_matches_torch(conv_product, monkeypatch, kept):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     if not kept:
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
     block = Residual([Conv2D(2, 3, padding=1), BatchNorm(), ReLU(), Conv2D(2, 3, padding=1)])
     model = Sequential([block, ReLU(), block, GlobalAvgPool2D(), Dense(2)], seed=1, dtype="float64")
     x = np.random.default_rng(2).standard_normal((3, 2, 5, 5))

@@ -242,7 +242,7 @@ def test_every_registered_layer_passes_gradcheck(name):
 
 def test_conv2d_gradcheck_on_each_product(conv_product):
     """Conv2D computes with im2col or with row tiles depending on its input channels
-    (``_ROW_MAX_CHANNELS``): every conv2d case, forced through each of the two."""
+    (``ROW_MAX_CHANNELS``): every conv2d case, forced through each of the two."""
     failures, _ = _gradcheck_cases("conv2d", Conv2D, LAYER_CASES["conv2d"])
     assert not failures, "\n\n".join(failures)
 
