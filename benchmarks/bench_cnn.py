@@ -79,13 +79,13 @@ def bpnn_model(config, seed):
                   nn.MaxPool2D(2), nn.Flatten(), nn.Dense(120), nn.ReLU(), nn.Dense(84), nn.ReLU(), nn.Dense(10)]
     else:
         def block(c, stride):
-            body = [nn.Conv2D(c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
-                    nn.Conv2D(c, 3, padding=1, bias=False), nn.BatchNorm()]
-            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, bias=False),
+            body = [nn.Conv2D(c, 3, stride=stride, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
+                    nn.Conv2D(c, 3, padding=1, use_bias=False), nn.BatchNorm()]
+            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, use_bias=False),
                                                             nn.BatchNorm()])
             return nn.Residual(body, shortcut=short)
 
-        layers = [nn.Conv2D(16, 3, padding=1, bias=False), nn.BatchNorm(), nn.ReLU(),
+        layers = [nn.Conv2D(16, 3, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
                   block(16, 1), nn.ReLU(), block(32, 2), nn.ReLU(), nn.GlobalAvgPool2D(), nn.Dense(10)]
     return bpnn.Sequential(layers, input_shape=(1, 28, 28), seed=seed)
 
@@ -387,8 +387,9 @@ def kernel_bench(repeats=20):
     on the residual CNN's first block (float32)."""
     import numpy as np
 
-    from bpnn import _conv_kernels as K
     from bpnn import _kernels
+    from bpnn._geometry import Window
+    from bpnn._kernels import windows as K
 
     if not _kernels.enabled():
         print("numba kernels are disabled (BPNN_DISABLE_NUMBA or numba missing); nothing to compare")
@@ -399,7 +400,7 @@ def kernel_bench(repeats=20):
     for name, (n, h, c, k, p) in {"conv1 (1x28x28, 5x5 pad 2)": (64, 28, 1, 5, 2),
                                   "conv2 (6x14x14, 5x5)": (64, 14, 6, 5, 0)}.items():
         ho = h + 2 * p - k + 1
-        win = K.Window(k, k, 1, 1, p, p, 1, 1, h, h, ho, ho)
+        win = Window(k, k, 1, 1, p, p, 1, 1, h, h, ho, ho)
         x = rng.random((n, h, h, c), dtype=f32)
         cols = np.empty((n * ho * ho, k * k * c + 1), f32)
         dcols = rng.random((n * ho * ho, k * k * c), dtype=f32)
@@ -413,7 +414,7 @@ def kernel_bench(repeats=20):
         cases.append((f"col2im row tiles {name}", lambda d=da, dx=np.empty_like(x), tw=tl.window: K.col2im(d, dx, tw)))
         cases.append((f"col2im  {name}", lambda d=dcols, dx=dx, win=win: K.col2im(d, dx, win)))
     for name, (n, h, c) in {"pool1 (6x28x28)": (64, 28, 6), "pool2 (16x10x10)": (64, 10, 16)}.items():
-        win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)
+        win = Window(2, 2, 2, 2, 0, 0, 1, 1, h, h, h // 2, h // 2)
         x = rng.random((n, h, h, c), dtype=f32)
         out = np.empty((n, h // 2, h // 2, c), f32)
         arg = np.empty(out.shape, np.uint8)
@@ -426,17 +427,18 @@ def kernel_bench(repeats=20):
     # the residual CNN's first block (16 channels, 3x3, 28x28): the three products of one
     # block of X_col (1568 rows: two images) in the register-tile kernels against OpenBLAS,
     # and a whole Conv2D forward and backward (direct convolution against im2col + OpenBLAS)
-    from bpnn import _gemm, nn
+    from bpnn import nn
+    from bpnn._kernels import gemm
 
-    if _gemm.enabled():
+    if gemm.enabled():
         m, kc = 1568, 145
         a_, w_ = rng.random((m, kc), dtype=f32), rng.random((kc, 16), dtype=f32)
         g_, wt_ = rng.random((m, 16), dtype=f32), rng.random((16, 144), dtype=f32)
         y_, dw_, dc_ = np.empty((m, 16), f32), np.empty((kc, 16), f32), np.empty((m, 144), f32)
-        cases.append(("tiles X_col W (1568x145 . 145x16)", lambda: _gemm.matmul(a_, w_, y_)))
-        cases.append(("tiles X_col^T G (145x1568 . 1568x16)", lambda: _gemm.matmul(a_.T, g_, dw_)))
-        cases.append(("tiles G W^T (1568x16 . 16x144)", lambda: _gemm.matmul(g_, wt_, dc_)))
-        conv = nn.Conv2D(16, 3, padding=1, bias=False)
+        cases.append(("tiles X_col W (1568x145 . 145x16)", lambda: gemm.matmul(a_, w_, y_)))
+        cases.append(("tiles X_col^T G (145x1568 . 1568x16)", lambda: gemm.matmul(a_.T, g_, dw_)))
+        cases.append(("tiles G W^T (1568x16 . 16x144)", lambda: gemm.matmul(g_, wt_, dc_)))
+        conv = nn.Conv2D(16, 3, padding=1, use_bias=False)
         conv.build((16, 28, 28), 0, f32)
         xi = rng.random((64, 16, 28, 28), dtype=f32)
         gi = rng.random((64, 16, 28, 28), dtype=f32)

@@ -12,13 +12,14 @@ def kernels(request, monkeypatch):
     """Run a test once with the compiled kernels and once with the NumPy fallbacks.
 
     The compiled ones include the register-tile products and the direct convolution
-    (``bpnn._gemm``), on any CPU: they are used only with AVX-512 but compute the same
-    numbers with narrower vectors."""
-    from bpnn import _gemm, _kernels
+    (``bpnn._kernels.gemm``), on any CPU: they are used only with AVX-512 but compute the
+    same numbers with narrower vectors."""
+    from bpnn import _kernels
+    from bpnn._kernels import gemm
 
     if request.param == "numba":
         pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
-        monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+        monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
     before = _kernels.enabled()
     _kernels.set_enabled(request.param == "numba")
     yield request.param
@@ -28,8 +29,8 @@ def kernels(request, monkeypatch):
 @pytest.fixture(params=["im2col", "row_tiles"])
 def conv_product(request, monkeypatch):
     """Run a test once with each of Conv2D's two products, whatever the channel count:
-    im2col with W_mat, or row tiles with a banded weight matrix (``_ROW_MAX_CHANNELS``)."""
-    from bpnn.nn import conv
+    im2col with W_mat, or row tiles with a banded weight matrix (``ROW_MAX_CHANNELS``)."""
+    from bpnn.nn import _conv_strategies
 
-    monkeypatch.setattr(conv, "_ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
+    monkeypatch.setattr(_conv_strategies, "ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
     return request.param

@@ -37,12 +37,38 @@ def test_output_shape(kw, shape, expected):
 
 
 def test_in_channels_are_inferred_and_weights_are_oihw():
-    model = Sequential([Conv2D(4, (3, 2), bias=True), ReLU()], seed=0)
+    model = Sequential([Conv2D(4, (3, 2), use_bias=True), ReLU()], seed=0)
     model.forward(np.zeros((2, 3, 6, 6), dtype=np.float32))
     conv = model[0]
     assert conv.params["weight"].shape == (4, 3, 3, 2) and conv.params["bias"].shape == (4,)
     assert conv.params["weight"].dtype == np.float32
-    assert Conv2D(2, 3, bias=False).build((1, 5, 5)) and "bias" not in Conv2D(2, 3, bias=False).params
+    assert Conv2D(2, 3, use_bias=False).build((1, 5, 5)) and "bias" not in Conv2D(2, 3, use_bias=False).params
+
+
+def test_the_old_bias_keyword_warns_and_means_use_bias():
+    with pytest.warns(DeprecationWarning, match=r"Conv2D\(bias=\.\.\.\) is deprecated; use Conv2D\(use_bias=\.\.\.\)"):
+        old = Conv2D(8, 3, bias=False)
+    new = Conv2D(8, 3, use_bias=False)
+    assert old.use_bias is False and old.get_config() == new.get_config() and repr(old) == repr(new)
+    assert not hasattr(old, "bias")  # the flag is use_bias; "bias" is the parameter's key
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"bias: got bias=False and use_bias=0; "
+                                                                           r"pass use_bias only"):
+        Conv2D(8, 3, use_bias=0, bias=False)
+
+
+def test_a_config_written_with_bias_still_loads_without_a_warning():
+    """Model files and configs from before ``use_bias`` say ``"bias": false``."""
+    import warnings
+
+    config = Conv2D(8, 3, use_bias=False).get_config()
+    old = {k: v for k, v in config.items() if k != "use_bias"}
+    old["bias"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        conv = layers.get({"class_name": "conv2d", "config": old})
+    assert conv.use_bias is False and conv.get_config() == config
+    conv.build((2, 5, 5))
+    assert "bias" not in conv.params
 
 
 def test_images_of_another_size_are_accepted_as_in_torch():
@@ -52,7 +78,7 @@ def test_images_of_another_size_are_accepted_as_in_torch():
 
 
 def test_config_round_trip_through_the_registry():
-    conv = Conv2D(8, (3, 5), stride=(2, 1), padding="same", dilation=2, bias=False, init="he_normal")
+    conv = Conv2D(8, (3, 5), stride=(2, 1), padding="same", dilation=2, use_bias=False, init="he_normal")
     clone = layers.get(layers.serialize(conv))
     assert isinstance(clone, Conv2D) and clone.get_config() == conv.get_config()
     assert repr(clone) == repr(conv)
@@ -81,7 +107,7 @@ def test_output_is_a_channels_last_view_and_the_next_layer_reads_it_without_a_co
     y = conv.forward(np.random.default_rng(0).standard_normal((3, 2, 6, 6)))
     assert y.shape == (3, 5, 4, 4)
     assert y.transpose(0, 2, 3, 1).flags.c_contiguous  # memory order (N, H, W, C)
-    from bpnn.nn.conv import channels_last
+    from bpnn.nn._images import channels_last
 
     assert np.shares_memory(channels_last(y), y)  # what the next image layer reads: no copy
     x_nchw = np.zeros((1, 2, 3, 3))
@@ -95,9 +121,9 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     x1, x2 = rng.standard_normal((4, 1, 5, 5)), rng.standard_normal((4, 1, 5, 5))
     y1 = conv.forward(x1, training=True)
     y1_copy = y1.copy()
-    buf = conv._scratch["cols0"]
+    buf = conv._buffers.array("cols0")
     y2 = conv.forward(x2, training=True)
-    assert conv._scratch["cols0"] is buf  # same memory, step after step
+    assert conv._buffers.array("cols0") is buf  # same memory, step after step
     np.testing.assert_array_equal(y1, y1_copy)  # an earlier output is never overwritten
     assert not np.shares_memory(y1, y2)
     g1 = conv.backward(np.ones_like(y2))
@@ -105,16 +131,16 @@ def test_im2col_buffer_is_reused_across_steps_and_outputs_are_not(kernels):
     assert not np.shares_memory(g1, g2)
     # a smaller batch (the last of an epoch) uses the front of the same buffer
     conv.forward(x1[:3], training=True)
-    assert conv._scratch["cols0"] is buf
+    assert conv._buffers.array("cols0") is buf
 
 
 def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels, conv_product, monkeypatch):
-    """More channels and an X_col above _KEEP_BYTES: X_col is filled block by block in a
+    """More channels and an X_col above KEEP_BYTES: X_col is filled block by block in a
     temporary shared by all layers and refilled in backward, so no layer keeps it; results
     do not depend on the sharing."""
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
-    monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
 
     a, b = _built(Conv2D(3, 3, padding=1), (2, 5, 5)), _built(Conv2D(2, 3, padding=1), (3, 5, 5))
     rng = np.random.default_rng(0)
@@ -129,37 +155,37 @@ def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels,
     np.testing.assert_array_equal(ya, ya_copy)
     np.testing.assert_array_equal(a.backward(ga), dxa_alone)  # refilled from a's own input
     np.testing.assert_array_equal(a.grads["weight"], dwa_alone)
-    assert not a._scratch and not b._scratch
-    assert ("cols", "numpy", "<f8") in vars(conv_module._SCRATCH)  # the one block, shared
+    assert not a._buffers and not b._buffers
+    assert ("cols", "numpy", "<f8") in strategies.shared_buffers()  # the one block, shared
 
 
 @pytest.mark.parametrize("channels,rows", [(1, True), (6, True), (7, False), (16, False)])
 def test_few_input_channels_take_the_row_tile_product(channels, rows):
-    """The product is chosen by the input channels (``_ROW_MAX_CHANNELS``, measured); both
+    """The product is chosen by the input channels (``ROW_MAX_CHANNELS``, measured); both
     give the same numbers (the parity and gradient tests run each on every case)."""
     conv = _built(Conv2D(4, 5, padding=2), (channels, 9, 9))
     conv.forward(np.random.default_rng(0).standard_normal((2, channels, 9, 9)), training=True)
-    assert bool(conv.__dict__.get("_row_plans")) == rows
+    assert bool(conv._row_plans) == rows
     if not rows:
-        assert conv._cols.shape == (2 * 9 * 9, 5 * 5 * channels + 1)  # X_col with its bias column
+        assert conv._strategy.cols.shape == (2 * 9 * 9, 5 * 5 * channels + 1)  # X_col with its bias column
     else:  # tiles of W_out = 9: no divisor from 8 to 4, so tiles of 6, the last past the edge
         (tl, _), = conv._row_plans.values()
         assert (tl.tile, tl.nt, tl.span) == (6, 2, 10)
-        assert conv._cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
+        assert conv._strategy.cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
 
 
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, "same"), (2, 2, 0)])
 def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_product, monkeypatch, stride, dilation, padding):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     x = np.random.default_rng(0).standard_normal((5, 3, 7, 6))
     results = []
     for keep in (1 << 40, 0):
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", keep)
-        monkeypatch.setattr(conv_module, "_FUSE_BYTES", 3000)  # blocks of a sample or two
+        monkeypatch.setattr(strategies, "KEEP_BYTES", keep)
+        monkeypatch.setattr(strategies, "FUSE_BYTES", 3000)  # blocks of a sample or two
         conv = _built(Conv2D(4, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
         y = conv.forward(x, training=True)
-        assert (conv._cols is not None) == bool(keep)
+        assert (conv._strategy.cols is not None) == bool(keep)
         dx = conv.backward(np.cos(y))
         results.append((y, dx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
     for a, b in zip(*results):
@@ -170,15 +196,15 @@ def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_produ
 def test_blockwise_products_equal_whole_batch_products(kernels, conv_product, monkeypatch, channels):
     """X_col is filled and multiplied block by block of samples (training and evaluation),
     and ∂L/∂x computed block by block: the results equal one product over the batch."""
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     conv = _built(Conv2D(4, 3, padding=1), (channels, 6, 5))
     x = np.random.default_rng(0).standard_normal((11, channels, 6, 5))
     R = np.random.default_rng(1).standard_normal((11, 4, 6, 5))
     results = {}
     for block in (1 << 30, 4000):  # one block; blocks of a few samples
-        monkeypatch.setattr(conv_module, "_FUSE_BYTES", block)
-        monkeypatch.setattr(conv_module, "_BLOCK_BYTES", block)
+        monkeypatch.setattr(strategies, "FUSE_BYTES", block)
+        monkeypatch.setattr(strategies, "BLOCK_BYTES", block)
         y_eval = conv.forward(x, training=False)
         gx_eval = conv.backward(R)  # a backward after an evaluation forward still works
         gw_eval = conv.grads["weight"].copy()
@@ -296,8 +322,10 @@ def test_images_smaller_than_the_dilated_kernel_get_a_clear_error():
     (dict(out_channels=2, kernel_size=3, padding=-1), r"padding: got -1"),
     (dict(out_channels=2, kernel_size=3, dilation=(1, 0)), r"dilation: got \(1, 0\)"),
     (dict(out_channels=2, kernel_size=3, bias="yes"), r"bias: got 'yes'; expected True or False"),
+    (dict(out_channels=2, kernel_size=3, use_bias="yes"), r"use_bias: got 'yes'; expected True or False"),
     (dict(out_channels=2, kernel_size=3, init="he_normel"), r"he_normal"),
 ])
+@pytest.mark.filterwarnings(r"ignore:Conv2D\(bias=\.\.\.\) is deprecated:DeprecationWarning")
 def test_bad_arguments_name_the_argument_and_the_valid_values(kw, match):
     with pytest.raises(ValueError, match=match):
         Conv2D(**kw)
@@ -333,31 +361,35 @@ def test_lenet5_learns_mnist_digits():
 def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, dtype, out, direct):
     """With the register-tile kernels (AVX-512 and numba) and O a multiple of their
     vector width, Conv2D reads its padded input in place instead of filling X_col."""
-    from bpnn import _gemm, _kernels
+    from bpnn import _kernels
+    from bpnn._kernels import gemm
+    from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
     conv = _built(Conv2D(out, 3, padding=1), (8, 6, 5), dtype=np.dtype(dtype))
     x = np.random.default_rng(0).standard_normal((3, 8, 6, 5)).astype(dtype)
     conv.forward(x, training=True)
-    assert conv._direct == (direct and _kernels.enabled())
-    monkeypatch.setattr(_gemm, "_avx512", lambda: False)
+    assert isinstance(conv._strategy, Direct) == (direct and _kernels.enabled())
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
     conv.forward(x, training=True)
-    assert not conv._direct
+    assert not isinstance(conv._strategy, Direct)
 
 
 def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
     """The padded copy of the input is a buffer kept across steps whose border is written
     once: images of another size must not leave values where the border is."""
-    conv = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    from bpnn.nn._conv_strategies import Buffers
+
+    conv = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
     rng = np.random.default_rng(0)
-    fresh = _built(Conv2D(16, 3, padding=2, bias=False), (8, 6, 6))
+    fresh = _built(Conv2D(16, 3, padding=2, use_bias=False), (8, 6, 6))
     fresh.params["weight"][...] = conv.params["weight"]
     for shape in [(2, 8, 6, 6), (2, 8, 5, 7), (1, 8, 6, 6), (2, 8, 6, 6)]:
         x = rng.standard_normal(shape) + 5  # no zeros anywhere inside the images
         y = conv.forward(x, training=True)
         np.testing.assert_allclose(y, fresh.forward(x, training=True), rtol=1e-12)
-        fresh.__dict__["_scratch"] = {}  # a new buffer every time
+        fresh._buffers = Buffers()  # a new buffer every time
 
 
 @pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 0), stride=(1, 2), dilation=2), dict(padding=0)],
@@ -365,11 +397,13 @@ def test_the_padded_input_keeps_its_zero_border_across_image_sizes(kernels):
 def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatch, kw):
     """Long direct convolutions split the batch between threads, each part padding its
     samples, convolving them and adding its share of ∂L/∂W."""
-    from bpnn import _gemm, _kernels, _threads
+    from bpnn import _kernels
+    from bpnn._kernels import gemm, parallel
+    from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
-    monkeypatch.setattr(_threads, "threads", lambda: 3)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(parallel, "threads", lambda: 3)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 8, 7, 9))
     results = []
@@ -377,10 +411,10 @@ def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatc
     _kernels.set_enabled(True)
     try:
         for threshold in (10 ** 12, 0):
-            monkeypatch.setattr(_gemm, "_SPLIT_MULTIPLY_ADDS", threshold)
+            monkeypatch.setattr(parallel, "SPLIT_MULTIPLY_ADDS", threshold)
             conv = _built(Conv2D(16, 3, **kw), (8, 7, 9))
             y = conv.forward(x, training=True)
-            assert conv._direct
+            assert isinstance(conv._strategy, Direct)
             gx = conv.backward(np.cos(y))
             results.append((y, gx, conv.grads["weight"].copy(), conv.grads["bias"].copy()))
     finally:

@@ -1,11 +1,13 @@
-"""The convolution kernels (numba and NumPy fallback) against plain-loop references."""
+"""The convolution and pooling kernels (bpnn._kernels.windows; numba and NumPy fallback)
+against plain-loop references."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bpnn import _conv_kernels as K
 from bpnn import _kernels
+from bpnn._geometry import Window
+from bpnn._kernels import windows as K
 
 GEOMETRIES = [
     # N, C, H, W, kh, kw, stride (h, w), padding (top, left), dilation (h, w)
@@ -21,7 +23,7 @@ GEOMETRIES = [
 def _window(N, C, H, W, kh, kw, s, p, d):
     Ho = (H + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
     Wo = (W + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
-    return K.Window(kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], H, W, Ho, Wo)
+    return Window(kh, kw, s[0], s[1], p[0], p[1], d[0], d[1], H, W, Ho, Wo)
 
 
 def _reference_cols(x, win):
@@ -139,7 +141,7 @@ def test_pooling_kernels_match_loop_references(kernels, geom):
 
 
 def test_max_pool_ties_go_to_the_first_position_in_scan_order(kernels):
-    win = K.Window(2, 2, 2, 2, 0, 0, 1, 1, 2, 4, 1, 2)
+    win = Window(2, 2, 2, 2, 0, 0, 1, 1, 2, 4, 1, 2)
     x = np.array([[[1., 1.], [3., 3.]], [[3., 3.], [3., 3.]]]).reshape(1, 2, 4, 1)
     out, arg = np.empty((1, 1, 2, 1)), np.empty((1, 1, 2, 1), np.uint8)
     K.max_pool(x, out, arg, win)
@@ -149,34 +151,12 @@ def test_max_pool_ties_go_to_the_first_position_in_scan_order(kernels):
 def test_the_switch_selects_the_numpy_fallback(monkeypatch):
     pytest.importorskip("numba")
     calls = []
-    monkeypatch.setattr(K, "_numba", lambda: calls.append(1) or pytest.fail("numba path taken"))
+    monkeypatch.setattr(K, "_im2col", lambda *args: calls.append(1) or pytest.fail("numba path taken"))
     before = _kernels.enabled()
     try:
         _kernels.set_enabled(False)
         x = np.ones((1, 3, 3, 1))
-        K.im2col(x, np.empty((1, 9)), K.Window(3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 1, 1))
+        K.im2col(x, np.empty((1, 9)), Window(3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 1, 1))
     finally:
         _kernels.set_enabled(before)
     assert not calls
-
-
-def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
-    """numba's cache index hashes a kernel's closure cells, and compiled helpers held in a
-    closure pickle differently in every process: kernels built inside a factory were
-    compiled again by every process (about 1 s each) and added a cache file each time.
-    Every compiled kernel is therefore a module-level function without closure."""
-    pytest.importorskip("numba")
-    from bpnn.diagnostics import _stat_kernels
-
-    from numba.core.registry import CPUDispatcher
-
-    from bpnn import _gemm
-
-    tiles = {name: f for name, f in vars(_gemm._numba()).items() if isinstance(f, CPUDispatcher)}
-    assert {"gemm", "conv_rows", "conv_weight_grad"} <= set(tiles)
-    compiled = {**K._numba(), **_kernels._kernels(), **_stat_kernels.kernels(), **tiles}
-    assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
-    # the tile product's driver alone is compiled in every process: loaded from the cache
-    # it ran at about half the speed (see bpnn._gemm_numba.gemm)
-    uncached = {name for name, d in compiled.items() if d._cache.__class__.__name__ != "FunctionCache"}
-    assert uncached == {"gemm"}, "cache=True on every other kernel"

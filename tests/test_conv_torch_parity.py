@@ -51,14 +51,14 @@ class _TorchGAP(tnn.Module):
 
 
 def _conv_torch(m: Conv2D):
-    win = m._win
+    win = m.window
     pad_after = ((win.Ho - 1) * win.sh + win.dh * (win.kh - 1) + 1 - win.H - win.ph,
                  (win.Wo - 1) * win.sw + win.dw * (win.kw - 1) + 1 - win.W - win.pw)
     conv = tnn.Conv2d(m.input_shape[0], m.out_channels, m.kernel_size, stride=m.stride, padding=0,
-                      dilation=m.dilation, bias=m.bias, dtype=torch.float64)
+                      dilation=m.dilation, bias=m.use_bias, dtype=torch.float64)
     with torch.no_grad():
         conv.weight.copy_(_t(m.params["weight"]))  # OIHW in both
-        if m.bias:
+        if m.use_bias:
             conv.bias.copy_(_t(m.params["bias"]))
     pads = (win.pw, max(pad_after[1], 0), win.ph, max(pad_after[0], 0))
     if not any(pads):
@@ -158,19 +158,19 @@ CONV_CASES = [
     ((2, 3, 9, 8), 4, dict(kernel_size=3, padding=1)),
     ((1, 2, 11, 7), 3, dict(kernel_size=(3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2))),
     ((3, 4, 6, 6), 5, dict(kernel_size=1)),
-    ((2, 3, 7, 9), 2, dict(kernel_size=1, stride=2, bias=False)),
+    ((2, 3, 7, 9), 2, dict(kernel_size=1, stride=2, use_bias=False)),
     ((2, 3, 10, 9), 2, dict(kernel_size=3, stride=2, padding="same")),
     ((2, 2, 7, 7), 3, dict(kernel_size=4, padding="same", dilation=2)),  # odd total: extra pad after
     ((1, 1, 28, 28), 6, dict(kernel_size=5, padding=2)),  # LeNet-5's first layer
     ((2, 1, 8, 13), 4, dict(kernel_size=3, padding=1)),  # one channel, W_out 13: the last tile padded
-    ((2, 1, 9, 12), 3, dict(kernel_size=(2, 3), stride=(2, 3), dilation=(2, 1), padding=(1, 2), bias=False)),
+    ((2, 1, 9, 12), 3, dict(kernel_size=(2, 3), stride=(2, 3), dilation=(2, 1), padding=(1, 2), use_bias=False)),
     ((2, 1, 3, 4), 2, dict(kernel_size=(1, 2), padding=(0, 11))),  # padding wider than a tile's span
     ((1, 3, 2, 2), 2, dict(kernel_size=1, padding=9)),  # and wider than the kernel, several channels
     ((3, 6, 14, 14), 16, dict(kernel_size=5, padding="valid")),  # and its second
     ((2, 5, 8, 8), 3, dict(kernel_size=3, stride=3, dilation=2, padding=3)),
-    # wide enough for the register-tile products (bpnn._gemm: vectors of 8 float64)
+    # wide enough for the register-tile products (bpnn._kernels.gemm: vectors of 8 float64)
     ((2, 8, 7, 9), 16, dict(kernel_size=3, padding=1)),
-    ((3, 9, 9, 10), 24, dict(kernel_size=3, stride=2, dilation=(1, 2), padding=2, bias=False)),
+    ((3, 9, 9, 10), 24, dict(kernel_size=3, stride=2, dilation=(1, 2), padding=2, use_bias=False)),
     ((2, 16, 5, 6), 8, dict(kernel_size=1, stride=2)),
     ((2, 1, 12, 28), 16, dict(kernel_size=3, padding=1)),
     ((2, 8, 5, 6), 8, dict(kernel_size=3, padding=3)),  # padding wider than the kernel: ∂L/∂x drops rows of G
@@ -260,9 +260,9 @@ def test_batchnorm_on_images_matches_batchnorm2d(training, channels_last):
 
 # --------------------------------------------------------------------------- models
 def _residual_cnn(seed, c1=4, c2=6):
-    block = [Conv2D(c2, 3, stride=2, padding=1, bias=False), BatchNorm(), ReLU(),
+    block = [Conv2D(c2, 3, stride=2, padding=1, use_bias=False), BatchNorm(), ReLU(),
              Conv2D(c2, 3, padding="same"), BatchNorm(momentum=0.3)]
-    shortcut = Sequential([Conv2D(c2, 1, stride=2, bias=False), BatchNorm()])  # projection
+    shortcut = Sequential([Conv2D(c2, 1, stride=2, use_bias=False), BatchNorm()])  # projection
     return Sequential([Conv2D(c1, 3, padding=1), BatchNorm(), ReLU(),
                        Residual(block, shortcut=shortcut), ReLU(),
                        Residual([Conv2D(c2, 3, padding=1), BatchNorm(), Tanh()]),
@@ -317,10 +317,10 @@ def test_lenet5_adam_training_steps_match_torch():
 # --------------------------------------------------------------------------- weight sharing
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
 def test_one_conv_used_twice_sums_its_gradients_as_torch(kernels, conv_product, monkeypatch, kept):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     if not kept:  # X_col (or A) refilled in backward from each use's own input
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
     conv = Conv2D(3, 3, padding=1)
     model = Sequential([conv, Tanh(), MaxPool2D(2), conv, ReLU(), Flatten(), Dense(2)], seed=0, dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
@@ -343,15 +343,17 @@ def test_one_direct_convolution_used_twice_sums_its_gradients_as_torch(kernels):
     tmodel = to_torch(model)
     assert tmodel[0] is tmodel[3]
     assert_parity(model, x, training=True)
-    assert conv._direct == (kernels == "numba")
+    from bpnn.nn._conv_strategies import Direct
+
+    assert isinstance(conv._strategy, Direct) == (kernels == "numba")
 
 
 @pytest.mark.parametrize("kept", [True, False], ids=["kept_columns", "refilled_columns"])
 def test_one_residual_block_used_twice_matches_torch(conv_product, monkeypatch, kept):
-    from bpnn.nn import conv as conv_module
+    from bpnn.nn import _conv_strategies as strategies
 
     if not kept:
-        monkeypatch.setattr(conv_module, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
     block = Residual([Conv2D(2, 3, padding=1), BatchNorm(), ReLU(), Conv2D(2, 3, padding=1)])
     model = Sequential([block, ReLU(), block, GlobalAvgPool2D(), Dense(2)], seed=1, dtype="float64")
     x = np.random.default_rng(2).standard_normal((3, 2, 5, 5))

@@ -1,8 +1,9 @@
-"""The register-tile matrix products of the convolution layers (bpnn._gemm)."""
+"""The register-tile matrix products of the convolution layers (bpnn._kernels.gemm)."""
 import numpy as np
 import pytest
 
-from bpnn import _gemm, _kernels
+from bpnn import _kernels
+from bpnn._kernels import gemm
 
 SHAPES = [  # (m, k, n): tile rows and their tails, one to several vectors of columns, column tails
     (1, 1, 16), (5, 3, 16), (37, 29, 48), (100, 145, 16), (1568, 145, 16), (77, 16, 144), (33, 10, 40),
@@ -17,7 +18,7 @@ def tiles(monkeypatch):
     pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
     before = _kernels.enabled()
     _kernels.set_enabled(True)
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
     yield
     _kernels.set_enabled(before)
 
@@ -35,20 +36,20 @@ def test_products_equal_numpys(tiles, rng, dtype, transposed, m, k, n):
     ref = a.astype(np.float64) @ b.astype(np.float64)
     tol = dict(rtol=1e-5, atol=1e-4 * np.sqrt(k)) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     out = np.full((m, n), np.nan, dtype=dtype)
-    assert _gemm.matmul(a, b, out) is out
+    assert gemm.matmul(a, b, out) is out
     np.testing.assert_allclose(out, ref, **tol)
     acc = np.arange(m * n, dtype=dtype).reshape(m, n)
-    _gemm.matmul(a, b, acc, accumulate=True)
+    gemm.matmul(a, b, acc, accumulate=True)
     np.testing.assert_allclose(acc, ref + np.arange(m * n).reshape(m, n), **tol)
 
 
 def test_the_tile_kernels_run_for_whole_vectors_of_columns(tiles, rng, monkeypatch):
     calls = []
-    real = _gemm._numba().gemm
-    monkeypatch.setattr(_gemm._numba(), "gemm", lambda *args: calls.append(args[7:9]) or real(*args))
+    real = gemm.tiles().gemm
+    monkeypatch.setattr(gemm.tiles(), "gemm", lambda *args: calls.append(args[7:9]) or real(*args))
     a, b = _operands(rng, 20, 9, 40, np.float32, False)
     out = np.empty((20, 40), np.float32)
-    _gemm.matmul(a, b, out)
+    gemm.matmul(a, b, out)
     assert calls == [(2, 16)]  # two vectors of 16 float32 columns; the last 8 columns by NumPy
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
 
@@ -58,7 +59,7 @@ def test_strided_outputs_and_views(tiles, rng):
     a, b = _operands(rng, 13, 6, 48, np.float64, False)
     big_b = np.zeros((6, 80)); big_b[:, 16:64] = b
     big_out = np.full((13, 70), -1.0)
-    _gemm.matmul(a, big_b[:, 16:64], big_out[:, 5:53])
+    gemm.matmul(a, big_b[:, 16:64], big_out[:, 5:53])
     np.testing.assert_allclose(big_out[:, 5:53], a @ b, rtol=1e-12)
     assert (big_out[:, :5] == -1).all() and (big_out[:, 53:] == -1).all()
 
@@ -66,7 +67,7 @@ def test_strided_outputs_and_views(tiles, rng):
 @pytest.mark.parametrize("case", ["b_transposed", "int", "mixed_dtypes", "narrow", "disabled"])
 def test_other_operands_go_to_numpy(tiles, rng, monkeypatch, case):
     calls = []
-    monkeypatch.setattr(_gemm, "_numba", lambda: calls.append(1) or pytest.fail("tile kernels used"))
+    monkeypatch.setattr(gemm, "tiles", lambda: calls.append(1) or pytest.fail("tile kernels used"))
     a, b = _operands(rng, 10, 4, 32, np.float64, False)
     out = np.empty((10, 32))
     if case == "b_transposed":
@@ -79,16 +80,16 @@ def test_other_operands_go_to_numpy(tiles, rng, monkeypatch, case):
         b, out = b[:, :7], out[:, :7]
     else:
         _kernels.set_enabled(False)
-    _gemm.matmul(a, b, out)
+    gemm.matmul(a, b, out)
     np.testing.assert_allclose(out, a @ b, rtol=1e-6)
     assert not calls
 
 
 def test_enabled_needs_avx512_and_the_compiled_kernels(monkeypatch):
-    monkeypatch.setattr(_gemm, "_avx512", lambda: False)
-    assert not _gemm.enabled()
-    monkeypatch.setattr(_gemm, "_avx512", lambda: True)
-    assert _gemm.enabled() == _kernels.enabled()
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
+    assert not gemm.enabled()
+    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+    assert gemm.enabled() == _kernels.enabled()
 
 
 # --------------------------------------------------------------------------- direct convolution
@@ -120,11 +121,11 @@ def test_direct_convolution_and_weight_gradient(tiles, rng, dtype, n, h, w, c, o
     taps = np.array([(p * dh * w + q * dw) * c for p in range(kh) for q in range(kw)], dtype=np.int64)
     tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     y = np.full((n, ho, wo, o), np.nan, dtype=dtype)
-    _gemm.conv(x, taps, w4.reshape(-1, o), y, sh, sw)
+    gemm.conv(x, taps, w4.reshape(-1, o), y, sh, sw)
     np.testing.assert_allclose(y, _reference_conv(x, w4, sh, sw, dh, dw, ho, wo), **tol)
     g = rng.standard_normal((n, ho, wo, o)).astype(dtype)
     dw_ = np.ones((kh * kw * c, o), dtype=dtype)
-    _gemm.conv_weight_grad(x, taps, g, dw_, sh, sw)
+    gemm.conv_weight_grad(x, taps, g, dw_, sh, sw)
     ref = np.stack([np.einsum("nhwc,nhwo->co", x[:, p * dh:p * dh + (ho - 1) * sh + 1:sh,
                                                    q * dw:q * dw + (wo - 1) * sw + 1:sw].astype(np.float64), g)
                     for p in range(kh) for q in range(kw)])
@@ -134,7 +135,7 @@ def test_direct_convolution_and_weight_gradient(tiles, rng, dtype, n, h, w, c, o
 def test_direct_convolution_needs_contiguous_arrays(tiles):
     x = np.zeros((1, 4, 4, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="w: got an array of strides"):
-        _gemm.conv(x, np.zeros(1, dtype=np.int64), np.zeros((16, 2), np.float32).T, np.zeros((1, 4, 4, 16), np.float32), 1, 1)
+        gemm.conv(x, np.zeros(1, dtype=np.int64), np.zeros((16, 2), np.float32).T, np.zeros((1, 4, 4, 16), np.float32), 1, 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -148,7 +149,7 @@ def test_weight_gradient_over_the_input_grid_equals_the_row_by_row_one(tiles, rn
     gpad[:, 1:-1, 1:-1] = g
     taps = np.array([(p * (wo + 2) + q) * c for p in range(3) for q in range(3)], dtype=np.int64)
     rows = np.zeros((9 * c, o), dtype=dtype)
-    _gemm.conv_weight_grad(xpad, taps, g, rows, 1, 1)
+    gemm.conv_weight_grad(xpad, taps, g, rows, 1, 1)
     flat = np.zeros((9 * c, o), dtype=dtype)
-    _gemm.conv_weight_grad_flat(xpad, taps, gpad, ((wo + 2) + 1) * o, (ho - 1) * (wo + 2) + wo, flat)
+    gemm.conv_weight_grad_flat(xpad, taps, gpad, ((wo + 2) + 1) * o, (ho - 1) * (wo + 2) + wo, flat)
     np.testing.assert_allclose(flat, rows, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)

@@ -165,11 +165,11 @@ LAYER_CASES: dict[str, list[Case]] = {
         # one channel: tiles of output columns, the last one reaching past W_out = 13 and 7
         Case("one_channel_tiles_stride_dilation", lambda: Conv2D(2, 3, stride=(1, 2), padding=1, dilation=(1, 2)),
              True, ((1, 1, 5, 27), (2, 1, 6, 15))),
-        Case("one_channel_no_bias_odd_width", lambda: Conv2D(3, (2, 4), padding=(1, 2), bias=False), True,
+        Case("one_channel_no_bias_odd_width", lambda: Conv2D(3, (2, 4), padding=(1, 2), use_bias=False), True,
              ((1, 1, 4, 12), (2, 1, 3, 9))),
-        Case("pointwise_no_bias", lambda: Conv2D(3, 1, bias=False), True, ((1, 4, 3, 3), (2, 2, 4, 5))),
+        Case("pointwise_no_bias", lambda: Conv2D(3, 1, use_bias=False), True, ((1, 4, 3, 3), (2, 2, 4, 5))),
         Case("pointwise_stride2", lambda: Conv2D(3, 1, stride=2), True, ((1, 2, 5, 5), (2, 3, 4, 3))),
-        # wide enough for the register-tile products (bpnn._gemm: vectors of 8 float64)
+        # wide enough for the register-tile products (bpnn._kernels.gemm: vectors of 8 float64)
         Case("register_tiles", lambda: Conv2D(16, 3, padding=1), True, ((1, 8, 4, 5), (2, 9, 5, 4))),
     ],
     "max_pool2d": [
@@ -242,7 +242,7 @@ def test_every_registered_layer_passes_gradcheck(name):
 
 def test_conv2d_gradcheck_on_each_product(conv_product):
     """Conv2D computes with im2col or with row tiles depending on its input channels
-    (``_ROW_MAX_CHANNELS``): every conv2d case, forced through each of the two."""
+    (``ROW_MAX_CHANNELS``): every conv2d case, forced through each of the two."""
     failures, _ = _gradcheck_cases("conv2d", Conv2D, LAYER_CASES["conv2d"])
     assert not failures, "\n\n".join(failures)
 

@@ -67,13 +67,13 @@ def random_cnn(seed):
         padding = {"one": 1, "asym": (1, 0)}.get(padding, padding)
         dilation = 2 if rng.random() < 0.25 else 1
         oc = int(rng.integers(2, 5))
-        layers.append(Conv2D(oc, k, stride=stride, padding=padding, dilation=dilation, bias=bool(rng.random() < 0.8)))
+        layers.append(Conv2D(oc, k, stride=stride, padding=padding, dilation=dilation, use_bias=bool(rng.random() < 0.8)))
         if rng.random() < 0.6:
             layers.append(BatchNorm(eps=float(rng.choice([1e-5, 1e-3]))))
         layers.append(ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))]())
         if rng.random() < 0.5:  # identity or 1×1 projection shortcut
             layers.append(Residual([Conv2D(oc, 3, padding="same"), Tanh()]) if rng.random() < 0.5 else
-                          Residual([Conv2D(2, 3, padding="same"), Tanh()], shortcut=Conv2D(2, 1, bias=False)))
+                          Residual([Conv2D(2, 3, padding="same"), Tanh()], shortcut=Conv2D(2, 1, use_bias=False)))
         pool = rng.choice(["max", "avg", "avg_nopad", "none"])
         if pool == "max":
             layers.append(MaxPool2D(2, stride=int(rng.integers(1, 3)), padding=int(rng.integers(0, 2))))

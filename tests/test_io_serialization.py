@@ -54,7 +54,7 @@ IO_CASES: dict[str, list[tuple]] = {
     ],
     "conv2d": [
         (lambda: Sequential([Conv2D(3, 3, padding="same"), BatchNorm(), ReLU(), Flatten(), Dense(2)]), (2, 5, 5)),
-        (lambda: Conv2D(2, (2, 3), stride=2, padding=1, dilation=(1, 2), bias=False), (3, 6, 7)),
+        (lambda: Conv2D(2, (2, 3), stride=2, padding=1, dilation=(1, 2), use_bias=False), (3, 6, 7)),
     ],
     "max_pool2d": [
         (lambda: Sequential([Conv2D(2, 3), MaxPool2D(2), Flatten(), Dense(2)]), (1, 6, 6)),

@@ -79,13 +79,13 @@ def random_cnn_architecture(seed, training):
         oc, stride = int(rng.integers(2, 5)), int(rng.integers(1, 3))
         padding = "same" if stride == 1 and rng.random() < 0.4 else int(rng.integers(0, 2))
         layers.append(Conv2D(oc, int(rng.integers(1, 4)), stride=stride, padding=padding,
-                             dilation=2 if rng.random() < 0.2 else 1, bias=bool(rng.random() < 0.8)))
+                             dilation=2 if rng.random() < 0.2 else 1, use_bias=bool(rng.random() < 0.8)))
         if rng.random() < 0.6:
             layers.append(BatchNorm(momentum=float(rng.choice([0.1, 0.3]))))
         layers.append(ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))]())
         if j == 0 or rng.random() < 0.4:
             layers.append(Residual([Conv2D(oc, 3, padding="same"), Tanh()]) if rng.random() < 0.5 else
-                          Residual([Conv2D(2, 3, padding=1), ReLU()], shortcut=Conv2D(2, 1, bias=False)))
+                          Residual([Conv2D(2, 3, padding=1), ReLU()], shortcut=Conv2D(2, 1, use_bias=False)))
         if rng.random() < 0.5:
             layers.append(MaxPool2D(2, stride=1, padding=int(rng.integers(0, 2))) if rng.random() < 0.5 else
                           AvgPool2D(2, stride=1, padding=1, count_include_pad=bool(rng.random() < 0.5)))

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from bpnn import _kernels, optim
+from bpnn._kernels import optim as optim_kernels
+from bpnn._kernels import relu as relu_kernels
 
 
 def _adam_reference(g, m, v, vmax, b1, b2, eps, t):
@@ -25,7 +27,7 @@ def test_adam_direction_matches_the_formula(kernels, dtype, amsgrad, rng):
     expected = _adam_reference(g.astype(np.float64), m.astype(np.float64), v.astype(np.float64),
                                None if vmax is None else vmax.astype(np.float64), 0.8, 0.99, 1e-3, 3)
     u = g.copy()
-    _kernels.adam_direction(u, m, v, vmax, 0.8, 0.99, 1e-3, 3, np.empty_like(u))
+    optim_kernels.adam_direction(u, m, v, vmax, 0.8, 0.99, 1e-3, 3, np.empty_like(u))
     # float32 rounding of the moment updates: compare on the scale of the values
     rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-13, 0)
     for got, want in zip((u, m, v, vmax), expected):
@@ -36,7 +38,7 @@ def test_adam_direction_matches_the_formula(kernels, dtype, amsgrad, rng):
 def test_axpy(kernels, rng):
     y, x = rng.normal(size=300), rng.normal(size=300)
     want = y - 0.3 * x
-    _kernels.axpy(y, -0.3, x, np.empty_like(y))
+    optim_kernels.axpy(y, -0.3, x, np.empty_like(y))
     np.testing.assert_allclose(y, want, rtol=1e-15)
 
 
@@ -45,7 +47,7 @@ def test_the_switch_changes_the_path():
     try:
         _kernels.set_enabled(False)
         assert not _kernels.enabled()
-        assert not _kernels._use_numba(np.zeros(3))
+        assert not _kernels.use_compiled(np.zeros(3))
     finally:
         _kernels.set_enabled(before)
 
@@ -54,7 +56,7 @@ def test_adam_with_eps_zero_and_a_zero_gradient_gives_nan_like_torch_not_an_exce
     u = np.array([0.0, 1.0])
     m, v = np.zeros(2), np.zeros(2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        _kernels.adam_direction(u, m, v, None, 0.9, 0.999, 0.0, 1, np.empty(2))
+        optim_kernels.adam_direction(u, m, v, None, 0.9, 0.999, 0.0, 1, np.empty(2))
     assert np.isnan(u[0]) and np.isfinite(u[1])
 
 
@@ -167,10 +169,10 @@ def test_relu_and_its_backward_on_every_layout(kernels, layout, rng):
         x, g = x[:, ::2], g[:, ::2]
     elif layout == "mixed":  # gradient and output stored differently
         g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    y = _kernels.relu(x)
+    y = relu_kernels.relu(x)
     np.testing.assert_array_equal(y, np.maximum(x, 0))  # NaN passes through, as np.maximum
     assert np.isnan(y[0, 0, 0, 0])
-    np.testing.assert_array_equal(_kernels.relu_backward(g, y), np.where(y > 0, g, 0))
+    np.testing.assert_array_equal(relu_kernels.relu_backward(g, y), np.where(y > 0, g, 0))
 
 
 def test_a_transform_subclass_that_changes_update_is_not_fused():
@@ -184,3 +186,27 @@ def test_a_transform_subclass_that_changes_update_is_not_fused():
     model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(2,), seed=0)
     assert bpnn.optim.Optimizer([SignAdam()], lr=0.1).attach(model)._fused is None
     assert bpnn.optim.Optimizer([ScaleByAdam()], lr=0.1).attach(model)._fused is not None
+
+
+def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
+    """numba's cache index hashes a kernel's closure cells, and compiled helpers held in a
+    closure pickle differently in every process: kernels built inside a factory were
+    compiled again by every process (about 1 s each) and added a cache file each time.
+    Every compiled kernel is therefore a module-level function without closure."""
+    pytest.importorskip("numba")
+    from numba.core.registry import CPUDispatcher
+
+    from bpnn._kernels import batchnorm, compiler, gemm, stats, windows  # noqa: F401 (their kernels register)
+
+    tiles = {name: f for name, f in vars(gemm.tiles()).items() if isinstance(f, CPUDispatcher)}
+    assert {"gemm", "conv_rows", "conv_weight_grad"} <= set(tiles)
+    kernels = {f"{k.py_func.__module__}.{k.__name__}": k.dispatcher for k in compiler.registered()}
+    assert {f"bpnn._kernels.{name}" for name in ("windows._im2col", "windows._column_taps", "optim._adam",
+                                                 "batchnorm._stats", "relu._relu", "stats.param", "stats.hist")
+            } <= set(kernels)
+    compiled = {**kernels, **tiles}
+    assert {name: d.py_func.__closure__ for name, d in compiled.items() if d.py_func.__closure__} == {}
+    # the tile product's driver alone is compiled in every process: loaded from the cache
+    # it ran at about half the speed (see bpnn._kernels.gemm_tiles.gemm)
+    uncached = {name for name, d in compiled.items() if d._cache.__class__.__name__ != "FunctionCache"}
+    assert uncached == {"gemm"}, "cache=True on every other kernel"

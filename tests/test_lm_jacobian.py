@@ -50,7 +50,7 @@ def _models():
         "conv-maxpool": (lambda: S([bpnn.Conv2D(3, 3, padding=1), bpnn.Tanh(), bpnn.MaxPool2D(2),
                                     bpnn.Conv2D(2, 2, stride=2, dilation=1), bpnn.Flatten(), D(2)]), (3, 2, 6, 6)),
         "conv1ch-avgpool-gap": (lambda: S([bpnn.Conv2D(3, 3, dilation=2, padding="same"), bpnn.Tanh(),
-                                           bpnn.AvgPool2D(2, padding=1), bpnn.Conv2D(2, 1, bias=False),
+                                           bpnn.AvgPool2D(2, padding=1), bpnn.Conv2D(2, 1, use_bias=False),
                                            bpnn.GlobalAvgPool2D(), D(2)]), (4, 1, 5, 6)),
         "conv-residual-bn-eval": (lambda: S([bpnn.Conv2D(2, 3, padding=1),
                                              bpnn.Residual([bpnn.Conv2D(2, 3, padding=1), bpnn.BatchNorm(), bpnn.Tanh()],

@@ -1,4 +1,4 @@
-"""Kernel calls split between threads (bpnn._threads)."""
+"""Kernel calls split between threads (bpnn._kernels.parallel)."""
 import os
 import threading
 import time
@@ -6,13 +6,13 @@ import time
 import numpy as np
 import pytest
 
-from bpnn import _threads
+from bpnn._kernels import parallel
 
 
 @pytest.mark.parametrize("n,threads", [(10, 2), (1, 2), (7, 3), (3, 4), (64, 2), (3, 1)])
 def test_parts_cover_the_range_in_order_the_first_in_the_calling_thread(monkeypatch, n, threads):
-    monkeypatch.setattr(_threads, "threads", lambda: threads)
-    seen = _threads.in_parts(n, lambda a, b: (a, b, threading.get_ident()))
+    monkeypatch.setattr(parallel, "threads", lambda: threads)
+    seen = parallel.in_parts(n, lambda a, b: (a, b, threading.get_ident()))
     bounds = [(a, b) for a, b, _ in seen]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
     assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:]))
@@ -22,27 +22,28 @@ def test_parts_cover_the_range_in_order_the_first_in_the_calling_thread(monkeypa
 
 
 def test_an_exception_in_a_worker_reaches_the_caller(monkeypatch):
-    monkeypatch.setattr(_threads, "threads", lambda: 2)
+    monkeypatch.setattr(parallel, "threads", lambda: 2)
 
     def work(a, b):
         if a > 0:
             raise ValueError("part failed")
 
     with pytest.raises(ValueError, match="part failed"):
-        _threads.in_parts(4, work)
+        parallel.in_parts(4, work)
 
 
 @pytest.fixture
 def split_batch_norm(monkeypatch):
     """Every batch-norm kernel call over images split between three threads."""
     from bpnn import _kernels
+    from bpnn._kernels import batchnorm
 
     pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
     before = _kernels.enabled()
     _kernels.set_enabled(True)
-    monkeypatch.setattr(_kernels, "_SPLIT_ELEMENTS", 1)
-    monkeypatch.setattr(_threads, "threads", lambda: 3)
-    yield _kernels
+    monkeypatch.setattr(parallel, "SPLIT_ELEMENTS", 1)
+    monkeypatch.setattr(parallel, "threads", lambda: 3)
+    yield batchnorm
     _kernels.set_enabled(before)
 
 
@@ -52,18 +53,18 @@ def test_batch_norm_kernels_split_between_threads_equal_numpy(split_batch_norm):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((37, 5)) * 3 + 100  # a large mean: the combination must not lose the variance
     g = rng.standard_normal((37, 5))
-    mean, var = k.bn_rows_stats(x, split=True)
+    mean, var = k.rows_stats(x, split=True)
     np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(var, x.var(axis=0), rtol=1e-11)
     shift, inv, gamma, beta = mean, 1 / np.sqrt(var + 1e-5), rng.random(5), rng.random(5)
-    xhat, y = k.bn_rows_apply(x, shift, inv, gamma, beta, split=True)
+    xhat, y = k.rows_apply(x, shift, inv, gamma, beta, split=True)
     np.testing.assert_allclose(xhat, (x - shift) * inv, rtol=1e-12)
     np.testing.assert_allclose(y, xhat * gamma + beta, rtol=1e-12)
-    dbeta, dgamma = k.bn_rows_grad_sums(g, xhat, split=True)
+    dbeta, dgamma = k.rows_grad_sums(g, xhat, split=True)
     np.testing.assert_allclose(dbeta, g.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(dgamma, (g * xhat).sum(axis=0), rtol=1e-12)
     a, s, sl = rng.random(5), rng.random(5), rng.random(5)
-    np.testing.assert_allclose(k.bn_rows_input_grad(g, xhat, a, s, sl, split=True), a * g - s - xhat * sl, rtol=1e-12)
+    np.testing.assert_allclose(k.rows_input_grad(g, xhat, a, s, sl, split=True), a * g - s - xhat * sl, rtol=1e-12)
 
 
 def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):
@@ -71,8 +72,8 @@ def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):
     import bpnn
 
     calls = []
-    real = _threads.in_parts
-    monkeypatch.setattr(_threads, "in_parts", lambda n, work, **kw: calls.append(n) or real(n, work, **kw))
+    real = parallel.in_parts
+    monkeypatch.setattr(parallel, "in_parts", lambda n, work, **kw: calls.append(n) or real(n, work, **kw))
     bn = bpnn.nn.BatchNorm()
     bn.build((3,), 0, np.float64)
     bn.backward(bn.forward(np.random.default_rng(0).random((8, 3)), training=True))
@@ -85,8 +86,8 @@ def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):
 
 def test_a_part_that_splits_again_runs_whole_in_its_thread(monkeypatch):
     """Nested splits would make the pool's worker wait for itself."""
-    monkeypatch.setattr(_threads, "threads", lambda: 2)
-    out = _threads.in_parts(4, lambda a, b: _threads.in_parts(b - a, lambda i, j: (a + i, a + j)))
+    monkeypatch.setattr(parallel, "threads", lambda: 2)
+    out = parallel.in_parts(4, lambda a, b: parallel.in_parts(b - a, lambda i, j: (a + i, a + j)))
     assert out == [[(0, 1), (1, 2)], [(2, 4)]]
 
 
@@ -94,12 +95,12 @@ def test_a_part_that_splits_again_runs_whole_in_its_thread(monkeypatch):
 def test_a_forked_child_gets_a_pool_of_its_own(monkeypatch):
     """The parent's pool threads do not exist in a forked child (multiprocessing's fork
     start method): the child must not hand parts to them and wait forever."""
-    monkeypatch.setattr(_threads, "threads", lambda: 2)
-    assert _threads.in_parts(4, lambda a, b: b - a) == [2, 2]  # the parent's pool exists
+    monkeypatch.setattr(parallel, "threads", lambda: 2)
+    assert parallel.in_parts(4, lambda a, b: b - a) == [2, 2]  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # child: exit 0 only if the split call completes
         try:
-            ok = _threads.in_parts(4, lambda a, b: b - a) == [2, 2]
+            ok = parallel.in_parts(4, lambda a, b: b - a) == [2, 2]
         finally:
             os._exit(0 if ok else 1)
     deadline = time.time() + 30

@@ -36,7 +36,8 @@ import math
 import numpy as np
 
 from .. import backend
-from . import _stat_kernels as _sk
+from .._kernels import stats as _sk
+from .._kernels import use_compiled
 
 _MISSING = object()
 
@@ -81,7 +82,7 @@ def _output_stats_compiled(y, kind, spread) -> dict:
     c = y.shape[1] if y.ndim >= 2 else 1
     y3 = np.ascontiguousarray(y).reshape(n, c, -1)
     unit_max = np.empty(c)
-    s, ss, count, width = _sk.kernels()["output"](y3, mode, threshold, spread and c > 1, unit_max)
+    s, ss, count, width = _sk.output(y3, mode, threshold, spread and c > 1, unit_max)
     size = y.size
     mean = s / size
     var = ss / size - mean * mean
@@ -103,7 +104,7 @@ def _output_stats_compiled(y, kind, spread) -> dict:
 def output_stats(y, kind: str, spread: bool = True) -> dict:
     """Statistics of a layer output ``y`` (batch axis first); see the module docstring.
     ``spread`` asks for ``unit_spread`` too. One compiled pass when numba is on."""
-    if _sk.use(y):
+    if use_compiled(y):
         return _output_stats_compiled(y, kind, spread)
     xp = backend.xp
     mean, std = _mean_std(y)
@@ -128,8 +129,8 @@ def output_stats(y, kind: str, spread: bool = True) -> dict:
 
 def delta_stats(g) -> dict:
     """Statistics of the back-propagated gradient δ = ∂L/∂(layer output)."""
-    if _sk.use(g):
-        s, ss = _sk.kernels()["moments"](np.ascontiguousarray(g).reshape(-1))
+    if use_compiled(g):
+        s, ss = _sk.moments(np.ascontiguousarray(g).reshape(-1))
         mean = s / g.size
         var = ss / g.size - mean * mean
         return {"delta_rms": math.sqrt(ss / g.size), "delta_std": math.sqrt(var) if var > 0 else 0.0}

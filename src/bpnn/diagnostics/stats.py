@@ -33,8 +33,9 @@ import numpy as np
 from .. import backend
 from .. import losses as losses_mod
 from .._checks import positive
+from .._kernels import stats as _sk
+from .._kernels import use_compiled
 from ..train.callbacks import Callback
-from . import _stat_kernels as _sk
 from .probe import Probe, _mean_std, holders, kind_of, named_leaves
 
 
@@ -79,9 +80,9 @@ def _histogram(flat, lo, hi, bins):
         return None
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    if _sk.use(flat):
+    if use_compiled(flat):
         counts = np.empty(bins, dtype=np.int64)
-        _sk.kernels()["hist"](np.ascontiguousarray(flat), lo, bins / (hi - lo), counts)
+        _sk.hist(np.ascontiguousarray(flat), lo, bins / (hi - lo), counts)
         return {"lo": lo, "hi": hi, "counts": counts.tolist()}
     t = flat.astype(np.float64)  # bin of w: ⌊(w − lo) · scale⌋ in float64, as the kernel
     t -= lo
@@ -101,7 +102,7 @@ def param_stats(module, before, bins) -> dict:
     the weight before the step, for the update-to-weight ratio."""
     w, g = module.params["weight"], module.grads["weight"]
     n = w.size
-    if _sk.use(w, g):
+    if use_compiled(w, g):
         return _param_stats_compiled(w, g, before, bins)
     w_mean, w_std = _mean_std(w)
     g_mean, g_std = _mean_std(g)
@@ -127,7 +128,7 @@ def _param_stats_compiled(w, g, before, bins) -> dict:
     have = before is not None
     bf = np.ascontiguousarray(before).reshape(-1) if have else wf
     counts = np.zeros(bins, dtype=np.int64)
-    ws, wss, gs, gss, bss, dss, lo, hi = _sk.kernels()["param"](wf, gf, bf, have, counts)
+    ws, wss, gs, gss, bss, dss, lo, hi = _sk.param(wf, gf, bf, have, counts)
 
     def std(s, ss):
         m = s / n

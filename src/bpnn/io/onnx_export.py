@@ -111,7 +111,7 @@ def _softplus(g, m, x, prefix):
 
 def _conv2d(g, m, x, prefix):
     (pt, pb), (pl, pr) = padding_pairs(m)
-    inputs = [x, g.param(m, prefix, "weight")] + ([g.param(m, prefix, "bias")] if m.bias else [])
+    inputs = [x, g.param(m, prefix, "weight")] + ([g.param(m, prefix, "bias")] if m.use_bias else [])
     return g.op("Conv", inputs, prefix + "conv", kernel_shape=list(m.kernel_size), strides=list(m.stride),
                 pads=[pt, pl, pb, pr], dilations=list(m.dilation))
 

@@ -53,7 +53,7 @@ def _conv2d(m, dtype):
         raise NotImplementedError(f"Conv2D with padding 'same', stride {m.stride} and uneven padding "
                                   f"{((pt, pb), (pl, pr))} has no single torch.nn.Conv2d equivalent")
     return nn.Conv2d(m.input_shape[0], m.out_channels, m.kernel_size, stride=m.stride, padding=padding,
-                     dilation=m.dilation, bias=m.bias, dtype=dtype)
+                     dilation=m.dilation, bias=m.use_bias, dtype=dtype)
 
 
 def _avg_pool2d(m, dtype):
@@ -137,7 +137,7 @@ def _from_conv2d(t):
         raise NotImplementedError(f"{t}: only groups=1 and padding_mode='zeros' have a bpnn equivalent")
     padding = t.padding if isinstance(t.padding, str) else tuple(t.padding)
     return bnn.Conv2D(t.out_channels, tuple(t.kernel_size), stride=tuple(t.stride), padding=padding,
-                      dilation=tuple(t.dilation), bias=t.bias is not None)
+                      dilation=tuple(t.dilation), use_bias=t.bias is not None)
 
 
 def _from_pool(t):

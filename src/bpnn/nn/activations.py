@@ -7,8 +7,9 @@ in place (a residual block hands the same gradient to two branches).
 from __future__ import annotations
 
 
-from .. import _kernels, backend
+from .. import backend
 from .._checks import in_range, positive
+from .._kernels import relu as relu_kernels
 from .module import Module, layers
 
 
@@ -82,13 +83,13 @@ class ReLU(Activation):
     """
 
     def forward(self, x, training=False):
-        self._y = _kernels.relu(x)
+        self._y = relu_kernels.relu(x)
         return self._y
 
     def backward(self, grad_out, input_grad=True):
         if not input_grad:
             return None
-        return _kernels.relu_backward(grad_out, self._y)
+        return relu_kernels.relu_backward(grad_out, self._y)
 
 
 @layers.register("leaky_relu")

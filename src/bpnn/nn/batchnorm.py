@@ -1,9 +1,10 @@
 """Batch normalization over the channel axis (1-d and 2-d inputs share one class)."""
 from __future__ import annotations
 
-from .. import _kernels, backend
+from .. import backend
 from .. import init as initializers
 from .._checks import in_range, positive
+from .._kernels import batchnorm as kernels
 from .module import Module, layers
 
 
@@ -44,9 +45,9 @@ class BatchNorm(Module):
     Implementation: the layer works on the channels-last (M, C) matrix of its input —
     free for the output of the image layers, which is stored channels-last, and for
     (N, C) inputs; one copy otherwise — with fused one-pass kernels
-    (:mod:`bpnn._kernels`) and float64 per-channel sums. Its output is stored
-    channels-last too. Measured on (64, 16, 28, 28) float32, forward + backward:
-    ~10 ms with NumPy reductions over the strided 4-d array, ~1.6 ms fused.
+    (:mod:`bpnn._kernels.batchnorm`) and float64 per-channel sums, several times faster
+    than NumPy reductions over the strided 4-d array (``benchmarks/README.md``). Its
+    output is stored channels-last too.
 
     Parameters
     ----------
@@ -87,9 +88,9 @@ class BatchNorm(Module):
             )
         x2, unrows = _rows(x)
         dtype = x2.dtype
-        self._images = x.ndim > 2  # large batches of images split between threads (bpnn._kernels)
+        self._images = x.ndim > 2  # large batches of images split between threads (bpnn._kernels.parallel)
         if training:
-            mean, var = _kernels.bn_rows_stats(x2, split=self._images)  # float64
+            mean, var = kernels.rows_stats(x2, split=self._images)  # float64
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -103,7 +104,7 @@ class BatchNorm(Module):
             gamma, beta = self.params["weight"], self.params["bias"]
         else:
             gamma, beta = xp.ones(c, dtype=dtype), xp.zeros(c, dtype=dtype)
-        xhat2, y2 = _kernels.bn_rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta, split=self._images)
+        xhat2, y2 = kernels.rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta, split=self._images)
         self._xhat2, self._unrows = xhat2, unrows
         self._inv_std, self._training, self._m = inv_std, training, m
         return unrows(y2)
@@ -116,7 +117,7 @@ class BatchNorm(Module):
     def backward(self, grad_out, input_grad=True):
         g2, _ = _rows(grad_out)
         xhat2 = self._xhat2
-        dbeta, dgamma = _kernels.bn_rows_grad_sums(g2, xhat2, split=self._images)  # float64
+        dbeta, dgamma = kernels.rows_grad_sums(g2, xhat2, split=self._images)  # float64
         if self.affine and self._trainable:
             self.grads["weight"][...] = dgamma
             self.grads["bias"][...] = dbeta
@@ -127,8 +128,8 @@ class BatchNorm(Module):
             return self._unrows(g2 * scale)
         m, s64 = self._m, scale.astype(backend.xp.float64)
         dtype = g2.dtype
-        dx2 = _kernels.bn_rows_input_grad(g2, xhat2, scale, (s64 * dbeta / m).astype(dtype),
-                                          (s64 * dgamma / m).astype(dtype), split=self._images)
+        dx2 = kernels.rows_input_grad(g2, xhat2, scale, (s64 * dbeta / m).astype(dtype),
+                                       (s64 * dgamma / m).astype(dtype), split=self._images)
         return self._unrows(dx2)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):

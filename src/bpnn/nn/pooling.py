@@ -3,34 +3,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _conv_kernels as kernels
+from .. import _geometry as geometry
 from .. import backend
-from .conv import _pair, _window, as_nchw, channels_last, check_images, window_for
+from .._kernels import windows
+from ._images import WindowedLayer, as_nchw, channels_last, check_images
 from .module import Module, layers
 
 
-class _Pool2D(Module):
+class _Pool2D(WindowedLayer):
     """Shared arguments and geometry of the windowed pooling layers (no parameters)."""
 
     _name = "Pool2D"
 
     def __init__(self, kernel_size=2, stride=None, padding=0, dilation=1):
         super().__init__()
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else _pair("stride", stride)
-        self.padding = _pair("padding", padding, allow_zero=True)
-        self.dilation = _pair("dilation", dilation)
+        self.kernel_size = geometry.pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else geometry.pair("stride", stride)
+        self.padding = geometry.pair("padding", padding, allow_zero=True)
+        self.dilation = geometry.pair("dilation", dilation)
         for p, k, d, axis in zip(self.padding, self.kernel_size, self.dilation, ("height", "width")):
-            if 2 * p > d * (k - 1) + 1:
+            if 2 * p > geometry.kernel_extent(k, d):
                 raise ValueError(
                     f"padding: got {padding!r}; padding must be at most half the (dilated) kernel "
-                    f"({d * (k - 1) + 1} along the {axis}), as in PyTorch, so that every window "
+                    f"({geometry.kernel_extent(k, d)} along the {axis}), as in PyTorch, so that every window "
                     f"holds at least one pixel")
+        self._fwin = None  # the window of the last forward
 
     def _build(self, input_shape):
-        self._win = _window(type(self).__name__, input_shape, self.kernel_size, self.stride,
-                            self.padding, self.dilation)
-        return (input_shape[0], self._win.Ho, self._win.Wo)
+        win = self._build_window(input_shape)
+        return (input_shape[0], win.Ho, win.Wo)
 
     def get_config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
@@ -68,13 +69,17 @@ class MaxPool2D(_Pool2D):
     Output size: H_out = ⌊(H + 2p_h − d_h(kh − 1) − 1)/s_h⌋ + 1 (PyTorch's floor mode).
     """
 
+    def __init__(self, kernel_size=2, stride=None, padding=0, dilation=1):
+        super().__init__(kernel_size, stride, padding, dilation)
+        self._arg = None  # the window position of each maximum, from the last forward
+
     def forward(self, x, training=False):
-        xp, win = backend.xp, window_for(self, x)
+        xp, win = backend.xp, self._window_for(x)
         xl = channels_last(x)
         n, c = xl.shape[0], xl.shape[3]
         out = xp.empty((n, win.Ho, win.Wo, c), dtype=xl.dtype)
         arg = xp.empty(out.shape, dtype=np.uint8 if win.kh * win.kw <= 256 else np.int32)
-        kernels.max_pool(xl, out, arg, win)
+        windows.max_pool(xl, out, arg, win)
         self._arg, self._fwin = arg, win
         return as_nchw(out)
 
@@ -82,7 +87,7 @@ class MaxPool2D(_Pool2D):
         if not input_grad:
             return None
         g, dx, win = self._grad_buffers(grad_out)
-        kernels.max_pool_backward(g, self._arg, dx, win)
+        windows.max_pool_backward(g, self._arg, dx, win)
         return as_nchw(dx)
 
 
@@ -114,10 +119,10 @@ class AvgPool2D(_Pool2D):
         self.count_include_pad = count_include_pad
 
     def forward(self, x, training=False):
-        win = window_for(self, x)
+        win = self._window_for(x)
         xl = channels_last(x)
         out = backend.xp.empty((xl.shape[0], win.Ho, win.Wo, xl.shape[3]), dtype=xl.dtype)
-        kernels.avg_pool(xl, out, win, self.count_include_pad)
+        windows.avg_pool(xl, out, win, self.count_include_pad)
         self._fwin = win
         return as_nchw(out)
 
@@ -125,7 +130,7 @@ class AvgPool2D(_Pool2D):
         if not input_grad:
             return None
         g, dx, win = self._grad_buffers(grad_out)
-        kernels.avg_pool_backward(g, dx, win, self.count_include_pad)
+        windows.avg_pool_backward(g, dx, win, self.count_include_pad)
         return as_nchw(dx)
 
     def get_config(self):
@@ -144,9 +149,13 @@ class GlobalAvgPool2D(Module):
     Backward: ∂L/∂x[n, c, h, w] = ∂L/∂y[n, c] / (H·W).
     """
 
+    def __init__(self):
+        super().__init__()
+        self._hw = None  # (H, W) of the last forward
+
     def _build(self, input_shape):
         if len(input_shape) != 3:
-            _window("GlobalAvgPool2D", input_shape, (1, 1), (1, 1), (0, 0), (1, 1))
+            geometry.window("GlobalAvgPool2D", input_shape, (1, 1), (1, 1), (0, 0), (1, 1))
         return (input_shape[0],)
 
     def forward(self, x, training=False):
@@ -156,8 +165,8 @@ class GlobalAvgPool2D(Module):
         n, c, h, w = x.shape
         xp = backend.xp
         weights = xp.full(h * w, 1.0 / (h * w), dtype=x.dtype)
-        # the mean as a matrix-vector product over the memory order: 7x faster than
-        # x.mean(axis=(2, 3)) for (64, 32, 14, 14) float32 stored channels-last (27 vs 200 µs)
+        # the mean as a matrix-vector product over the memory order: much faster than
+        # x.mean(axis=(2, 3)) over channels-last data (benchmarks/README.md)
         xl = x.transpose(0, 2, 3, 1)
         if xl.flags.c_contiguous:
             return xp.matmul(weights, xl.reshape(n, h * w, c))

@@ -15,7 +15,8 @@ and config (``nn`` may not import ``optim``); ``bpnn.optim`` re-exports them.
 """
 from __future__ import annotations
 
-from .. import _checks, _kernels, backend
+from .. import _checks, backend
+from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
 
 regularizers = Registry("regularizer")
@@ -58,7 +59,7 @@ class L2(Regularizer):
     def add_to(self, w, g) -> float:
         if not self.l2:
             return 0.0
-        return 0.5 * self.l2 * _kernels.l2_penalty_grad(g, w, self.l2)
+        return 0.5 * self.l2 * kernels.l2_penalty_grad(g, w, self.l2)
 
     def get_config(self):
         return {"l2": self.l2}
@@ -80,7 +81,7 @@ class L1(Regularizer):
     def add_to(self, w, g) -> float:
         if not self.l1:
             return 0.0
-        return self.l1 * _kernels.l1_penalty_grad(g, w, self.l1)
+        return self.l1 * kernels.l1_penalty_grad(g, w, self.l1)
 
     def get_config(self):
         return {"l1": self.l1}

@@ -1,7 +1,8 @@
 """The optimizer facade: a chain of transforms with a familiar ``step()``."""
 from __future__ import annotations
 
-from .. import _checks, _kernels, backend
+from .. import _checks, backend
+from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
 from .clipping import ClipByGlobalNorm, ClipByValue
 from .constraints import MaxNorm
@@ -123,7 +124,7 @@ class Optimizer(Configurable):
         [AddDecoupledWeightDecay(λ_d)] (zero decays dropped), the learning rate applied
         here — Adam, AdamW, SGD with torch-form momentum, each with ``clip_norm``. Same
         arithmetic as the chain, without the copy of the gradient and the separate
-        update pass (Adam on 5.8M float32 parameters: 5.7 → 3.7 ms a step); clipping
+        update pass (see ``benchmarks/README.md``); clipping
         takes one reading pass for the norm and enters the pass as a factor. Returns
         (step or None, the ClipByGlobalNorm to apply as that factor or None)."""
         pairs = [(t, s) for t, s in zip(self.transforms, self.state)
@@ -137,8 +138,8 @@ class Optimizer(Configurable):
         if self._lr_inside or len(pairs) > 1:
             return None, None
         if not pairs:  # plain gradient descent
-            return (lambda params, grads, t, lr, scale: _kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
-                                                                          0.0, False, False, scale)), clip
+            return (lambda params, grads, t, lr, scale: kernels.sgd_step(params, grads, None, lr, wd, dwd, 0.0,
+                                                                         0.0, False, False, scale)), clip
         transform, state = pairs[0]
         if _defined_in(type(transform), "fused") is not _defined_in(type(transform), "update"):
             return None, None  # e.g. a subclass that changes update(): its fused step would not be its arithmetic
@@ -161,7 +162,7 @@ class Optimizer(Configurable):
             raise ValueError(f"lr: the schedule gave {lr!r} at step {self.step_count}; expected a value > 0")
         self.step_count += 1
         t = self.step_count
-        if self._fused is not None and _kernels.fusable(flat.params, flat.grads):
+        if self._fused is not None and kernels.fusable(flat.params, flat.grads):
             clip = self._fused_clip
             self._fused(flat.params, flat.grads, t, lr, 1.0 if clip is None else clip.scale(flat.grads))
         else:
@@ -177,7 +178,7 @@ class Optimizer(Configurable):
         u[...] = flat.grads
         for transform, state in zip(self.transforms, self.state):
             u = transform.update(u, state, flat.params, t, lr)
-        _kernels.axpy(flat.params, -1.0 if self._lr_inside else -lr, u, self._tmp)
+        kernels.axpy(flat.params, -1.0 if self._lr_inside else -lr, u, self._tmp)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

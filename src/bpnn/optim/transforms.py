@@ -17,7 +17,8 @@ each optimizer's file; this file holds the base class and the pieces shared by m
 """
 from __future__ import annotations
 
-from .. import _checks, _kernels, backend
+from .. import _checks, backend
+from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
 
 transforms = Registry("transform")
@@ -74,7 +75,7 @@ class AddWeightDecay(Transform):
         if self.weight_decay:
             if "_tmp" not in state:  # scratch for the NumPy path, made on first use
                 state["_tmp"] = backend.xp.empty_like(u)
-            _kernels.axpy(u, self.weight_decay, params, state["_tmp"])
+            kernels.axpy(u, self.weight_decay, params, state["_tmp"])
         return u
 
     def get_config(self):
@@ -138,8 +139,8 @@ class Momentum(Transform):
         mu, tau, nesterov = self.momentum, self.dampening, self.nesterov
 
         def step(params, grads, t, lr, grad_scale):
-            _kernels.sgd_step(params, grads, buf, lr, weight_decay, decoupled_weight_decay, mu, tau, nesterov,
-                              t == 1, grad_scale)
+            kernels.sgd_step(params, grads, buf, lr, weight_decay, decoupled_weight_decay, mu, tau, nesterov,
+                             t == 1, grad_scale)
         return step
 
     def update(self, u, state, params, t, lr):
@@ -154,11 +155,11 @@ class Momentum(Transform):
             backend.xp.multiply(u, scale, out=buf)
         else:
             buf *= self.momentum
-            _kernels.axpy(buf, (1.0 - self.dampening) * scale, u)
+            kernels.axpy(buf, (1.0 - self.dampening) * scale, u)
         if self.nesterov:
             if classic:
                 u *= lr
-            _kernels.axpy(u, self.momentum, buf)
+            kernels.axpy(u, self.momentum, buf)
             return u
         u[...] = buf
         return u
@@ -198,7 +199,7 @@ class ScaleByAdam(Transform):
     m_t = β₁ m + (1 − β₁) u,  v_t = β₂ v + (1 − β₂) u²,
     u ← (m_t / (1 − β₁ᵗ)) / (√v_t / √(1 − β₂ᵗ) + ε)   (ε outside the square root);
     with ``amsgrad`` the running maximum of v_t replaces v_t in the denominator
-    (Reddi et al. 2018). One fused pass over the parameters (``bpnn._kernels``).
+    (Reddi et al. 2018). One fused pass over the parameters (``bpnn._kernels.optim``).
     """
 
     def __init__(self, betas=(0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False):
@@ -219,16 +220,16 @@ class ScaleByAdam(Transform):
         m, v, (b1, b2), eps = state["exp_avg"], state["exp_avg_sq"], self.betas, self.eps
 
         def step(params, grads, t, lr, grad_scale):
-            _kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay,
-                               grad_scale)
+            kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay,
+                              grad_scale)
         return step
 
     def update(self, u, state, params, t, lr):
         b1, b2 = self.betas
         if "_tmp" not in state:  # scratch for the NumPy path, made on first use
             state["_tmp"] = backend.xp.empty_like(u)
-        _kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                b1, b2, self.eps, t, state["_tmp"])
+        kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                               b1, b2, self.eps, t, state["_tmp"])
         return u
 
     def get_config(self):

@@ -1,28 +1,27 @@
-"""One-pass statistics kernels for LayerStats, compiled with numba when it is installed.
+"""One-pass statistics kernels for :mod:`bpnn.diagnostics` (LayerStats, the probes).
 
-Measured reason (``benchmarks/bench_stats.py``, `bpnn compare`'s default network: 21
-small layers, 43 steps per epoch): computed as NumPy reductions, one observation of
-the network took some 300 small array operations — about 0.8 ms, two training steps —
-so statistics every epoch cost ~7 % of training. Each kernel below makes ONE pass over
-one array and returns every number the statistics need from it.
-
-numba is optional (``bpnn[fast]``) and switched by :mod:`bpnn._kernels` (the same
-``BPNN_DISABLE_NUMBA`` and ``set_enabled``); without it the callers use their NumPy
-code, which computes the same quantities (tests run both).
+Computed as NumPy reductions, one observation of a network is a few hundred small array
+operations; each kernel here makes ONE pass over one array and returns every number the
+statistics need from it. The callers keep NumPy code that computes the same quantities,
+taken when :func:`bpnn._kernels.use_compiled` says no (tests compare the two). Sums are
+float64 and may be reassociated (SIMD partial sums), but not with "nnan"/"ninf": a
+non-finite weight must still show in the sums.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _kernels
-
-_compiled = None
+from .compiler import kernel
 
 # modes of the output kernel
 PLAIN, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
+#: numba's fastmath flags of the summing kernels
+_REDUCE = {"reassoc", "contract", "arcp", "nsz"}
 
-def _output_kernel(y, mode, threshold, spread, unit_max):
+
+@kernel()
+def output(y, mode, threshold, spread, unit_max):
     # y: (N, C, R) — samples, units (channels), positions. Returns
     # (Σy, Σy², count, width): count = saturated outputs (sigmoid: |y − ½| > threshold,
     # tanh: |y| > threshold) or non-zero outputs (ReLU); width = max over (n, r) of
@@ -63,7 +62,8 @@ def _output_kernel(y, mode, threshold, spread, unit_max):
     return s, ss, count, width
 
 
-def _moments_kernel(a):
+@kernel(fastmath=_REDUCE)
+def moments(a):
     s = 0.0
     ss = 0.0
     for i in range(a.shape[0]):
@@ -73,10 +73,11 @@ def _moments_kernel(a):
     return s, ss
 
 
-def _param_kernel(w, g, b, have_before, counts):
+@kernel(fastmath=_REDUCE)
+def param(w, g, b, have_before, counts):
     # One pass over a weight, its gradient and (optionally) its value before the step:
     # Σw, Σw², Σg, Σg², Σb², Σ(b − w)², min w, max w; then, when counts has bins, a
-    # second pass for the histogram of w over [min, max] (see _hist_kernel).
+    # second pass for the histogram of w over [min, max] (see hist).
     ws = 0.0
     wss = 0.0
     gs = 0.0
@@ -108,11 +109,12 @@ def _param_kernel(w, g, b, have_before, counts):
         a, z = lo, hi
         if z <= a:
             a, z = a - 0.5, z + 0.5
-        _hist_kernel(w, a, bins / (z - a), counts)
+        hist(w, a, bins / (z - a), counts)
     return ws, wss, gs, gss, bss, dss, lo, hi
 
 
-def _hist_kernel(w, lo, scale, counts):
+@kernel()
+def hist(w, lo, scale, counts):
     # bin of w: ⌊(w − lo) · scale⌋ in float64, exactly as the NumPy path computes it
     bins = counts.shape[0]
     for j in range(bins):
@@ -124,25 +126,3 @@ def _hist_kernel(w, lo, scale, counts):
         elif k < 0:
             k = 0
         counts[k] += 1
-
-
-def kernels():
-    """The compiled kernels (compiled on first use, cached on disk by numba)."""
-    global _compiled
-    if _compiled is None:
-        import numba
-
-        jit = numba.njit(cache=True, nogil=True)
-        # Sums may be reassociated (SIMD partial sums in float64): several times faster.
-        # No "nnan"/"ninf": a non-finite weight must still show in the sums.
-        reduce = numba.njit(fastmath={"reassoc", "contract", "arcp", "nsz"}, cache=True, nogil=True)
-        hist = jit(_hist_kernel)
-        _compiled = {"output": jit(_output_kernel), "moments": reduce(_moments_kernel), "hist": hist}
-        globals()["_hist_kernel"] = hist  # called from inside the param kernel
-        _compiled["param"] = reduce(_param_kernel)
-    return _compiled
-
-
-def use(a, b=None) -> bool:
-    """Whether to take the compiled path for these arrays (numba on, NumPy arrays)."""
-    return _kernels._active and type(a) is np.ndarray and (b is None or type(b) is np.ndarray)

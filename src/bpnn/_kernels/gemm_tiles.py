@@ -1,6 +1,7 @@
-"""The compiled part of :mod:`bpnn._gemm`: register-tile kernels written in LLVM IR
-through numba intrinsics, and the loops that call them. Imported only when numba is
-installed and the compiled kernels are enabled.
+"""The compiled part of :mod:`bpnn._kernels.gemm`: register-tile kernels written in LLVM
+IR through numba intrinsics, and the loops that call them. Imported by
+:func:`bpnn._kernels.gemm.tiles` on first use, only when numba is installed and the
+compiled kernels are enabled.
 
 A tile kernel ``_k{R}x{V}`` computes an R × V·L block of C = A B, L = 64 bytes / itemsize
 lanes (16 float32, 8 float64), as R·V vector accumulators kept in registers over the
@@ -108,12 +109,10 @@ def _tile(rows: int, nvec: int):
     return tile
 
 
-# Tile shapes measured on the development machine (AVX-512, float32, one thread, shapes
-# of 3×3 convolutions with 16 channels): 24 accumulators per tile; for one vector of
-# columns 24 rows ran at 190-214 GFLOP/s against 160-190 for 8-14 rows; for 144 columns
-# 6-8 rows × 3 vectors 210-225 against 150-180 for 12 × 2, 6 × 4 or 2 × 9. The other
-# heights fit rows of a convolution's output (W_out = 28: 2 × 14; 14: 2 × 7 for 2
-# vectors) and the remainders.
+# The tile shapes: 24 accumulators per tile; 24 rows for one vector of columns, 6-8 rows
+# for three (the fastest heights at the shapes of 3×3 convolutions with 16 channels, see
+# benchmarks/README.md); the other heights fit rows of a convolution's output (W_out = 28:
+# 2 × 14; 14: 2 × 7 for 2 vectors) and the remainders.
 _k28x1, _k24x1, _k16x1, _k14x1, _k12x1, _k8x1, _k4x1, _k1x1 = (_tile(r, 1) for r in (28, 24, 16, 14, 12, 8, 4, 1))
 _k14x2, _k12x2, _k8x2, _k7x2, _k6x2, _k4x2, _k1x2 = (_tile(r, 2) for r in (14, 12, 8, 7, 6, 4, 1))
 _k8x3, _k7x3, _k6x3, _k4x3, _k1x3 = (_tile(r, 3) for r in (8, 7, 6, 4, 1))
@@ -126,8 +125,8 @@ ONE_TAP = np.zeros(1, dtype=np.int64)
 def _run(rows, nvec, a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate):
     """One tile of ``rows`` × ``nvec`` vectors (a height of ``HEIGHTS``). A chain of ifs
     because each tile shape is its own intrinsic: one intrinsic holding every shape
-    behind an LLVM switch ran the 28-row tile of ``conv_rows`` at 167-178 GFLOP/s against
-    201-205 (same run, alternating), though it let ``gemm`` be cached (see there)."""
+    behind an LLVM switch ran the tiles of ``conv_rows`` slower, though it let ``gemm``
+    be cached (see there)."""
     if nvec == 1:
         if rows == 28:
             _k28x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
@@ -202,11 +201,10 @@ def _groups(nvec):
 
 
 # Not cached on disk, unlike every other kernel: loaded from numba's cache, this function
-# ran its products at 110-125 GFLOP/s, compiled in the process at 195-220 (1568 × 145 ·
-# 145 × 16, float32, one thread; reproduced in five pairs of processes; the kernels
-# below it, which call the same tiles, run as fast either way). Compiling it costs about
-# 0.8 s per signature in each process (the tiles it calls come from the cache); epochs
-# got faster by 3-4 % (LeNet-5 0.97×, the residual CNN 0.96×, paired).
+# ran its products far slower than the same function compiled in the process (the
+# kernels below it, which call the same tiles, run as fast either way). Compiling
+# it anew in each process (the tiles it calls come from the cache) costs less than it
+# gains: training epochs got faster. Measurements: benchmarks/README.md.
 @numba.njit(cache=False, nogil=True)
 def gemm(a, a_rs, a_cs, b, c, m, k, nvec, lanes, accumulate):
     """C[:m, :nvec·lanes] (+)= A B with A (m, k) at ``a`` with element strides (a_rs, a_cs),
