@@ -46,7 +46,7 @@ def test_in_channels_are_inferred_and_weights_are_oihw():
 
 
 def test_the_old_bias_keyword_warns_and_means_use_bias():
-    with pytest.warns(DeprecationWarning, match=r"Conv2D\(bias=\.\.\.\) is deprecated; use Conv2D\(use_bias=\.\.\.\)"):
+    with pytest.warns(DeprecationWarning, match=r"Conv2D\(bias=\.\.\.\) is deprecated.*use Conv2D\(use_bias=\.\.\.\)"):
         old = Conv2D(8, 3, bias=False)
     new = Conv2D(8, 3, use_bias=False)
     assert old.use_bias is False and old.get_config() == new.get_config() and repr(old) == repr(new)

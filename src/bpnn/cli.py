@@ -125,7 +125,7 @@ def _compare(args) -> int:
     if not args.no_report:
         from bpnn.report import figures
 
-        figures._mpl()  # fail now, not after the study, when matplotlib is missing
+        figures.require_matplotlib()  # fail now, not after the study, when matplotlib is missing
     out = spec.out or os.path.join("bpnn-runs", _time.strftime("compare-%Y%m%d-%H%M%S"))
     spec = spec.replace(out=out)
     n_runs = len(spec.runs())

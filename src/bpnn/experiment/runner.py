@@ -122,7 +122,7 @@ def _execute(spec, runs, data, progress):
                 results.append(run_one(run, data, spec))
                 bar.update(1)
             return results
-        with _backend(spec):
+        with _JoblibBackend(spec):
             try:
                 parallel = joblib.Parallel(n_jobs=spec.n_jobs, return_as="generator_unordered")
                 for result in parallel(joblib.delayed(run_one)(run, data, spec) for run in runs):
@@ -144,7 +144,7 @@ def _execute(spec, runs, data, progress):
         bar.close()
 
 
-class _backend:
+class _JoblibBackend:
     """joblib's backend for the study: loky by default; dask or ray when asked."""
 
     def __init__(self, spec):

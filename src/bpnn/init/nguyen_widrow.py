@@ -15,14 +15,15 @@ _RANGES = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0)}
 
 
 def _dense_then_activation(model):
-    """(Dense, activation class name) pairs in the order the layers run, for Sequential models."""
-    from ..nn import Dense, Sequential
+    """(Dense, activation class name) pairs in the order the layers run, for Sequential models.
 
-    if not isinstance(model, Sequential):
+    Layers are recognized by their registry names ("sequential", "dense"), so that this
+    module, below ``bpnn.nn`` in the import order, needs no import of the layer classes."""
+    if getattr(model, "registry_name", None) != "sequential":
         raise ValueError(f"model: Nguyen–Widrow initializes a Sequential model, got {type(model).__name__}")
     layers = list(model.layers)
     for i, layer in enumerate(layers):
-        if isinstance(layer, Dense):
+        if getattr(layer, "registry_name", None) == "dense":
             nxt = type(layers[i + 1]).__name__ if i + 1 < len(layers) else None
             yield layer, nxt
 

@@ -159,12 +159,12 @@ def _optimizer_entry(optimizer, model):
             f"optimizer: {type(optimizer).__name__} is not a registered optimizer; register it with "
             f"@bpnn.optim.optimizers.register(name)"
         ) from None
-    flat = getattr(optimizer, "_flat", None)
+    flat = getattr(optimizer, "bound_parameters", None)
     arrays = {}
     if flat is None:  # never attached: configuration only
         entry.update(state=None, state_keys=None)
         return entry, arrays
-    if flat is not getattr(model, "_flat", None):
+    if not model.is_packed_as(flat):
         raise ValueError("optimizer: it is attached to a different model (or to another set of "
                          "trainable parameters); pass the optimizer that trains this model")
     state = optimizer.state_dict()

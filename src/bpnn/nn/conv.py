@@ -4,12 +4,11 @@ How each computation runs, and the buffers it keeps, is in :mod:`bpnn.nn._conv_s
 """
 from __future__ import annotations
 
-import warnings
-
 from .. import _geometry as geometry
 from .. import backend
 from .. import init as initializers
 from .._checks import positive
+from .._deprecation import warn_renamed
 from .._kernels import windows
 from . import _conv_strategies as strategies
 from ._images import WindowedLayer, as_nchw, channels_last
@@ -79,8 +78,7 @@ class Conv2D(WindowedLayer):
         self.dilation = geometry.pair("dilation", dilation)
         name = "use_bias"
         if bias is not None:
-            warnings.warn("Conv2D(bias=...) is deprecated; use Conv2D(use_bias=...), as Dense does",
-                          DeprecationWarning, stacklevel=2)
+            warn_renamed("Conv2D(bias=...)", "Conv2D(use_bias=...), as Dense does", stacklevel=3)
             if use_bias is not True:
                 raise ValueError(f"bias: got bias={bias!r} and use_bias={use_bias!r}; pass use_bias only")
             name, use_bias = "bias", bias

@@ -253,6 +253,13 @@ class Module(Configurable):
         self._flat = FlatParameters(self, names)
         return self._flat
 
+    def is_packed_as(self, flat) -> bool:
+        """Whether ``flat`` is this model's current packing of its trainable parameters
+        (the one :meth:`flat_parameters` returns while that set is unchanged); an
+        optimizer attached to the model holds it."""
+        names = tuple(name for name, _, _ in self.named_parameters(trainable_only=True))
+        return flat is not None and flat is getattr(self, "_flat", None) and flat.names == names
+
     # ----------------------------------------------------------------- inference
     def predict(self, x, batch_size: int = 1024):
         """Outputs for ``x`` in evaluation mode, computed in batches, as a NumPy array."""

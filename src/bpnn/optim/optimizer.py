@@ -146,6 +146,12 @@ class Optimizer(Configurable):
         step = transform.fused(state, wd, dwd)
         return step, (clip if step is not None else None)
 
+    @property
+    def bound_parameters(self):
+        """The model's :class:`~bpnn.nn.FlatParameters` this optimizer steps (set by
+        :meth:`attach`), or None before it is attached."""
+        return self._flat
+
     def _bound(self):
         if self._flat is None:
             raise RuntimeError("the optimizer is not attached to a model: call optimizer.attach(model)")

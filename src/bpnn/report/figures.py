@@ -14,7 +14,9 @@ import numpy as np
 _DPI = 96
 
 
-def _mpl():
+def require_matplotlib():
+    """matplotlib's pyplot on the Agg backend; an ImportError that says which extra to
+    install (and keeps matplotlib's own as its cause) when it is missing."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -31,7 +33,7 @@ def text(s) -> str:
 
 
 def _png(fig) -> str:
-    plt = _mpl()
+    plt = require_matplotlib()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     plt.close(fig)
@@ -39,7 +41,7 @@ def _png(fig) -> str:
 
 
 def _colors(n):
-    plt = _mpl()
+    plt = require_matplotlib()
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -70,7 +72,7 @@ def _band(ax, x, rows, color, label, log=False):
 
 def curves(groups, task: str):
     """Training loss, held-out loss and held-out accuracy per epoch: mean ± std over seeds."""
-    plt = _mpl()
+    plt = require_matplotlib()
     keys = [("loss", "training loss", True), ("val_loss", "held-out loss", True)]
     if task == "classification":
         keys.append(("val_accuracy", "held-out accuracy", False))
@@ -132,7 +134,7 @@ def depth_profile(run, metric, which, record_index):
 
 def depth(groups):
     """Per-layer statistics over depth, at initialization and after training, per group."""
-    plt = _mpl()
+    plt = require_matplotlib()
     rows = len(DEPTH_METRICS)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 3.0 * rows), squeeze=False)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.96, wspace=0.18, hspace=0.62)
@@ -185,7 +187,7 @@ def inside(group):
     """Inside one configuration (its first successful seed): weight histograms over time
     for a few layers, and per-layer update/weight ratio, gradient and activation
     statistics over training."""
-    plt = _mpl()
+    plt = require_matplotlib()
     from ..diagnostics.stats import histogram_edges
 
     run = next((r for r in group.runs if not r.get("error") and (r.get("stats") or {}).get("records")), None)
