@@ -17,27 +17,31 @@ from .compiler import kernel
 
 
 # ----------------------------------------------------------------------------- compiled
+@kernel(fastmath=False, error_model="numpy", inline="always")
+def _moments(u, m, v, i, c1, b2, c2):
+    # Adam's moments at entry i from the direction u[i]: m ← m + (1 − β₁)(g − m),
+    # v ← β₂ v + (1 − β₂) g²; inlined into each loop, which stays free of branches.
+    g = u[i]
+    mi = m[i] + c1 * (g - m[i])
+    vi = b2 * v[i] + c2 * (g * g)
+    m[i] = mi
+    v[i] = vi
+    return mi, vi
+
+
 @kernel(fastmath=False, error_model="numpy")
 def _adam(u, m, v, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt):
     # c1 = 1 − β₁, c2 = 1 − β₂. AMSGrad's running maximum is a kernel of its own: a
     # branch for it in this loop keeps the loop from vectorizing.
     for i in range(u.shape[0]):
-        g = u[i]
-        mi = m[i] + c1 * (g - m[i])
-        vi = b2 * v[i] + c2 * (g * g)
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _moments(u, m, v, i, c1, b2, c2)
         u[i] = (mi * inv_bc1) / (np.sqrt(vi) * inv_bc2_sqrt + eps)
 
 
 @kernel(fastmath=False, error_model="numpy")
 def _amsgrad(u, m, v, vmax, c1, b2, c2, eps, inv_bc1, inv_bc2_sqrt):
     for i in range(u.shape[0]):
-        g = u[i]
-        mi = m[i] + c1 * (g - m[i])
-        vi = b2 * v[i] + c2 * (g * g)
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _moments(u, m, v, i, c1, b2, c2)
         vm = max(vmax[i], vi)
         vmax[i] = vm
         u[i] = (mi * inv_bc1) / (np.sqrt(vm) * inv_bc2_sqrt + eps)

@@ -132,23 +132,24 @@ class CallbackList:
     def wants_batch_hooks(self) -> bool:
         return bool(self._batch_begin or self._batch_end)
 
-    def on_train_begin(self, logs=None):
+    def _call(self, hook: str, *args) -> None:
         for cb in self.callbacks:
-            cb.on_train_begin(logs)
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
 
     def on_train_end(self, logs=None):
-        for cb in self.callbacks:
-            cb.on_train_end(logs)
+        self._call("on_train_end", logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, logs)
+        self._call("on_epoch_begin", epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        for cb in self.callbacks:
-            cb.on_epoch_end(epoch, logs)
-        for cb in self.callbacks:
-            cb.flush(epoch)
+        """Every callback's ``on_epoch_end``, then every callback's ``flush`` (so that a
+        checkpoint written in ``flush`` holds what all of them decided this epoch)."""
+        self._call("on_epoch_end", epoch, logs)
+        self._call("flush", epoch)
 
     @contextlib.contextmanager
     def running(self, logs=None):
