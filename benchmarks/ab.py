@@ -56,7 +56,7 @@ def _spec(bench: str, config: str, args) -> tuple[str, dict, str]:
                 "threads": args.threads, "seed": args.seed, "data_seed": args.seed}
         return bench_mlp.__file__, spec, "time_s"
     cfg = bench_cnn.CONFIGS[config]
-    spec = {"framework": "bpnn", "config": config, "samples": cfg["samples"], "threads": args.threads,
+    spec = {"framework": "bpnn", "config": config, "samples": args.cnn_samples or cfg["samples"], "threads": args.threads,
             "data_dir": args.data_dir, "seed": args.seed}
     return bench_cnn.__file__, spec, "time"
 
@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="timed epochs per tree (default 7)")
     ap.add_argument("--mlp-samples", type=int, default=20_000,
                     help="MLP training samples (default 20000; a quarter for the wide net)")
+    ap.add_argument("--cnn-samples", type=int, default=None,
+                    help="CNN training images (default bench_cnn's per config: 10000 LeNet-5, 2560 residual CNN)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--data-dir", default=MNIST_DIR)
     ap.add_argument("--seed", type=int, default=0)

@@ -34,6 +34,7 @@ without it the images are synthetic (noted in the output). See benchmarks/README
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -78,14 +79,18 @@ def bpnn_model(config, seed):
         layers = [nn.Conv2D(6, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(16, 5), nn.ReLU(),
                   nn.MaxPool2D(2), nn.Flatten(), nn.Dense(120), nn.ReLU(), nn.Dense(84), nn.ReLU(), nn.Dense(10)]
     else:
+        # Conv2D without bias; its keyword was `bias` before it was named `use_bias` as in
+        # Dense, and a paired A/B against such a tree (benchmarks/ab.py) builds the same model
+        no_bias = {"use_bias": False} if "use_bias" in inspect.signature(nn.Conv2D).parameters else {"bias": False}
+
         def block(c, stride):
-            body = [nn.Conv2D(c, 3, stride=stride, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
-                    nn.Conv2D(c, 3, padding=1, use_bias=False), nn.BatchNorm()]
-            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, use_bias=False),
+            body = [nn.Conv2D(c, 3, stride=stride, padding=1, **no_bias), nn.BatchNorm(), nn.ReLU(),
+                    nn.Conv2D(c, 3, padding=1, **no_bias), nn.BatchNorm()]
+            short = None if stride == 1 else nn.Sequential([nn.Conv2D(c, 1, stride=stride, **no_bias),
                                                             nn.BatchNorm()])
             return nn.Residual(body, shortcut=short)
 
-        layers = [nn.Conv2D(16, 3, padding=1, use_bias=False), nn.BatchNorm(), nn.ReLU(),
+        layers = [nn.Conv2D(16, 3, padding=1, **no_bias), nn.BatchNorm(), nn.ReLU(),
                   block(16, 1), nn.ReLU(), block(32, 2), nn.ReLU(), nn.GlobalAvgPool2D(), nn.Dense(10)]
     return bpnn.Sequential(layers, input_shape=(1, 28, 28), seed=seed)
 

@@ -168,7 +168,7 @@ class Conv2D(WindowedLayer):
         return xp.stack([last.input_grad(xp.ascontiguousarray(g[k]).reshape(-1, o)) for k in range(t)])
 
     def get_config(self):
-        serialize = initializers.initializers.serialize
+        serialize = initializers.serialize
         padding = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": padding, "dilation": list(self.dilation),
