@@ -286,3 +286,54 @@ def test_architecture_page_names_only_what_exists():
         for name in layer:
             if name in {_component(m) for m in MODULES}:
                 assert name in page, f"docs/architecture.md does not mention the layer member {name}"
+
+
+def undeclared_cache_slots(paths) -> list:
+    """``Class.attr (method)`` for each ``self._attr`` a class of ``paths`` first sets
+    outside ``__init__`` without declaring it in ``__init__`` or at class level (its own
+    or a base class's in the same files)."""
+    classes = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = node
+
+    def declared(cls, seen=()):
+        names = set()
+        for item in cls.body:
+            if isinstance(item, (ast.Assign, ast.AnnAssign)):
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                names |= {n.attr for n in ast.walk(item) if isinstance(n, ast.Attribute)
+                          and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name) and n.value.id == "self"}
+        for base in cls.bases:
+            if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
+                names |= declared(classes[base.id], seen + (cls.name,))
+        return names
+
+    found = []
+    for name, cls in classes.items():
+        have = declared(cls)
+        for item in cls.body:
+            if not isinstance(item, ast.FunctionDef) or item.name == "__init__":
+                continue
+            for n in ast.walk(item):
+                if (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name)
+                        and n.value.id == "self" and _private(n.attr) and n.attr not in have):
+                    found.append(f"{name}.{n.attr} ({item.name})")
+    return sorted(set(found))
+
+
+def test_layers_declare_their_cache_slots():
+    """What forward keeps for backward is declared where a reader looks first: in
+    ``__init__`` or at class level (``_y = None  # the output, for backward``)."""
+    found = undeclared_cache_slots(sorted((SRC / "nn").glob("*.py")))
+    assert not found, "set outside __init__ without a declaration:\n" + "\n".join(found)
+
+
+def test_the_cache_slot_check_catches_a_planted_one(tmp_path):
+    path = tmp_path / "layer.py"
+    path.write_text("class A:\n    _kept = None\n\n    def forward(self, x):\n        self._kept = x\n"
+                    "        self._planted = x\n")
+    assert undeclared_cache_slots([path]) == ["A._planted (forward)"]

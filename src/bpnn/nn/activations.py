@@ -16,6 +16,12 @@ from .module import Module, layers
 class Activation(Module):
     """Parameter-free, shape-preserving layer."""
 
+    # what forward keeps for backward, per activation: the output y (sigmoid, tanh, ReLU,
+    # ELU, softmax), the mask x > 0 (leaky ReLU, ELU) or βx (softplus)
+    _y = None
+    _pos = None
+    _bx = None
+
     def __init__(self):
         super().__init__()
 

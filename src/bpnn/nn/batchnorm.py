@@ -62,6 +62,10 @@ class BatchNorm(Module):
         self.momentum = float(in_range("momentum", momentum, 0.0, 1.0))
         self.eps = float(positive("eps", eps))
         self.affine = bool(affine)
+        self._bshape = None  # (1, C, 1, ...): the per-channel vectors' broadcast shape
+        # what forward keeps for backward: x̂ as (M, C) rows, 1/σ, the rows' count m, whether
+        # the input was images (channels moved last) and how to move them back, the mode
+        self._xhat2 = self._inv_std = self._m = self._images = self._unrows = self._training = None
 
     def _build(self, input_shape):
         if len(input_shape) < 1:

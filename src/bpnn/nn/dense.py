@@ -44,6 +44,7 @@ class Dense(Module):
         self.init = initializers.get(init)
         self.bias_init = initializers.get(bias_init)
         self.use_bias = bool(use_bias)
+        self._x = None  # the input of the last forward, for ∂L/∂W = xᵀ G
         if regularizer is not None:
             self.regularizers["weight"] = regularizers.get(regularizer)
 

@@ -18,6 +18,7 @@ class Dropout(Module):
     def __init__(self, rate: float = 0.5):
         super().__init__()
         self.rate = float(in_range("rate", rate, 0.0, 1.0, high_open=True))
+        self._mask = None  # the scaled keep mask of the last training forward (None: identity)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:

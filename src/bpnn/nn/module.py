@@ -34,6 +34,7 @@ class Module(Configurable):
     #: Whether the data step of a data-dependent initializer (LSUV) has been done; only
     #: :meth:`mark_data_initialized` sets it.
     _data_init_done = False
+    _flat = None  # the packed trainable parameters (flat_parameters), made on first use
 
     def __init__(self, trainable: bool = True):
         if not isinstance(trainable, bool):
@@ -247,7 +248,7 @@ class Module(Configurable):
         only when the set of trainable parameters changes (freezing, unfreezing).
         """
         names = tuple(name for name, _, _ in self.named_parameters(trainable_only=True))
-        flat = getattr(self, "_flat", None)
+        flat = self._flat
         if flat is not None and flat.names == names:
             return flat
         self._flat = FlatParameters(self, names)
@@ -258,7 +259,7 @@ class Module(Configurable):
         (the one :meth:`flat_parameters` returns while that set is unchanged); an
         optimizer attached to the model holds it."""
         names = tuple(name for name, _, _ in self.named_parameters(trainable_only=True))
-        return flat is not None and flat is getattr(self, "_flat", None) and flat.names == names
+        return flat is not None and flat is self._flat and flat.names == names
 
     # ----------------------------------------------------------------- inference
     def predict(self, x, batch_size: int = 1024):

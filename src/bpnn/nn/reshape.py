@@ -10,6 +10,8 @@ from .module import Module, layers
 class Flatten(Module):
     """(N, d1, d2, ...) → (N, d1·d2·…). Backward reshapes the gradient back."""
 
+    _shape = None  # the input shape of the last forward, to reshape the gradient back
+
     def _build(self, input_shape):
         return (math.prod(input_shape),)
 
