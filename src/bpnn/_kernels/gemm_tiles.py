@@ -113,63 +113,32 @@ def _tile(rows: int, nvec: int):
 # for three (the fastest heights at the shapes of 3×3 convolutions with 16 channels, see
 # benchmarks/README.md); the other heights fit rows of a convolution's output (W_out = 28:
 # 2 × 14; 14: 2 × 7 for 2 vectors) and the remainders.
-_k28x1, _k24x1, _k16x1, _k14x1, _k12x1, _k8x1, _k4x1, _k1x1 = (_tile(r, 1) for r in (28, 24, 16, 14, 12, 8, 4, 1))
-_k14x2, _k12x2, _k8x2, _k7x2, _k6x2, _k4x2, _k1x2 = (_tile(r, 2) for r in (14, 12, 8, 7, 6, 4, 1))
-_k8x3, _k7x3, _k6x3, _k4x3, _k1x3 = (_tile(r, 3) for r in (8, 7, 6, 4, 1))
 #: The tile heights for 1, 2 and 3 vectors of columns (rows), tallest first, 0 = none.
 HEIGHTS = np.array([(28, 24, 16, 14, 12, 8, 4, 1), (14, 12, 8, 7, 6, 4, 1, 0), (8, 7, 6, 4, 1, 0, 0, 0)], dtype=np.int64)
 ONE_TAP = np.zeros(1, dtype=np.int64)
+_ARGS = "a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate"
 
 
-@numba.njit(cache=True, nogil=True)
-def _run(rows, nvec, a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate):
-    """One tile of ``rows`` × ``nvec`` vectors (a height of ``HEIGHTS``). A chain of ifs
-    because each tile shape is its own intrinsic: one intrinsic holding every shape
-    behind an LLVM switch ran the tiles of ``conv_rows`` slower, though it let ``gemm``
-    be cached (see there)."""
-    if nvec == 1:
-        if rows == 28:
-            _k28x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 24:
-            _k24x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 16:
-            _k16x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 14:
-            _k14x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 12:
-            _k12x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 8:
-            _k8x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 4:
-            _k4x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        else:
-            _k1x1(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-    elif nvec == 2:
-        if rows == 14:
-            _k14x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 12:
-            _k12x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 8:
-            _k8x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 7:
-            _k7x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 6:
-            _k6x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 4:
-            _k4x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        else:
-            _k1x2(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-    else:
-        if rows == 8:
-            _k8x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 7:
-            _k7x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 6:
-            _k6x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        elif rows == 4:
-            _k4x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
-        else:
-            _k1x3(a, a_off, a_rs, a_cs, taps, ntaps, b, b_off, ldb, c, c_off, ldc, k, accumulate)
+def _dispatch_source() -> str:
+    """The source of ``_run``: one tile of ``rows`` × ``nvec`` vectors (a height of
+    ``HEIGHTS``), as a chain of ifs over the tile shapes, each shape its own intrinsic
+    ``_k{rows}x{nvec}``. Written out from ``HEIGHTS`` so that the table is the one list
+    of shapes; a chain because one intrinsic holding every shape behind an LLVM switch
+    ran the tiles of ``conv_rows`` slower, though it let ``gemm`` be cached (see there)."""
+    lines = [f"def _run(rows, nvec, {_ARGS}):"]
+    for v, row in enumerate(HEIGHTS, start=1):
+        lines.append(f"    {'if' if v == 1 else 'elif'} nvec == {v}:" if v < len(HEIGHTS) else "    else:")
+        heights = [int(h) for h in row if h]
+        for j, h in enumerate(heights):
+            test = "else:" if j == len(heights) - 1 else f"{'if' if j == 0 else 'elif'} rows == {h}:"
+            lines += [f"        {test}", f"            _k{h}x{v}({_ARGS})"]
+    return "\n".join(lines) + "\n"
+
+
+globals().update({f"_k{h}x{v}": _tile(int(h), v) for v, row in enumerate(HEIGHTS, start=1) for h in row if h})
+# compiled from this file's name, so that numba's disk cache finds a source file for it
+exec(compile(_dispatch_source(), __file__, "exec"))  # defines _run (plain Python) here
+_run = numba.njit(cache=True, nogil=True)(_run)  # noqa: F821 - defined by the exec above
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,6 +167,15 @@ def _height(length, nvec, overlap):
 def _groups(nvec):
     """Vectors of columns per tile: 3, else 2 when that splits ``nvec`` evenly."""
     return 3 if nvec % 3 == 0 or nvec % 2 == 1 else 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tiling(o, itemsize):
+    """For O output columns of ``itemsize`` bytes: the lanes of a 64-byte vector, the
+    number of vectors O fills, and the vectors per tile (:func:`_groups`)."""
+    lanes = 64 // itemsize
+    nvec = o // lanes
+    return lanes, nvec, _groups(nvec)
 
 
 # Not cached on disk, unlike every other kernel: loaded from numba's cache, this function
@@ -231,12 +209,9 @@ def conv_rows(x, taps, w, y, sh, sw):
     window's corner; y (N, H_out, W_out, O) with O a multiple of the vector width."""
     n_img, hp, wp, ch = x.shape
     ho, wo, o = y.shape[1], y.shape[2], y.shape[3]
-    lanes = 64 // y.itemsize
-    nvec = o // lanes
-    xf = x.reshape(-1)
-    yf = y.reshape(-1)
+    lanes, nvec, per = _tiling(o, y.itemsize)
+    xf, yf = x.reshape(-1), y.reshape(-1)
     ntaps = taps.shape[0]
-    per = _groups(nvec)
     for n in range(n_img):
         for i in range(ho):
             a_row = (n * hp + i * sh) * wp * ch
@@ -255,34 +230,39 @@ def conv_rows(x, taps, w, y, sh, sw):
                 j += nv
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _weight_grad_rows(xf, x_off, x_step, gf, g_off, o, dwf, row0, ch, k, nvec, per, lanes):
+    """dw rows row0 … row0 + C − 1 (flat ``dwf``, O columns) += Xᵀ G over k positions:
+    X[p, c] = xf[x_off + p·x_step + c] (C channels, contiguous), G[p, :] = gf[g_off +
+    p·O + :]; the tiles cover C in heights of ``HEIGHTS`` and O in groups of ``per``
+    vectors. The inner loops of both weight gradients below."""
+    j = 0
+    while j < nvec:
+        nv = min(nvec - j, per)
+        col = j * lanes
+        c0 = 0
+        while c0 < ch:
+            h = _height(ch - c0, nv, False)
+            _run(h, nv, xf, x_off + c0, 1, x_step, ONE_TAP, 1, gf, g_off + col, o,
+                 dwf, (row0 + c0) * o + col, o, k, True)
+            c0 += h
+        j += nv
+
+
 @numba.njit(cache=True, nogil=True)
 def conv_weight_grad(x, taps, g, dw, sh, sw):
     """dw[t·C + c, :] += Σ_{n, i, j} x[n, i·sh, j·sw, c at offset taps[t]] · g[n, i, j, :]
     (the weight gradient of ``conv_rows``; dw (ntaps·C, O) is added into)."""
     n_img, hp, wp, ch = x.shape
     ho, wo, o = g.shape[1], g.shape[2], g.shape[3]
-    lanes = 64 // g.itemsize
-    nvec = o // lanes
-    xf = x.reshape(-1)
-    gf = g.reshape(-1)
-    dwf = dw.reshape(-1)
-    per = _groups(nvec)
+    lanes, nvec, per = _tiling(o, g.itemsize)
+    xf, gf, dwf = x.reshape(-1), g.reshape(-1), dw.reshape(-1)
     for n in range(n_img):
         for i in range(ho):
             a_row = (n * hp + i * sh) * wp * ch
             b_row = (n * ho + i) * wo * o
             for t in range(taps.shape[0]):
-                j = 0
-                while j < nvec:
-                    nv = min(nvec - j, per)
-                    col = j * lanes
-                    c0 = 0
-                    while c0 < ch:
-                        h = _height(ch - c0, nv, False)
-                        _run(h, nv, xf, a_row + taps[t] + c0, 1, sw * ch, ONE_TAP, 1, gf, b_row + col, o,
-                             dwf, (t * ch + c0) * o + col, o, wo, True)
-                        c0 += h
-                    j += nv
+                _weight_grad_rows(xf, a_row + taps[t], sw * ch, gf, b_row, o, dwf, t * ch, ch, wo, nvec, per, lanes)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -294,25 +274,12 @@ def conv_weight_grad_flat(x, taps, g, g_off, count, dw):
     n_img, ch = x.shape[0], x.shape[3]
     o = g.shape[3]
     img_x, img_g = x.size // n_img, g.size // n_img
-    lanes = 64 // g.itemsize
-    nvec = o // lanes
-    xf = x.reshape(-1)
-    gf = g.reshape(-1)
-    dwf = dw.reshape(-1)
-    per = _groups(nvec)
+    lanes, nvec, per = _tiling(o, g.itemsize)
+    xf, gf, dwf = x.reshape(-1), g.reshape(-1), dw.reshape(-1)
     for n in range(n_img):
         for t in range(taps.shape[0]):
-            j = 0
-            while j < nvec:
-                nv = min(nvec - j, per)
-                col = j * lanes
-                c0 = 0
-                while c0 < ch:
-                    h = _height(ch - c0, nv, False)
-                    _run(h, nv, xf, n * img_x + taps[t] + c0, 1, ch, ONE_TAP, 1, gf, n * img_g + g_off + col, o,
-                         dwf, (t * ch + c0) * o + col, o, count, True)
-                    c0 += h
-                j += nv
+            _weight_grad_rows(xf, n * img_x + taps[t], ch, gf, n * img_g + g_off, o, dwf, t * ch, ch, count,
+                              nvec, per, lanes)
 
 
 
