@@ -337,3 +337,14 @@ def test_the_cache_slot_check_catches_a_planted_one(tmp_path):
     path.write_text("class A:\n    _kept = None\n\n    def forward(self, x):\n        self._kept = x\n"
                     "        self._planted = x\n")
     assert undeclared_cache_slots([path]) == ["A._planted (forward)"]
+
+
+def test_classes_are_capwords():
+    """Class names are CapWords nouns (a leading underscore for private ones), as the
+    style guide asks: no ``class _progress``."""
+    bad = []
+    for modname, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not re.fullmatch(r"_?[A-Z][A-Za-z0-9]*", node.name):
+                bad.append(f"{_where(path)}:{node.lineno} class {node.name}")
+    assert not bad, "\n".join(bad)
