@@ -329,7 +329,7 @@ def _flat_regression_target(shape, rng):
 LOSS_CASES: dict[str, list[LossCase]] = {
     "mse": [
         *(LossCase(f"{r}", (lambda r=r: bpnn.MSE(reduction=r)), ((1, 1), (1, 3), (6, 4)), _regression_target)
-          for r in ("mean", "half_sum", "sum")),
+          for r in ("mean", "half_mean", "half_sum", "sum")),
         LossCase("mean_flat_target", lambda: bpnn.MSE(), ((1, 1), (5, 1)), _flat_regression_target),
     ],
     "softmax_cross_entropy": [
