@@ -130,7 +130,10 @@ def test_unknown_names_get_the_closest_valid_names(make, expected):
     (lambda: bpnn.optim.Adam(betas=(0.9, 1.0)), "betas[1]: got 1.0"),
     (lambda: bpnn.Dense(0), "units: got 0; expected a finite integer > 0"),
     (lambda: bpnn.Dropout(1.0), "rate: got 1.0; expected a number in [0.0, 1.0)"),
-    (lambda: bpnn.MSE(reduction="avg"), "reduction: got 'avg'; valid values are 'mean', 'half_sum', 'sum'"),
+    (lambda: bpnn.DropConnect(3, p=0.0), "p: got 0.0; expected a number in (0.0, 1.0]"),
+    (lambda: bpnn.DropConnect(3, p=1.5), "p: got 1.5"),
+    (lambda: bpnn.optim.Adam(bias_correction="no"), "bias_correction: got 'no'; expected True or False"),
+    (lambda: bpnn.MSE(reduction="avg"), "reduction: got 'avg'; valid values are 'mean', 'half_mean', 'half_sum', 'sum'"),
     (lambda: bpnn.Sequential([], dtype="float16"), "dtype: got 'float16'; valid dtypes are float32, float64"),
 ])
 def test_bad_hyperparameters(make, arg):

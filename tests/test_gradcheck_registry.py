@@ -20,7 +20,7 @@ import bpnn
 from bpnn.losses import losses as loss_registry
 from bpnn.nn import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from bpnn.nn import (
-    ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, ReLU, Residual, Sequential,
+    ELU, BatchNorm, Dense, DropConnect, Dropout, Flatten, Identity, LeakyReLU, ReLU, Residual, Sequential,
     Sigmoid, Softmax, Softplus, Tanh, layers as layer_registry,
 )
 
@@ -73,6 +73,16 @@ def _drops_something(module, x):
     # Dropout in training mode must really zero entries, or the case would test nothing.
     y = np.asarray(module.forward(x, training=True))
     assert np.any(y == 0) and np.any(y != 0), "dropout case masks nothing (or everything)"
+
+
+def _drops_weights(module, x):
+    # DropConnect in training mode must really drop some weights and keep others, and
+    # its weight gradient must be zero exactly where the weight was dropped.
+    module.forward(x, training=True)
+    mask = np.asarray(module._mask)
+    assert np.any(mask == 0) and np.any(mask != 0), "drop_connect case drops nothing (or everything)"
+    module.backward(np.ones((x.shape[0], module.units)))
+    assert np.all(module.grads["weight"][mask == 0] == 0)
 
 
 def _bn_eval_uses_running_stats(module, x):
@@ -150,6 +160,15 @@ LAYER_CASES: dict[str, list[Case]] = {
              check=_drops_something),
         Case("eval", lambda: Dropout(0.5), False, ((1, 3), (4, 5))),
         Case("rate_0_training", lambda: Dropout(0.0), True, ((1, 3), (4, 5))),
+    ],
+    "drop_connect": [
+        # the mask is drawn from the layer's generator, which gradcheck restores before
+        # every forward: one fixed mask over all the finite differences, as for dropout.
+        Case("training", lambda: DropConnect(4, p=0.6), True, ((1, 5), (6, 5), (3, 8)),
+             check=_drops_weights),
+        Case("training_no_bias", lambda: DropConnect(3, p=0.5, use_bias=False), True, ((1, 4), (5, 4))),
+        Case("eval", lambda: DropConnect(3, p=0.5), False, ((1, 3), (4, 3))),
+        Case("p_1_training", lambda: DropConnect(2, p=1.0), True, ((1, 3), (4, 3))),
     ],
     "flatten": [Case("default", Flatten, True, ((1, 3), (1, 2, 3), (4, 2, 3, 2)))],
     # ---- convolutional layers (shapes NCHW; odd sizes, a batch of one, several strides,
@@ -329,7 +348,7 @@ def _flat_regression_target(shape, rng):
 LOSS_CASES: dict[str, list[LossCase]] = {
     "mse": [
         *(LossCase(f"{r}", (lambda r=r: bpnn.MSE(reduction=r)), ((1, 1), (1, 3), (6, 4)), _regression_target)
-          for r in ("mean", "half_sum", "sum")),
+          for r in ("mean", "half_mean", "half_sum", "sum")),
         LossCase("mean_flat_target", lambda: bpnn.MSE(), ((1, 1), (5, 1)), _flat_regression_target),
     ],
     "softmax_cross_entropy": [

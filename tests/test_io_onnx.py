@@ -216,3 +216,10 @@ def test_the_command_line_exports_a_saved_model(tmp_path, capsys):
     assert "missing.safetensors: no such file" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "m.safetensors")]) == 2
     assert "--onnx" in capsys.readouterr().err
+
+
+def test_drop_connect_exports_as_the_dense_it_is_at_inference():
+    model = Sequential([bpnn.nn.DropConnect(5, p=0.5), bpnn.nn.Tanh(), bpnn.nn.DropConnect(3, p=0.7, use_bias=False)],
+                       input_shape=(4,), seed=2)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.testing.assert_allclose(_run(bpnn.io.export_onnx(model), x), model.predict(x), rtol=1e-5, atol=1e-6)

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 
 import bpnn
 from bpnn.nn import (
-    ELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
+    ELU, AvgPool2D, BatchNorm, Conv2D, Dense, DropConnect, Dropout, Flatten, GlobalAvgPool2D, Identity, LeakyReLU,
     MaxPool2D, ReLU, Residual, Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from bpnn.nn import layers as layer_registry
@@ -47,6 +47,8 @@ IO_CASES: dict[str, list[tuple]] = {
     "softplus": [(f, (4,)) for f in _in_seq(lambda: Softplus(beta=2.0, threshold=1.0))],
     "softmax": [(f, (4,)) for f in _in_seq(Softmax)],
     "dropout": [(f, (4,)) for f in _in_seq(lambda: Dropout(0.4))],
+    "drop_connect": [(f, (4,)) for f in _in_seq(lambda: DropConnect(3, p=0.6))]
+    + [(lambda: DropConnect(2, p=0.8, use_bias=False, init="he_normal", regularizer="l2"), (5,))],
     "flatten": [(lambda: Sequential([Flatten(), Dense(3)]), (2, 3)), (Flatten, (2, 2, 3))],
     "sequential": [
         (lambda: Sequential([Dense(5), BatchNorm(), Tanh(), Dropout(0.3),

@@ -311,3 +311,13 @@ def test_a_strided_same_convolution_with_uneven_padding_is_refused_not_approxima
         to_torch_module(model)
     even = Sequential([Conv2D(2, 3, stride=2, padding="same"), Flatten(), Dense(2)], input_shape=(1, 5, 5))
     assert to_torch_module(even)[0].padding == (1, 1)
+
+
+def test_drop_connect_parameters_travel_as_linear_ones():
+    a = bpnn.Sequential([bpnn.nn.DropConnect(4, p=0.5), bpnn.nn.ReLU(), bpnn.Dense(2)], input_shape=(3,), seed=0)
+    sd = to_torch_state_dict(a)
+    assert sd["0.weight"].shape == (4, 3)  # torch's (out, in)
+    b = bpnn.Sequential([bpnn.Dense(4), bpnn.nn.ReLU(), bpnn.Dense(2)], input_shape=(3,), seed=1)
+    from_torch_state_dict(b, sd)
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))

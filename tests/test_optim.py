@@ -284,13 +284,64 @@ def test_golden_adam(kernels):
     assert ws[1] == pytest.approx(0.8419563128898, abs=1e-12)
 
 
+def test_golden_adam_no_bias_correction(kernels):
+    # The BP articles' Adam: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², w ← w − η m/(√v + ε),
+    # no 1 − βᵗ factors. η = 0.1, β = (0.9, 0.75) (β₂ chosen so the roots come out round),
+    # ε = 0.5, w₀ = 1, g = 8w − 4.
+    #   g₁ = 4:      m₁ = 0.1·4 = 0.4,   v₁ = 0.25·16 = 4,  √v₁ = 2
+    #                w₁ = 1 − 0.1·0.4/(2 + 0.5) = 1 − 0.016 = 0.984
+    #                (bias-corrected: m̂ = 4, √v̂ = 4, w₁ = 1 − 0.1·4/4.5 = 0.91111…)
+    #   g₂ = 8·0.984 − 4 = 3.872:
+    #                m₂ = 0.9·0.4 + 0.1·3.872 = 0.36 + 0.3872 = 0.7472
+    #                v₂ = 0.75·4 + 0.25·3.872² = 3 + 0.25·14.992384 = 6.748096,  √v₂ = 2.59770976…
+    #                w₂ = 0.984 − 0.1·0.7472/(2.59770976… + 0.5) = 0.984 − 0.02412105… = 0.95987895…
+    ws = _golden_run(optim.Adam(lr=0.1, betas=(0.9, 0.75), eps=0.5, bias_correction=False), 2)
+    w2 = 0.984 - 0.1 * 0.7472 / (math.sqrt(6.748096) + 0.5)
+    np.testing.assert_allclose(ws, [0.984, w2], rtol=0, atol=1e-12)
+    assert ws[1] == pytest.approx(0.9598789538801, abs=1e-12)
+    corrected = _golden_run(optim.Adam(lr=0.1, betas=(0.9, 0.75), eps=0.5), 1)
+    assert corrected[0] == pytest.approx(1 - 0.1 * 4 / 4.5, abs=1e-12)
+
+
+def test_golden_adamw_no_bias_correction(kernels):
+    # As above plus decoupled decay λ = 0.5: w ← w − η m/(√v + ε) − η λ w
+    #   g₁ = 4: w₁ = 1 − 0.016 − 0.1·0.5·1 = 0.934
+    #   g₂ = 8·0.934 − 4 = 3.472:  m₂ = 0.36 + 0.3472 = 0.7072,  v₂ = 3 + 0.25·12.054784 = 6.013696
+    #           w₂ = 0.934 − 0.1·0.7072/(√6.013696 + 0.5) − 0.05·0.934
+    ws = _golden_run(optim.AdamW(lr=0.1, betas=(0.9, 0.75), eps=0.5, weight_decay=0.5,
+                                 bias_correction=False), 2)
+    w2 = 0.934 - 0.1 * 0.7072 / (math.sqrt(6.013696) + 0.5) - 0.05 * 0.934
+    np.testing.assert_allclose(ws, [0.934, w2], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("clip_norm", [None, 1.0])
+def test_adam_no_bias_correction_fused_and_chain_agree(clip_norm, kernels):
+    """The one-pass step (compiled, ``adam_step``) and the transform chain
+    (``adam_direction`` then the update) take the same steps, with and without clipping."""
+
+    class Unfused(optim.ScaleByAdam):  # its own update(): the facade never fuses it
+        def update(self, u, state, params, t, lr):
+            return super().update(u, state, params, t, lr)
+
+    named_opt = optim.Adam(lr=0.05, bias_correction=False, clip_norm=clip_norm)
+    named = first_weight_after(named_opt, 6)
+    assert named_opt._fused is not None  # runs when the kernels are compiled (the numba case)
+    chain_opt = optim.Optimizer([Unfused(bias_correction=False)], lr=0.05, clip_norm=clip_norm)
+    chain = first_weight_after(chain_opt, 6)
+    assert chain_opt._fused is None
+    np.testing.assert_allclose(named, chain, rtol=1e-12, atol=1e-15)
+    default = first_weight_after(optim.Adam(lr=0.05, clip_norm=clip_norm), 6)
+    assert not np.allclose(named, default)
+
+
 # --------------------------------------------------------------------------- state round trip
 @pytest.mark.parametrize("make", [
     lambda: optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
     lambda: optim.SGD(lr=0.05, momentum=0.9, dampening=0.3),
     lambda: optim.Adam(lr=0.02, weight_decay=0.05, amsgrad=True),
     lambda: optim.Adam(lr=0.02),
-], ids=["sgd_nesterov_wd", "sgd_dampening", "adam_amsgrad_wd", "adam"])
+    lambda: optim.Adam(lr=0.02, bias_correction=False),
+], ids=["sgd_nesterov_wd", "sgd_dampening", "adam_amsgrad_wd", "adam", "adam_no_bias_correction"])
 def test_state_dict_round_trip_continues_identically(make, kernels):
     check_round_trip(make)
 
@@ -595,7 +646,11 @@ def test_new_optimizers_state_round_trip(make, kernels):
     lambda: optim.Rprop(lr=0.01, etas=(0.4, 1.3)),
     lambda: optim.Optimizer([optim.ClipByValue(1.0), optim.ScaleByAdam(amsgrad=True),
                              optim.AddDecoupledWeightDecay(0.1)], lr=0.01, max_norm=2.0),
-], ids=["sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "rprop", "chain"])
+    lambda: optim.Adam(lr=0.01, bias_correction=False),
+    lambda: optim.AdamW(lr=0.01, bias_correction=False, amsgrad=True),
+    lambda: optim.Optimizer([optim.ScaleByAdam(bias_correction=False)], lr=0.01),
+], ids=["sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "rprop", "chain", "adam_no_bias_correction",
+        "adamw_no_bias_correction", "chain_no_bias_correction"])
 def test_config_round_trip(make):
     """repr, config and the registry come from one get_config: rebuilding from the
     config gives the same config and the same updates."""

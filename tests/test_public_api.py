@@ -72,7 +72,8 @@ def _resolve(dotted: str):
 
 # words in the table's backticks that are arguments or values, not names
 ARGUMENTS = {"step", "trainable", "unit", "epoch", "lr", "clip_norm", "clip_value", "max_norm", "verbose",
-             "validation_data", "validation_split", "History", "mean", "half_sum", "sum", "torch"}
+             "validation_data", "validation_split", "History", "mean", "half_mean", "half_sum", "sum", "torch",
+             "rate", "p", "bias_correction"}
 
 
 def _table_names():

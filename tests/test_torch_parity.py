@@ -263,6 +263,7 @@ LOSS_SHAPES = [(1, 1), (1, 4), (7, 3)]
 @pytest.mark.parametrize("reduction,torch_loss", [
     ("mean", lambda p, t: tnn.MSELoss()(p, t)),
     ("half_sum", lambda p, t: 0.5 * tnn.MSELoss(reduction="sum")(p, t)),
+    ("half_mean", lambda p, t: 0.5 * tnn.MSELoss(reduction="sum")(p, t) / p.shape[0]),
     ("sum", lambda p, t: tnn.MSELoss(reduction="sum")(p, t)),
 ])
 def test_mse_matches_torch(shape, reduction, torch_loss):

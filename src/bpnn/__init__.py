@@ -8,7 +8,7 @@ from . import backend, init, losses, metrics, nn, optim
 from .diagnostics import GradcheckResult, gradcheck
 from .losses import MSE, BinaryCrossEntropyWithLogits, SoftmaxCrossEntropy
 from .nn import (
-    ELU, BatchNorm, Dense, Dropout, Flatten, Identity, LeakyReLU, Module, ReLU, Residual,
+    ELU, BatchNorm, Dense, DropConnect, Dropout, Flatten, Identity, LeakyReLU, Module, ReLU, Residual,
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from .nn import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "backend", "init", "losses", "metrics", "nn", "optim", "gradcheck", "GradcheckResult",
-    "Module", "Sequential", "Residual", "Dense", "Flatten", "Dropout", "BatchNorm", "Identity",
+    "Module", "Sequential", "Residual", "Dense", "DropConnect", "Flatten", "Dropout", "BatchNorm", "Identity",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax", "MSE",
     "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "Trainer", "Callback", "History",
     "NonFiniteLossWarning", "io", "save", "load", "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",

@@ -48,19 +48,27 @@ class MSE(Loss):
 
     With e = pred − target over N samples and K outputs:
 
-    ==============  ========================  ================  ============================
-    reduction       L                          ∂L/∂pred          matches
-    ==============  ========================  ================  ============================
-    ``"mean"``      (1/(N K)) Σ e²             2e / (N K)        ``torch.nn.MSELoss()``, Keras
-    ``"half_sum"``  ½ Σ e²                     e                 the BP texts' E = ½ Σ (t − y)²
-    ``"sum"``       Σ e²                       2e                SSE, MATLAB's ``sse``
-    ==============  ========================  ================  ============================
+    ===============  ========================  ================  ============================
+    reduction        L                          ∂L/∂pred          matches
+    ===============  ========================  ================  ============================
+    ``"mean"``       (1/(N K)) Σ e²             2e / (N K)        ``torch.nn.MSELoss()``, Keras
+    ``"half_mean"``  (1/N) Σ_n ½ Σ_k e²_nk      e / N             the BP articles' NumPy network
+    ``"half_sum"``   ½ Σ e²                     e                 the BP texts' E = ½ Σ (t − y)²
+    ``"sum"``        Σ e²                       2e                SSE, MATLAB's ``sse``
+    ===============  ========================  ================  ============================
+
+    ``"half_mean"`` is the per-sample error ½ Σ_k e² of the BP texts averaged over the
+    N samples of the batch (not over the K outputs): the gradient e / N is what a
+    hand-written NumPy network computes as ``(pred - y) / m`` before backpropagating,
+    so such a script and bpnn take the same steps with the same learning rate. In
+    PyTorch terms it is ``0.5 * MSELoss(reduction="sum")(pred, y) / N``.
 
     ``"mean"`` is the default: its gradient does not grow with the batch size, so one
-    learning rate serves full-batch, mini-batch and online training alike.
+    learning rate serves full-batch, mini-batch and online training alike
+    (``"half_mean"`` shares that property).
     """
 
-    _REDUCTIONS = ("mean", "half_sum", "sum")
+    _REDUCTIONS = ("mean", "half_mean", "half_sum", "sum")
 
     def __init__(self, reduction: str = "mean"):
         self.reduction = _checks.one_of("reduction", reduction, self._REDUCTIONS)
@@ -72,6 +80,10 @@ class MSE(Loss):
         if self.reduction == "mean":
             self._scale = 2.0 / e.size
             loss = sq / e.size
+        elif self.reduction == "half_mean":
+            n = e.shape[0] if e.ndim else 1
+            self._scale = 1.0 / n
+            loss = 0.5 * sq / n
         elif self.reduction == "half_sum":
             self._scale = 1.0
             loss = 0.5 * sq

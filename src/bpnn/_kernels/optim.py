@@ -108,14 +108,22 @@ def _l1(g, w, lam):
 
 
 # ----------------------------------------------------------------------------- API
-def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp) -> None:
-    """In place: m, v ← Adam moments of gradient u; u ← (m/(1−β₁ᵗ)) / (√v/√(1−β₂ᵗ) + ε).
+def _inverse_bias_corrections(b1, b2, t, bias_correction):
+    """(1/(1 − β₁ᵗ), 1/√(1 − β₂ᵗ)), or (1, 1) without bias correction: the same loops
+    then compute m / (√v + ε) (multiplying by 1 changes no bit)."""
+    if not bias_correction:
+        return 1.0, 1.0
+    return 1.0 / (1.0 - b1**t), 1.0 / (1.0 - b2**t) ** 0.5
+
+
+def adam_direction(u, m, v, vmax, b1, b2, eps, t, tmp, bias_correction=True) -> None:
+    """In place: m, v ← Adam moments of gradient u; u ← (m/(1−β₁ᵗ)) / (√v/√(1−β₂ᵗ) + ε),
+    or u ← m / (√v + ε) when ``bias_correction`` is False.
 
     ``vmax`` (or None) holds the running maximum of v for AMSGrad; ``tmp`` is scratch
     space for the NumPy path.
     """
-    inv_bc1 = 1.0 / (1.0 - b1**t)
-    inv_bc2_sqrt = 1.0 / (1.0 - b2**t) ** 0.5
+    inv_bc1, inv_bc2_sqrt = _inverse_bias_corrections(b1, b2, t, bias_correction)
     if use_compiled(u, m, v):
         f = u.dtype.type
         scalars = (f(1.0 - b1), f(b2), f(1.0 - b2), f(eps), f(inv_bc1), f(inv_bc2_sqrt))
@@ -149,13 +157,15 @@ def fusable(params, grads) -> bool:
 
 
 def adam_step(p, g, m, v, b1, b2, eps, t, lr, weight_decay=0.0, decoupled_weight_decay=0.0,
-              grad_scale=1.0) -> None:
+              grad_scale=1.0, bias_correction=True) -> None:
     """One whole Adam step in place, one pass (needs :func:`fusable`): g' = s g + λ θ
     (s = ``grad_scale``, the clipping factor), m, v ← moments of g',
-    θ ← θ − η (m̂ / (√v̂ + ε) + λ_d θ). Scalars in the arrays' dtype."""
+    θ ← θ − η (m̂ / (√v̂ + ε) + λ_d θ), with m̂ = m, v̂ = v when ``bias_correction`` is
+    False. Scalars in the arrays' dtype."""
     f = p.dtype.type
-    _adam_step(p, g, m, v, f(1.0 - b1), f(b2), f(1.0 - b2), f(eps), f(1.0 / (1.0 - b1**t)),
-               f(1.0 / (1.0 - b2**t) ** 0.5), f(lr), f(weight_decay), f(decoupled_weight_decay), f(grad_scale))
+    inv_bc1, inv_bc2_sqrt = _inverse_bias_corrections(b1, b2, t, bias_correction)
+    _adam_step(p, g, m, v, f(1.0 - b1), f(b2), f(1.0 - b2), f(eps), f(inv_bc1),
+               f(inv_bc2_sqrt), f(lr), f(weight_decay), f(decoupled_weight_decay), f(grad_scale))
 
 
 def sgd_step(p, g, buf, lr, weight_decay, decoupled_weight_decay, momentum, dampening, nesterov, first,

@@ -10,8 +10,9 @@ Layer mapping (evaluation mode)
 ======================  ============================================================
 bpnn                    ONNX
 ======================  ============================================================
-Dense                   ``Gemm(x, W, b)`` (W stored (in, out) as bpnn does: transB=0);
-                        ``MatMul(x, W)`` without bias
+Dense, DropConnect      ``Gemm(x, W, b)`` (W stored (in, out) as bpnn does: transB=0);
+                        ``MatMul(x, W)`` without bias (DropConnect drops nothing at
+                        inference)
 BatchNorm               ``BatchNormalization(x, γ, β, running_mean, running_var, ε)``
                         (γ = 1, β = 0 when ``affine=False``)
 Sigmoid, Tanh, ReLU     ``Sigmoid``, ``Tanh``, ``Relu``
@@ -147,6 +148,7 @@ def _passthrough(g, m, x, prefix):
 #: Containers (Sequential, Residual) are handled by :func:`_convert`.
 ONNX_CONVERTERS = {
     "dense": _dense,
+    "drop_connect": _dense,  # the weights are dropped in training only: Dense at inference
     "batch_norm": _batch_norm,
     "identity": _passthrough,
     "dropout": _passthrough,

@@ -46,6 +46,7 @@ def _same(a: np.ndarray) -> np.ndarray:
 #: parameters that is not listed here has no known torch layout and is refused (not guessed).
 TORCH_LAYOUTS: dict[str, dict] = {
     "dense": {"weight": _linear_layout, "bias": _same},
+    "drop_connect": {"weight": _linear_layout, "bias": _same},  # Dense's parameters
     "batch_norm": {"weight": _same, "bias": _same},
     "conv2d": {"weight": _same, "bias": _same},  # OIHW, as torch.nn.Conv2d
 }

@@ -13,6 +13,13 @@ class Dropout(Module):
     Training: y = x ⊙ m / (1 − p) with m_i ~ Bernoulli(1 − p), drawn from the model's
     seeded generator; evaluation: y = x. Backward: ∂L/∂x = ∂L/∂y ⊙ m / (1 − p).
     Scaling at training time keeps E[y] = x, so nothing changes at inference.
+
+    ``rate`` (p above) is the probability of **dropping** an activation, as in
+    ``torch.nn.Dropout(p)`` and Keras' ``Dropout(rate)``. The BP articles bpnn serves
+    write the other convention, a **keep** probability: their
+    ``mask = (rand < p) / p`` is ``Dropout(rate=1 − p)`` when applied to activations, and
+    applied to weights it is :class:`~bpnn.nn.DropConnect`, whose ``p`` is that keep
+    probability.
     """
 
     def __init__(self, rate: float = 0.5):

@@ -17,6 +17,8 @@ each optimizer's file; this file holds the base class and the pieces shared by m
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _checks, backend
 from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
@@ -199,13 +201,20 @@ class ScaleByAdam(Transform):
     m_t = β₁ m + (1 − β₁) u,  v_t = β₂ v + (1 − β₂) u²,
     u ← (m_t / (1 − β₁ᵗ)) / (√v_t / √(1 − β₂ᵗ) + ε)   (ε outside the square root);
     with ``amsgrad`` the running maximum of v_t replaces v_t in the denominator
-    (Reddi et al. 2018). One fused pass over the parameters (``bpnn._kernels.optim``).
+    (Reddi et al. 2018). ``bias_correction=False`` drops the two factors:
+    u ← m_t / (√v_t + ε), the moments used as they are — the form many BP texts
+    write, whose first steps are about 1 − β₁ times shorter than the corrected ones.
+    One fused pass over the parameters (``bpnn._kernels.optim``).
     """
 
-    def __init__(self, betas=(0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False):
+    def __init__(self, betas=(0.9, 0.999), eps: float = 1e-8, amsgrad: bool = False,
+                 bias_correction: bool = True):
         self.betas = check_betas("betas", betas)
         self.eps = float(_checks.positive("eps", eps, allow_zero=True))
         self.amsgrad = bool(amsgrad)
+        if not isinstance(bias_correction, (bool, np.bool_)):
+            raise ValueError(f"bias_correction: got {bias_correction!r}; expected True or False")
+        self.bias_correction = bool(bias_correction)
 
     def init(self, params):
         xp = backend.xp
@@ -221,7 +230,7 @@ class ScaleByAdam(Transform):
 
         def step(params, grads, t, lr, grad_scale):
             kernels.adam_step(params, grads, m, v, b1, b2, eps, t, lr, weight_decay, decoupled_weight_decay,
-                              grad_scale)
+                              grad_scale, self.bias_correction)
         return step
 
     def update(self, u, state, params, t, lr):
@@ -229,8 +238,9 @@ class ScaleByAdam(Transform):
         if "_tmp" not in state:  # scratch for the NumPy path, made on first use
             state["_tmp"] = backend.xp.empty_like(u)
         kernels.adam_direction(u, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                               b1, b2, self.eps, t, state["_tmp"])
+                               b1, b2, self.eps, t, state["_tmp"], self.bias_correction)
         return u
 
     def get_config(self):
-        return {"betas": list(self.betas), "eps": self.eps, "amsgrad": self.amsgrad}
+        return {"betas": list(self.betas), "eps": self.eps, "amsgrad": self.amsgrad,
+                "bias_correction": self.bias_correction}
