@@ -283,11 +283,25 @@ MNIST_DIR = os.environ.get("BPNN_MNIST_DIR") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "mnist")
 
 
+def vector_isa() -> str:
+    """The widest vector extension the CPU reports (Linux /proc/cpuinfo), e.g.
+    ``"AVX512F with FMA"``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "unknown vector extensions"
+    for isa in ("avx512f", "avx2", "neon", "asimd"):
+        if isa in flags:
+            return isa.upper() + (" with FMA" if "fma" in flags else "")
+    return "no AVX2"
+
+
 def machine_info() -> dict:
-    """Platform, Python, CPUs (model, count, affinity), memory and the git commit of
-    this checkout (with whether ``src/`` has uncommitted changes)."""
+    """Platform, Python, CPUs (model, widest vector extension, count, affinity), memory
+    and the git commit of this checkout (with whether ``src/`` has uncommitted changes)."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "processor": platform.processor()}
+            "cpu_count": os.cpu_count(), "processor": platform.processor(), "vector_isa": vector_isa()}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -324,3 +338,26 @@ def write_json(path, results, indent: int = 1) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=indent)
     print(f"results written to {path}")
+
+
+def machine_header(threads=None) -> dict:
+    """Print the lines a results log starts with: the CPU model and its widest vector
+    extension, the CPU count and affinity, the git commit, and the thread pools loaded
+    so far (threadpoolctl: BLAS, OpenMP) with numba's thread count; return
+    :func:`machine_info` with ``"threads"`` (:func:`thread_info`) added, for the JSON.
+    Call it after the imports, so that the pools are loaded."""
+    info = machine_info()
+    info["threads"] = thread_info(threads if threads is not None else os.cpu_count())
+    pools = ", ".join(f"{p.get('internal_api')} {p.get('num_threads')}" for p in info["threads"].get("threadpools", []))
+    numba = os.environ.get("NUMBA_NUM_THREADS")
+    if "numba" in sys.modules:
+        try:
+            numba = sys.modules["numba"].get_num_threads()
+        except Exception:  # noqa: BLE001 - no threading layer yet: report the variable
+            pass
+    dirty = " (src/ modified)" if info.get("git_src_dirty") else ""
+    print(f"# cpu: {info.get('cpu_model', info['processor'])}, {info['vector_isa']}; {info['cpu_count']} CPUs "
+          f"(affinity {info.get('affinity')}); commit {str(info.get('git_commit'))[:10]}{dirty}")
+    print(f"# threads: requested {info['threads']['requested']}; pools: {pools or 'none found'}; "
+          f"numba {numba if numba is not None else 'default'}", flush=True)
+    return info
