@@ -38,3 +38,16 @@ def test_headline_target_is_the_best_sgd_final_loss_and_ratios_use_the_fastest_s
     assert head["best"]["sgd"]["updates"] == 20 and head["best"]["kfac"]["lr"] == 0.3
     assert head["sgd_over_kfac_updates"] == 2.0 and head["sgd_over_kfac_wall"] == 1.0
     assert head["adam_over_kfac_wall"] == 0.75
+
+
+def test_lenet5_epochs_to_target_and_summary():
+    import kfac_lenet5
+
+    assert kfac_lenet5.epochs_to([97.0, 98.99, 99.0, 99.2], 99.0) == 3
+    assert kfac_lenet5.epochs_to([97.0, 98.5], 99.0) is None
+    rows = [{"optimizer": "sgd", "reached": True, "epochs": 2, "wall_s": 8.0},
+            {"optimizer": "sgd", "reached": True, "epochs": 4, "wall_s": 12.0},
+            {"optimizer": "sgd", "reached": False, "epochs": None, "wall_s": None}]
+    s = kfac_lenet5.summarize(rows)["sgd"]
+    assert (s["seeds"], s["reached"], s["epochs_mean"], s["wall_s_mean"]) == (3, 2, 3.0, 10.0)
+    assert abs(s["epochs_std"] - 2 ** 0.5) < 1e-12
