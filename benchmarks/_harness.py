@@ -123,6 +123,25 @@ def set_thread_env(threads: int) -> None:
     os.environ.update({var: str(threads) for var in THREAD_VARS})
 
 
+def threads_from_argv(argv) -> int | None:
+    """For a script whose ``--threads T`` must also reach numba (which reads
+    ``NUMBA_NUM_THREADS`` once, when it loads): find the option in ``argv`` before the
+    script imports NumPy or bpnn and :func:`set_thread_env` it; return T, or None when
+    the option is absent or malformed (argparse reports that later)."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            argv[i + 1] if arg == "--threads" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                threads = int(value)
+            except ValueError:
+                return None
+            if threads > 0:
+                set_thread_env(threads)
+                return threads
+    return None
+
+
 def limit_threads(threads: int):
     """Cap every thread pool loaded so far (BLAS, OpenMP) with threadpoolctl, on top of
     the variables; call it after the imports. Keep the returned limiter alive; None

@@ -48,9 +48,14 @@ import sys
 import time
 
 from _harness import (  # beside this script
-    MNIST_DIR, Usage, least_disturbed, limit_threads, machine_header, paired_ratios, rotation, write_json,
+    MNIST_DIR, Usage, least_disturbed, limit_threads, machine_header, paired_ratios, rotation, threads_from_argv,
+    write_json,
 )
-from mnist_lecun import build  # the one 784-800-10 of the benchmarks
+
+if __name__ == "__main__":
+    threads_from_argv(sys.argv[1:])  # --threads reaches numba too: before NumPy and bpnn load
+
+from mnist_lecun import build  # noqa: E402 - the one 784-800-10 of the benchmarks
 
 import numpy as np  # noqa: E402
 

@@ -64,7 +64,12 @@ import math
 import sys
 import time
 
-from _harness import MNIST_DIR, Usage, limit_threads, machine_header, wait_quiet, write_json  # beside this script
+from _harness import (  # beside this script
+    MNIST_DIR, Usage, limit_threads, machine_header, threads_from_argv, wait_quiet, write_json,
+)
+
+if __name__ == "__main__":
+    threads_from_argv(sys.argv[1:])  # --threads reaches numba too: before NumPy and bpnn load
 
 import numpy as np  # noqa: E402
 

@@ -45,8 +45,14 @@ import statistics
 import sys
 import time
 
-from _harness import MNIST_DIR, Usage, limit_threads, machine_header, wait_quiet, write_json  # beside this script
-from lenet5_accuracy import lenet5  # the one LeNet-5 of the benchmarks
+from _harness import (  # beside this script
+    MNIST_DIR, Usage, limit_threads, machine_header, threads_from_argv, wait_quiet, write_json,
+)
+
+if __name__ == "__main__":
+    threads_from_argv(sys.argv[1:])  # --threads reaches numba too: before NumPy and bpnn load
+
+from lenet5_accuracy import lenet5  # noqa: E402 - the one LeNet-5 of the benchmarks
 
 import numpy as np  # noqa: E402
 
