@@ -30,13 +30,14 @@ the medians and the median of the per-repeat ratios (the paired median, least mo
 a machine whose speed drifts). Goal: K-FAC / SGD ≤ 1.6. Without ``bpnn.optim.KFAC``
 the K-FAC row is skipped (and said so) and only Adam / SGD is printed.
 
-Run time: the blocks last ~0.1–0.5 s, so a run is well under a minute on a quiet
-machine plus the waits for one (``--max-wait`` s a block at most); ``--quick`` (5
-repeats, no waiting) a few seconds.
+Run time: an SGD step takes ~7 ms with ``--threads 1`` (14–48 ms with two threads beside
+a colleague's job: use ``--threads 1`` on a shared machine), a block ~0.15 s, so a run
+is well under a minute plus the waits for a quiet machine (``--max-wait`` s a block at
+most, up to three attempts); ``--quick`` (5 repeats, no waiting) a few seconds.
 
 Usage::
 
-    python benchmarks/bench_kfac_cost.py --json bench-results/kfac_cost.json
+    python benchmarks/bench_kfac_cost.py --threads 1 --json bench-results/kfac_cost.json
     python benchmarks/bench_kfac_cost.py --quick
     python benchmarks/bench_kfac_cost.py --blocks 41 --threads 1
 """

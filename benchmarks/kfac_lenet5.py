@@ -27,14 +27,17 @@ that did not counts as not reached, and the summary says how many did). Without
 The test set picks the stopping epoch here: this measures speed to an accuracy, not a
 test error to quote (``lenet5_accuracy.py`` does that).
 
-Run time on the 2-core development machine: ~4 s an epoch for SGD or Adam when quiet,
-99 % after 2–4 epochs, so about a minute a seed for SGD and Adam, plus K-FAC's epochs;
-``--quick`` (2,000 images, 1,000 test images, one seed, at most 2 epochs) well under
-a minute.
+Run time on the 2-core development machine with ``--threads 1`` (beside a colleague's
+job): ~5.5 s an epoch of 60,000 images for SGD or Adam plus ~0.5 s of evaluation;
+lenet5_accuracy.py's runs pass 99 % within a few epochs, so ~0.5 min a run, ~3 min for
+SGD and Adam over three seeds, plus K-FAC's runs (at most 15 epochs a run: ~15 min in
+the worst case for all nine). Two threads beside such a job ran an epoch 4–5 × slower
+here, so use ``--threads 1`` on a shared machine. ``--quick`` (2,000 images, 1,000 test
+images, one seed, at most 2 epochs) takes well under a minute.
 
 Usage::
 
-    python benchmarks/kfac_lenet5.py --json bench-results/kfac_lenet5.json
+    python benchmarks/kfac_lenet5.py --threads 1 --json bench-results/kfac_lenet5.json
     python benchmarks/kfac_lenet5.py --quick
     python benchmarks/kfac_lenet5.py --optimizers kfac --seeds 0,1,2,3,4 --kfac-lr 0.1
 """
