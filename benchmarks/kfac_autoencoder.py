@@ -183,7 +183,10 @@ def run_setting(name, lr, damping, X, Xeval, args):
 def warm_up(settings, X, args) -> None:
     """A few updates of every optimizer before anything is timed: the first step of each
     compiles its kernels (numba), which would otherwise land in the first setting's time."""
-    for name, lr, damping in {(s[0],): s for s in settings}.values():
+    first = {}
+    for setting in settings:
+        first.setdefault(setting[0], setting)  # one setting per optimizer
+    for name, lr, damping in first.values():
         trainer = bpnn.Trainer(autoencoder(args.seed), loss="binary_cross_entropy_with_logits",
                                optimizer=make_optimizer(name, lr, damping, args), metrics=())
         trainer.fit(X[:2 * args.batch_size], X[:2 * args.batch_size], epochs=1, batch_size=args.batch_size,
