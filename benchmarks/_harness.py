@@ -123,6 +123,25 @@ def set_thread_env(threads: int) -> None:
     os.environ.update({var: str(threads) for var in THREAD_VARS})
 
 
+def threads_from_argv(argv) -> int | None:
+    """For a script whose ``--threads T`` must also reach numba (which reads
+    ``NUMBA_NUM_THREADS`` once, when it loads): find the option in ``argv`` before the
+    script imports NumPy or bpnn and :func:`set_thread_env` it; return T, or None when
+    the option is absent or malformed (argparse reports that later)."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            argv[i + 1] if arg == "--threads" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                threads = int(value)
+            except ValueError:
+                return None
+            if threads > 0:
+                set_thread_env(threads)
+                return threads
+    return None
+
+
 def limit_threads(threads: int):
     """Cap every thread pool loaded so far (BLAS, OpenMP) with threadpoolctl, on top of
     the variables; call it after the imports. Keep the returned limiter alive; None
@@ -283,11 +302,25 @@ MNIST_DIR = os.environ.get("BPNN_MNIST_DIR") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "mnist")
 
 
+def vector_isa() -> str:
+    """The widest vector extension the CPU reports (Linux /proc/cpuinfo), e.g.
+    ``"AVX512F with FMA"``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return "unknown vector extensions"
+    for isa in ("avx512f", "avx2", "neon", "asimd"):
+        if isa in flags:
+            return isa.upper() + (" with FMA" if "fma" in flags else "")
+    return "no AVX2"
+
+
 def machine_info() -> dict:
-    """Platform, Python, CPUs (model, count, affinity), memory and the git commit of
-    this checkout (with whether ``src/`` has uncommitted changes)."""
+    """Platform, Python, CPUs (model, widest vector extension, count, affinity), memory
+    and the git commit of this checkout (with whether ``src/`` has uncommitted changes)."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "processor": platform.processor()}
+            "cpu_count": os.cpu_count(), "processor": platform.processor(), "vector_isa": vector_isa()}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -324,3 +357,26 @@ def write_json(path, results, indent: int = 1) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=indent)
     print(f"results written to {path}")
+
+
+def machine_header(threads=None) -> dict:
+    """Print the lines a results log starts with: the CPU model and its widest vector
+    extension, the CPU count and affinity, the git commit, and the thread pools loaded
+    so far (threadpoolctl: BLAS, OpenMP) with numba's thread count; return
+    :func:`machine_info` with ``"threads"`` (:func:`thread_info`) added, for the JSON.
+    Call it after the imports, so that the pools are loaded."""
+    info = machine_info()
+    info["threads"] = thread_info(threads if threads is not None else os.cpu_count())
+    pools = ", ".join(f"{p.get('internal_api')} {p.get('num_threads')}" for p in info["threads"].get("threadpools", []))
+    numba = os.environ.get("NUMBA_NUM_THREADS")
+    if "numba" in sys.modules:
+        try:
+            numba = sys.modules["numba"].get_num_threads()
+        except Exception:  # noqa: BLE001 - no threading layer yet: report the variable
+            pass
+    dirty = " (src/ modified)" if info.get("git_src_dirty") else ""
+    print(f"# cpu: {info.get('cpu_model', info['processor'])}, {info['vector_isa']}; {info['cpu_count']} CPUs "
+          f"(affinity {info.get('affinity')}); commit {str(info.get('git_commit'))[:10]}{dirty}")
+    print(f"# threads: requested {info['threads']['requested']}; pools: {pools or 'none found'}; "
+          f"numba {numba if numba is not None else 'default'}", flush=True)
+    return info

@@ -22,7 +22,9 @@ import os
 import statistics
 import sys
 
-from _harness import MNIST_DIR, Worker, least_disturbed, machine_info, paired_ratios, rotation, write_json
+from _harness import (  # beside this script
+    MNIST_DIR, Worker, least_disturbed, machine_info, paired_ratios, rotation, write_json,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
@@ -32,19 +34,6 @@ import bench_cnn  # noqa: E402
 import bench_mlp  # noqa: E402
 
 CONFIGS = [f"mlp:{c}" for c in bench_mlp.CONFIGS] + [f"cnn:{c}" for c in bench_cnn.CONFIGS]
-
-
-def _vector_isa() -> str:
-    """The widest vector extension the CPU reports (Linux /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return "unknown vector extensions"
-    for isa in ("avx512f", "avx2", "neon", "asimd"):
-        if isa in flags:
-            return isa.upper() + (" with FMA" if "fma" in flags else "")
-    return "no AVX2"
 
 
 def _spec(bench: str, config: str, args) -> tuple[str, dict, str]:
@@ -112,7 +101,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"--configs: unknown {unknown}; valid: {', '.join(CONFIGS)}")
     info = machine_info()
-    print(f"# A/B new={args.new} base={args.base}\n# cpu: {info.get('cpu_model')}, {_vector_isa()}; "
+    print(f"# A/B new={args.new} base={args.base}\n# cpu: {info.get('cpu_model')}, {info['vector_isa']}; "
           f"threads {args.threads}", flush=True)
     results = [run_pair(name, args) for name in names]
     print("\n| config | new median (s) | base median (s) | new/base (medians) | paired median |")
