@@ -411,17 +411,60 @@ def test_model_file_round_trip_with_the_optimizer(tmp_path, rng):
     bpnn.Trainer(model, optimizer=opt).fit(X, y, epochs=2, batch_size=10, verbose=False)
     path = tmp_path / "m.bpnn"
     bpnn.io.save(model, path, optimizer=opt)
-    loaded = bpnn.io.load(path)
-    assert loaded is not None
+    loaded, opt2 = bpnn.io.load(path, with_optimizer=True)
+    assert isinstance(opt2, optim.KFAC) and opt2.get_config() == opt.get_config()
+    saved, restored = opt.state_dict(), opt2.state_dict()
+    assert restored["step_count"] == saved["step_count"] == 6
+    for mine, theirs in zip(saved["state"], restored["state"]):
+        assert mine.keys() == theirs.keys()
+        for k in mine:
+            np.testing.assert_array_equal(mine[k], theirs[k], err_msg=k)
 
 
-def test_sklearn_solver_kfac(rng):
+@pytest.mark.parametrize("which", ["classifier", "regressor"])
+def test_sklearn_solver_kfac(rng, which):
     pytest.importorskip("sklearn")
-    from bpnn.sklearn import BPNNClassifier
+    from bpnn.sklearn import BPNNClassifier, BPNNRegressor
 
-    X, y = rng.normal(size=(80, 4)), rng.integers(0, 2, 80)
-    clf = BPNNClassifier(hidden_layer_sizes=(8,), solver="kfac", max_iter=5, random_state=0).fit(X, y)
-    assert clf.score(X, y) >= 0.0
+    X = rng.normal(size=(120, 4))
+    if which == "classifier":
+        y = (X[:, 0] + X[:, 1] > 0).astype(int)
+        est = BPNNClassifier(hidden_layer_sizes=(8,), solver="kfac", learning_rate_init=0.05, momentum=0.5,
+                             max_iter=30, random_state=0)
+    else:
+        y = X @ np.array([1.0, -1.0, 0.5, 0.0])
+        est = BPNNRegressor(hidden_layer_sizes=(8,), solver="kfac", learning_rate_init=0.05, momentum=0.5,
+                            max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter reached
+        est.fit(X, y)
+    assert est.score(X, y) > 0.8
+
+
+def test_compare_runs_kfac(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
+    from bpnn.experiment import StudySpec, run_study
+
+    spec = StudySpec(inits=["he_normal"], optimizers=["sgd", "kfac"], lrs=[0.05], seeds=[0], epochs=2,
+                     hidden=[16], n_jobs=1, histogram_bins=8, max_samples=300)
+    result = run_study(spec, progress=False)
+    by_optimizer = {r["run"]["optimizer"]: r for r in result.runs}
+    assert set(by_optimizer) == {"sgd", "kfac"}
+    assert not any(r["error"] for r in result.runs), [r["error"] for r in result.runs]
+    kfac, sgd = by_optimizer["kfac"]["history"]["loss"][-1], by_optimizer["sgd"]["history"]["loss"][-1]
+    assert np.isfinite(kfac) and kfac < sgd
+
+
+def test_cli_compare_optimizers_kfac(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
+    pytest.importorskip("matplotlib", reason="the report needs matplotlib (bpnn[report])")
+    from bpnn import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["compare", "--inits", "he_normal", "--optimizers", "kfac", "--seeds", "0", "--epochs", "1",
+                     "--hidden", "8", "--n-jobs", "1", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "kfac" in (out / "results.csv").read_text()
 
 
 # ============================================================ errors
