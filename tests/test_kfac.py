@@ -489,6 +489,13 @@ def test_a_model_without_dense_or_conv_is_refused():
         optim.KFAC().attach(model)
 
 
+def test_a_model_with_a_shared_module_is_refused():
+    shared = bpnn.Dense(4)
+    model = bpnn.Sequential([bpnn.Dense(4), shared, bpnn.Tanh(), shared], input_shape=(3,), seed=0)
+    with pytest.raises(ValueError, match="weight sharing.*Dense occurs 2 times"):
+        optim.KFAC().attach(model)
+
+
 def test_a_loss_without_a_predictive_distribution_is_named(rng):
     class Hinge(Loss):
         def forward(self, pred, target):

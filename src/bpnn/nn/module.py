@@ -88,6 +88,12 @@ class Module(Configurable):
         data step ran, or the weights came from elsewhere (a model file)."""
         self._data_init_done = True
 
+    @property
+    def uses(self) -> int:
+        """The number of places this object occurs in the model it belongs to (more than
+        1 under weight sharing; set when the container is built)."""
+        return self._uses
+
     def children(self) -> list[tuple[str, "Module"]]:
         """Direct sub-modules as (name, module); empty for plain layers."""
         return []

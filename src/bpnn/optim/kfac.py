@@ -181,8 +181,8 @@ class KFAC(Optimizer):
         model.backward(loss.backward()); opt.step()
 
     Factors, eigendecompositions, damping and counters are part of :meth:`state_dict`, so
-    checkpoints resume exactly. A layer object used at several places of a model is not
-    supported. A non-finite factor raises :class:`NonFiniteCurvatureError` naming the
+    checkpoints resume exactly. A model with a module used at several places (weight
+    sharing) is refused. A non-finite factor raises :class:`NonFiniteCurvatureError` naming the
     layer and step.
     """
 
@@ -209,6 +209,12 @@ class KFAC(Optimizer):
         flat = model.flat_parameters()
         if flat is self._flat:
             return self
+        shared = [m for m in model.modules() if m.uses > 1]
+        if shared:
+            # one kept input and output gradient per layer object, and one backward per forward
+            # for a shared module's saved state: K-FAC would read another use's statistics
+            raise ValueError(f"model: K-FAC does not support a module used at several places (weight "
+                             f"sharing); {type(shared[0]).__name__} occurs {shared[0].uses} times")
         names = {id(p): name for name, p, _ in model.named_parameters(trainable_only=True)}
         blocks, seen = [], set()
         for m in model.modules():
