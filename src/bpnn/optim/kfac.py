@@ -309,12 +309,14 @@ class KFAC(Optimizer):
                                    f"forward of this step?")
             positions = g.shape[0] // n
             with np.errstate(over="ignore", invalid="ignore"):  # checked below, with the layer named
-                a_new = x.T @ x
-                if b.b_slice is not None:
-                    col = x.sum(axis=0)
-                    a_new = xp.block([[a_new, col[:, None]],
-                                      [col[None, :], xp.full((1, 1), x.shape[0], x.dtype)]])
-                a_new = a_new / n
+                if b.b_slice is None:
+                    a_new = x.T @ x
+                else:  # ā = [a; 1]: Σ ā āᵀ = [[Σ a aᵀ, Σ a], [Σ aᵀ, rows]]
+                    a_new = xp.empty((b.dim_a, b.dim_a), dtype=x.dtype)
+                    a_new[:-1, :-1] = x.T @ x
+                    a_new[:-1, -1] = a_new[-1, :-1] = x.sum(axis=0)
+                    a_new[-1, -1] = x.shape[0]
+                a_new /= n
                 g_new = (g.T @ g) * (s / positions)
             for key, new in (("A", a_new), ("G", g_new)):
                 if not bool(xp.isfinite(new).all()):
