@@ -326,6 +326,51 @@ def test_linear_least_squares_takes_newton_steps(rng):
     assert distances[-1] < 1e-5 * start
 
 
+def _least_squares(rng, n=4000, d=3):
+    x = rng.normal(size=(n, d)) @ np.diag([1.0, 5.0, 0.2]) + 1.0
+    y = x @ np.array([1.0, -2.0, 3.0]) + 0.5 + 0.1 * rng.normal(size=n)
+    return x, y
+
+
+def _steps(model, opt, loss, x, y, steps, gen):
+    for _ in range(steps):
+        out = model.forward(x, training=True)
+        loss.forward(out, y)
+        opt.before_backward(model, loss, out, gen, batch=(x, y))
+        model.backward(loss.backward(), input_grad=False)
+        opt.step()
+
+
+@pytest.mark.parametrize("lr, change", [(1.0, "down"), (3.0, "up")])
+def test_adaptive_damping_follows_the_reduction_ratio(rng, lr, change):
+    """On least squares the K-FAC quadratic model is the loss (up to the sampling of G), so
+    a Newton step (lr 1) has ρ ≈ 1 and λ shrinks by ω = (19/20)^T₁ at every adaptation; a
+    step three times too long (lr 3) raises the loss, as the model also predicts (M(δ) >
+    M(0)): a failed step, ρ = −∞, and λ grows by 1/ω."""
+    x, y = _least_squares(rng)
+    model = bpnn.Sequential([bpnn.Dense(1, init="zeros")], input_shape=(3,), seed=0, dtype="float64")
+    opt = optim.KFAC(lr=lr, damping=1e-3, damping_form="eigen", momentum=0.0, kl_clip=None, factor_decay=0.0,
+                     inv_update_steps=1, adapt_damping=True, adapt_interval=2).attach(model)
+    _steps(model, opt, MSE(), x, y, 1, np.random.default_rng(0))
+    omega = (19 / 20) ** 2
+    if change == "down":
+        assert opt.last_reduction_ratio == pytest.approx(1.0, abs=0.1)
+        assert opt.damping == pytest.approx(1e-3 * omega, rel=1e-12)
+    else:
+        assert opt.last_reduction_ratio < 0.25
+        assert opt.damping == pytest.approx(1e-3 / omega, rel=1e-12)
+    _steps(model, opt, MSE(), x, y, 2, np.random.default_rng(1))  # steps 1 (no adaptation) and 2
+    assert opt.damping == pytest.approx(1e-3 * (omega ** 2 if change == "down" else omega ** -2), rel=1e-12)
+
+
+def test_adaptive_damping_needs_the_batch(rng):
+    model = bpnn.Sequential([bpnn.Dense(2)], input_shape=(3,), seed=0)
+    opt = optim.KFAC(adapt_damping=True).attach(model)
+    out = model.forward(rng.normal(size=(4, 3)), training=True)
+    with pytest.raises(ValueError, match=r"batch: adapt_damping=True needs this step's \(x, y\)"):
+        opt.before_backward(model, SoftmaxCrossEntropy(), out)
+
+
 def test_kfac_reaches_a_loss_sgd_does_not_in_the_same_steps(rng):
     from bpnn.data import load_digits
 
@@ -366,7 +411,8 @@ RESUME = textwrap.dedent("""
     X, y = X[:400], y[:400]
     model = bpnn.Sequential([bpnn.Dense(16), bpnn.ReLU(), bpnn.BatchNorm(), bpnn.Dense(10)], seed=3)
     opt = bpnn.optim.KFAC(lr=bpnn.optim.CosineAnnealing(0.05, T_max=4, unit="epoch"), damping=1e-2,
-                          factor_update_steps=2, inv_update_steps=3, weight_decay=1e-3)
+                          factor_update_steps=2, inv_update_steps=3, weight_decay=1e-3, adapt_damping=True,
+                          adapt_interval=2)
     trainer = bpnn.Trainer(model, optimizer=opt)
     kw = dict(batch_size=64, verbose=False)
     if mode == "straight":
@@ -397,7 +443,8 @@ def test_two_plus_two_epochs_in_a_new_process_equal_four_straight(tmp_path):
 
 def test_config_round_trip_and_state_dict(rng):
     opt = optim.KFAC(lr=0.05, damping=0.01, momentum=0.5, factor_decay=0.9, factor_update_steps=2,
-                     inv_update_steps=4, kl_clip=None, weight_decay=1e-4, fisher="empirical", damping_form="eigen")
+                     inv_update_steps=4, kl_clip=None, weight_decay=1e-4, fisher="empirical", damping_form="eigen",
+                     adapt_damping=True, adapt_interval=3, min_damping=1e-6)
     cfg = optim.optimizers.serialize(opt)
     assert optim.optimizers.serialize(optim.get(cfg)) == cfg
     assert isinstance(optim.get("kfac"), optim.KFAC)
@@ -477,6 +524,8 @@ def test_cli_compare_optimizers_kfac(tmp_path, capsys):
     (dict(damping_form="x"), "damping_form"),
     (dict(kl_clip=0), "kl_clip"),
     (dict(factor_decay=1.0), "factor_decay"),
+    (dict(adapt_damping=1), "adapt_damping: got 1; expected True or False"),
+    (dict(adapt_interval=0), "adapt_interval: got 0"),
 ])
 def test_bad_arguments_are_named(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -168,16 +168,23 @@ class KFAC(Optimizer):
     on the whole vector u (ΔW̄ for the blocks, ∇θ elsewhere): u ← u + w θ
     (w = ``weight_decay``), b ← μ b + u (torch form, b₁ = u; μ = ``momentum``), θ ← θ − η b.
 
+    **Adaptive damping** (``adapt_damping=True``; off by default): every ``adapt_interval``
+    steps T₁, λ follows the Levenberg–Marquardt rule of Martens & Grosse §6.5 from the
+    reduction ratio ρ of the step on its own batch (see :meth:`_adapt`; two extra
+    forwards in evaluation mode, the Trainer passes the batch). The quadratic model uses
+    the K-FAC blocks, not the exact Fisher.
+
     Parameters (defaults): ``lr`` 0.01 (a number or schedule), ``damping`` 1e-3,
     ``momentum`` 0.9, ``factor_decay`` 0.95 (``stat_decay``), ``factor_update_steps`` 1
     (T_cov), ``inv_update_steps`` 10 (T_inv), ``kl_clip`` 1e-3, ``weight_decay`` 0,
-    ``fisher`` ``"true"``, ``damping_form`` ``"tikhonov_factored"``.
+    ``fisher`` ``"true"``, ``damping_form`` ``"tikhonov_factored"``, ``adapt_damping`` False,
+    ``adapt_interval`` 5, ``min_damping`` 1e-8.
 
     **Use.** ``Trainer(model, loss=..., optimizer=bpnn.optim.KFAC(...))``. In a hand-written
     loop, call :meth:`before_backward` between the loss's forward and the model's backward::
 
         out = model.forward(x, training=True); loss.forward(out, y)
-        opt.before_backward(model, loss, out, rng)
+        opt.before_backward(model, loss, out, rng, batch=(x, y))
         model.backward(loss.backward()); opt.step()
 
     Factors, eigendecompositions, damping and counters are part of :meth:`state_dict`, so
@@ -188,7 +195,8 @@ class KFAC(Optimizer):
 
     def __init__(self, lr=0.01, damping: float = 1e-3, momentum: float = 0.9, factor_decay: float = 0.95,
                  factor_update_steps: int = 1, inv_update_steps: int = 10, kl_clip=1e-3,
-                 weight_decay: float = 0.0, fisher: str = "true", damping_form: str = "tikhonov_factored"):
+                 weight_decay: float = 0.0, fisher: str = "true", damping_form: str = "tikhonov_factored",
+                 adapt_damping: bool = False, adapt_interval: int = 5, min_damping: float = 1e-8):
         self._damping = float(_checks.positive("damping", damping))
         self.momentum = float(_checks.in_range("momentum", momentum, 0.0, 1.0, high_open=True))
         self.factor_decay = float(_checks.in_range("factor_decay", factor_decay, 0.0, 1.0, high_open=True))
@@ -198,9 +206,17 @@ class KFAC(Optimizer):
         self.weight_decay = float(_checks.positive("weight_decay", weight_decay, allow_zero=True))
         self.fisher = _checks.one_of("fisher", fisher, FISHERS)
         self.damping_form = _checks.one_of("damping_form", damping_form, DAMPING_FORMS)
+        if not isinstance(adapt_damping, bool):
+            raise ValueError(f"adapt_damping: got {adapt_damping!r}; expected True or False")
+        self.adapt_damping = adapt_damping
+        self.adapt_interval = int(_checks.positive("adapt_interval", adapt_interval, integer=True))
+        self.min_damping = float(_checks.positive("min_damping", min_damping))
         super().__init__([AddWeightDecay(self.weight_decay), Momentum(self.momentum)], lr)
         self._blocks: list[_Block] = []
         self._pending = None  # (N, s) while a factor update waits for the real gradients' G
+        self._batch = None  # (model, x, y, loss) of this step, for the damping adaptation
+        #: ρ of the last damping adaptation (None before the first)
+        self.last_reduction_ratio = None
 
     # ------------------------------------------------------------------ binding
     def attach(self, model) -> "KFAC":
@@ -265,13 +281,20 @@ class KFAC(Optimizer):
         return self.state[len(self.transforms) + i]
 
     # ------------------------------------------------------------------ statistics
-    def before_backward(self, model, loss, output, rng=None) -> None:
+    def before_backward(self, model, loss, output, rng=None, batch=None) -> None:
         """Collect the factors when this step updates them (every ``factor_update_steps``):
         A from the layers' inputs of this forward and, for ``fisher="true"``, G from one
         backward of targets sampled from the model (``rng``: a NumPy Generator; default
         the model's). For ``fisher="empirical"`` G is read in :meth:`step` from the real
-        backward, which keeps the layers' output gradients for it."""
+        backward, which keeps the layers' output gradients for it. With ``adapt_damping``,
+        ``batch`` = (x, y) of this step is kept for the reduction ratio (the Trainer passes it)."""
         self._bound()
+        self._batch = None
+        if self.adapt_damping and self.step_count % self.adapt_interval == 0:
+            if batch is None:
+                raise ValueError("batch: adapt_damping=True needs this step's (x, y): call "
+                                 "optimizer.before_backward(model, loss, output, rng, batch=(x, y))")
+            self._batch = (model, batch[0], batch[1], loss)
         if self.step_count % self.factor_update_steps:
             return
         n = int(output.shape[0])
@@ -388,6 +411,10 @@ class KFAC(Optimizer):
         if self._u is None:
             self._u = xp.empty_like(flat.params)
             self._tmp = xp.empty_like(flat.params)
+        adapt, self._batch = self._batch, None
+        if adapt is not None:
+            h_before = self._eval_loss(adapt)
+            before = flat.params.copy()
         u = self._u
         u[...] = flat.grads
         vg = 0.0
@@ -406,6 +433,37 @@ class KFAC(Optimizer):
         for transform, state in zip(self.transforms, self.state):
             u = transform.update(u, state, flat.params, t, lr)
         flat.params -= lr * u
+        if adapt is not None:
+            self._adapt(flat, before, h_before, self._eval_loss(adapt))
+
+    def _eval_loss(self, batch) -> float:
+        """The loss of the batch kept by :meth:`before_backward`, in evaluation mode (no
+        BatchNorm statistics updated, no dropout drawn, so training is not disturbed)."""
+        model, x, y, loss = batch
+        return float(loss.forward(model.forward(x, training=False), y))
+
+    def _adapt(self, flat, before, h_before, h_after) -> None:
+        """Levenberg–Marquardt rule (Martens & Grosse 2015, §6.5): ρ = (h(θ + δ) − h(θ)) /
+        (M(δ) − M(0)), M(δ) − M(0) = ∇hᵀδ + ½ δᵀ(F̂ + λI)δ with δ the step taken and F̂ the
+        K-FAC blocks (Σ ⟨D, A D G⟩ over the blocks, D = δ as W̄; no curvature for the other
+        parameters); λ ← ωλ if ρ > 3/4, λ ← λ/ω if ρ < 1/4, ω = (19/20)^T₁, T₁ =
+        ``adapt_interval``; λ ≥ ``min_damping``. A step the model itself predicts to raise
+        the loss (M(δ) ≥ M(0)), or a non-finite loss after it, counts as ρ = −∞."""
+        delta = flat.params - before
+        lam = self.damping
+        q = float((flat.grads * delta).sum()) + 0.5 * lam * float((delta * delta).sum())
+        for i, b in enumerate(self._blocks):
+            st = self._block_state(i)
+            d = b.matrix(delta)
+            q += 0.5 * float((d * (st["A"] @ d @ st["G"])).sum())
+        rho = (h_after - h_before) / q if q < 0 else -math.inf
+        omega = (19 / 20) ** self.adapt_interval
+        if not math.isfinite(h_after) or rho < 0.25:
+            lam /= omega
+        elif rho > 0.75:
+            lam *= omega
+        self._kfac_state["damping"][0] = max(lam, self.min_damping)
+        self.last_reduction_ratio = rho
 
     # ------------------------------------------------------------------ config
     def get_config(self):
@@ -415,4 +473,6 @@ class KFAC(Optimizer):
                "weight_decay": self.weight_decay, "fisher": self.fisher}
         if self.damping_form != "tikhonov_factored":
             cfg["damping_form"] = self.damping_form
+        if self.adapt_damping:
+            cfg.update(adapt_damping=True, adapt_interval=self.adapt_interval, min_damping=self.min_damping)
         return cfg

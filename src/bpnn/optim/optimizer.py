@@ -166,10 +166,12 @@ class Optimizer(Configurable):
     def zero_grad(self) -> None:
         self._bound().grads[...] = 0
 
-    def before_backward(self, model, loss, output, rng=None) -> None:
+    def before_backward(self, model, loss, output, rng=None, batch=None) -> None:
         """Called by the Trainer at every step after the loss's forward on ``output`` and
         before ``model.backward``: the place where a curvature optimizer (K-FAC) reads the
-        layers' inputs and runs its own backward passes. A no-op for gradient optimizers."""
+        layers' inputs and runs its own backward passes. ``batch`` is the step's (x, y),
+        for an optimizer that evaluates the loss again (K-FAC's damping adaptation). A
+        no-op for gradient optimizers."""
 
     def step(self) -> None:
         """One update from the gradients currently stored in the model."""

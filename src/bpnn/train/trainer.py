@@ -182,7 +182,7 @@ class Trainer(CallbackHost):
                         self.stop_training = True
                         break
                     try:
-                        opt.before_backward(model, loss, out, self.rng)  # K-FAC's statistics; else a no-op
+                        opt.before_backward(model, loss, out, self.rng, (xb, yb))  # K-FAC; else a no-op
                         model.backward(loss.backward(), input_grad=False)
                         if penalties is not None:
                             sums["penalty"] += penalties.apply() * len(xb)  # adds ∂R/∂θ to the gradients
