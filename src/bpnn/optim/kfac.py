@@ -53,7 +53,9 @@ def sampled_output_grad(loss, z, rng):
     s = N for losses that average over samples and s = 1 for sums:
 
     - softmax cross-entropy: y ~ Categorical(softmax(z)), g = (softmax(z) − e_y)/N;
-    - binary cross-entropy with logits: y ~ Bernoulli(σ(z)), g = (σ(z) − y)/(N K);
+    - binary cross-entropy with logits (a mean over N·K entries, ∂²L/∂z_n² =
+      diag(σ(1 − σ))/(N K)): y ~ Bernoulli(σ(z)), g = (σ(z) − y)/(N √K) — the loss's own
+      gradient (σ − y)/(N K) times √K, as curvlinops scales it;
     - MSE with ∂L/∂z = c (z − y): y ~ N(z, σ² I) with σ² = 1/(c s), g = −c σ ε.
     """
     xp = backend.xp
@@ -71,7 +73,7 @@ def sampled_output_grad(loss, z, rng):
     if kind == "bernoulli":
         sig = 0.5 * (1 + xp.tanh(0.5 * z))
         y = (backend.to_device(rng.random(z.shape)) < sig).astype(z.dtype)
-        return (sig - y) / (n * k)
+        return (sig - y) / (n * math.sqrt(k))
     scale, mean = _MSE_SCALE[loss.reduction]
     c = scale(n, k)
     s = n if mean else 1
@@ -137,7 +139,12 @@ class KFAC(Optimizer):
     s = 1 when it sums. For a mean loss G = (1/N) Σ_n (N g_n)(N g_n)ᵀ: N g_n is the
     gradient of the n-th sample's own loss, so A ⊗ G approximates the Fisher of the *mean*
     loss, E_n[∇ℓ_n ∇ℓ_nᵀ] — KFAC-Pytorch's convention (``batch_averaged=True``) and
-    curvlinops' ``KFACLinearOperator`` with ``loss_average="batch"``. For Conv2D the
+    curvlinops' ``KFACLinearOperator`` for a loss with ``reduction="mean"`` (the tests
+    match its factors for cross-entropy, and for MSE with ``reduction="sum"``; for a mean
+    MSE or binary CE over K outputs curvlinops' *empirical* G is K times ours, as it
+    counts each output as a loss term; the true-Fisher sampling below matches its MC
+    Fisher's scaling). For the true Fisher, E[G] is the per-sample loss's Hessian
+    w.r.t. the outputs averaged over samples (the GGN). For Conv2D the
     product A ⊗ G equals KFC's Ω ⊗ Γ (and KFAC-Pytorch's); the split is KFC's (A sums over
     positions, G averages), which only matters for π below. With vec the row-major
     flattening of W̄, vec(∇W̄) = Σ ā ⊗ g, so the block is ``np.kron(A, G)``.
