@@ -297,6 +297,44 @@ def test_factors_equal_curvlinops_kfac(rng, loss_name):
         np.testing.assert_allclose(s["G"], op._gradient_covariances[name].numpy(), rtol=1e-6, atol=1e-12)
 
 
+def test_conv_factors_equal_curvlinops_kfac_expand(rng):
+    """Conv2D (stride 2, padding 1, dilation 2) then Dense, cross-entropy: curvlinops'
+    ``KFACLinearOperator`` (``FisherType.EMPIRICAL``, KFAC-expand, bias folded in) splits
+    the same product A ⊗ G otherwise — A' = A/|T|, G' = |T| G (KFAC-Pytorch's split; ours
+    is KFC's) — and orders the patch columns (c, p, q) where im2col gives (p, q, c)."""
+    torch = pytest.importorskip("torch")
+    curvlinops = pytest.importorskip("curvlinops", reason="curvlinops-for-pytorch is not installed")
+    n = 3
+    x, y = rng.normal(size=(n, 2, 7, 6)), rng.integers(0, 4, n)
+    ours = _conv_model()
+    conv, dense = ours[0], ours[2]
+    tconv = torch.nn.Conv2d(2, 3, 3, stride=2, padding=1, dilation=2).double()
+    tlin = torch.nn.Linear(*dense.params["weight"].shape).double()
+    with torch.no_grad():
+        tconv.weight.copy_(torch.tensor(conv.params["weight"]))  # OIHW in both
+        tconv.bias.copy_(torch.tensor(conv.params["bias"]))
+        tlin.weight.copy_(torch.tensor(dense.params["weight"].T))
+        tlin.bias.copy_(torch.tensor(dense.params["bias"]))
+    tmodel = torch.nn.Sequential(tconv, torch.nn.Flatten(), tlin)
+    op = curvlinops.KFACLinearOperator(tmodel, torch.nn.CrossEntropyLoss(), list(tmodel.parameters()),
+                                       [(torch.tensor(x), torch.tensor(y))],
+                                       fisher_type=curvlinops.FisherType.EMPIRICAL,
+                                       separate_weight_and_bias=False, check_deterministic=False)
+    op.compute_kronecker_factors()
+    opt = optim.KFAC(**EXACT)
+    _one_step(ours, SoftmaxCrossEntropy(), x, y, opt)
+    T = conv.window.Ho * conv.window.Wo
+    # our column (p, q, c) → theirs (c, p, q); the bias stays last
+    perm = np.array([c * 9 + p * 3 + q for p in range(3) for q in range(3) for c in range(2)] + [18])
+    theirs_a = op._input_covariances["0"].numpy()[np.ix_(perm, perm)]
+    s = _state(opt, 0)
+    np.testing.assert_allclose(s["A"] / T, theirs_a, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(s["G"] * T, op._gradient_covariances["0"].numpy(), rtol=1e-6, atol=1e-12)
+    s = _state(opt, 1)
+    np.testing.assert_allclose(s["A"], op._input_covariances["2"].numpy(), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(s["G"], op._gradient_covariances["2"].numpy(), rtol=1e-6, atol=1e-12)
+
+
 # ============================================================ convergence
 def test_linear_least_squares_takes_newton_steps(rng):
     """One Dense layer under MSE is a quadratic whose Hessian is A ⊗ (2/K) I exactly; with
