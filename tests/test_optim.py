@@ -663,9 +663,43 @@ def test_config_round_trip(make):
     np.testing.assert_array_equal(first_weight_after(a, 4), first_weight_after(b, 4))
 
 
+#: Optimizers without a torch.optim twin, and where their reference test is instead.
+NO_TORCH_TWIN = {"kfac": "torch.optim has no K-FAC: tests/test_kfac.py checks it against the explicit "
+                         "(A ⊗ G + λ I)⁻¹ vec(∇W) and curvlinops' KFACLinearOperator"}
+
+
+def test_golden_kfac():
+    """Dense(1, no bias), one sample x = 2, target t = 3, w₀ = 0.5, MSE ½ sum (s = 1),
+    empirical Fisher, lr 0.5, no momentum, no KL clip, λ = 4, factor_decay 0.5.
+    Step 1: z = 1, g = z − t = −2, ∇w = x g = −4, A = x² = 4, G = g² = 4.
+      eigen:   Δ = ∇ / (A G + λ) = −4 / 20 = −0.2,        w₁ = 0.5 + 0.5 · 0.2 = 0.6;
+      factored (π = √(A/G) = 1): Δ = ∇ / ((A + 2)(G + 2)) = −4/36,  w₁ = 0.5 + 0.5/9.
+    Step 2 (eigen): z = 1.2, g = −1.8, ∇w = −3.6, A = 4, G = ½·4 + ½·3.24 = 3.62,
+      Δ = −3.6 / (4 · 3.62 + 4) = −3.6/18.48,  w₂ = 0.6 + 0.5 · 3.6/18.48."""
+    def run(form, steps):
+        model = bpnn.Sequential([bpnn.Dense(1, use_bias=False, init="zeros")], input_shape=(1,), dtype="float64")
+        model[0].params["weight"][...] = 0.5
+        loss = bpnn.MSE("half_sum")
+        opt = optim.KFAC(lr=0.5, damping=4.0, momentum=0.0, kl_clip=None, factor_decay=0.5, inv_update_steps=1,
+                         fisher="empirical", damping_form=form).attach(model)
+        x, t = np.array([[2.0]]), np.array([[3.0]])
+        for _ in range(steps):
+            out = model.forward(x, training=True)
+            loss.forward(out, t)
+            opt.before_backward(model, loss, out)
+            model.backward(loss.backward(), input_grad=False)
+            opt.step()
+        return float(model[0].params["weight"][0, 0])
+
+    assert run("eigen", 1) == pytest.approx(0.6, rel=1e-14)
+    assert run("tikhonov_factored", 1) == pytest.approx(0.5 + 0.5 / 9, rel=1e-14)
+    assert run("eigen", 2) == pytest.approx(0.6 + 0.5 * 3.6 / 18.48, rel=1e-14)
+
+
 def test_every_registered_optimizer_has_parity_and_a_golden_example():
-    """A new optimizer must come with its torch parity test and its golden example."""
-    covered_parity = {"sgd", "adam"} | set(NEW_CONFIGS)
+    """A new optimizer must come with its torch parity test (or a reason in NO_TORCH_TWIN)
+    and its golden example."""
+    covered_parity = {"sgd", "adam"} | set(NEW_CONFIGS) | set(NO_TORCH_TWIN)
     goldens = {name[len("test_golden_"):] for name in globals() if name.startswith("test_golden_")}
     for name in optim.optimizers.names():
         if name == "chain":

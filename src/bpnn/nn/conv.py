@@ -38,7 +38,9 @@ class Conv2D(WindowedLayer):
         ∂L/∂x = col2im(∂L/∂X_col) (the adjoint of im2col: every entry of x gets the sum
         over the windows that read it; padding entries are dropped).
     The weight is shared by every window (weight sharing inherent in convolution), so its
-    gradient sums over all of them.
+    gradient sums over all of them. For curvature methods (K-FAC, KFC) the two factors are
+    exposed: ``input_rows()`` is X_col without the bias column ((N·H_out·W_out, kh·kw·C),
+    a new array) and, with ``keep_output_grad`` set, ``output_grad`` is a copy of G.
 
     Implementation: each forward computes these formulas in one of four ways, chosen by
     :meth:`_choose` (X_col itself, a product over row tiles, a direct convolution of the
@@ -137,8 +139,21 @@ class Conv2D(WindowedLayer):
         y = self._strategy.forward(self, training)
         return as_nchw(y.reshape(xl.shape[0], win.Ho, win.Wo, self.out_channels))
 
+    def input_rows(self):
+        """X_col of the last forward, (N·H_out·W_out, kh·kw·C), columns (p, q, c) as the rows
+        of W_mat = W.transpose(2, 3, 1, 0).reshape(-1, O); rows (n, i, j) as ``output_grad``."""
+        last = self._strategy
+        if last is None:
+            raise RuntimeError("Conv2D.input_rows: no forward has run yet")
+        win = last.win
+        cols = backend.xp.empty((last.n * win.Ho * win.Wo, win.kh * win.kw * last.xl.shape[3]), dtype=last.xl.dtype)
+        windows.im2col(backend.xp.ascontiguousarray(last.xl), cols, win)
+        return cols
+
     def backward(self, grad_out, input_grad=True):
         g = channels_last(grad_out).reshape(-1, self.out_channels)
+        if self.keep_output_grad:
+            self.output_grad = g.copy()
         return self._strategy.backward(self, g, input_grad)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):

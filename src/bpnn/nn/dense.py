@@ -21,6 +21,8 @@ class Dense(Module):
     Forward:  y = x W + b.
     Backward, with G = ∂L/∂y:
         ∂L/∂W = xᵀ G,   ∂L/∂b = Σ_n G_n,   ∂L/∂x = G Wᵀ.
+    For curvature methods (K-FAC) the two factors are exposed: ``input_rows()`` is x
+    (N, n_in) and, with ``keep_output_grad`` set, ``output_grad`` is a copy of G (N, n_out).
 
     Parameters
     ----------
@@ -67,8 +69,14 @@ class Dense(Module):
             y += self.params["bias"]
         return y
 
+    def input_rows(self):
+        """x (N, n_in) of the last forward (not a copy: read it before the next forward)."""
+        return self._x
+
     def backward(self, grad_out, input_grad=True):
         xp = backend.xp
+        if self.keep_output_grad:
+            self.output_grad = grad_out.copy()
         if self._trainable:
             xp.matmul(self._x.T, grad_out, out=self.grads["weight"])
             if self.use_bias:

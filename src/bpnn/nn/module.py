@@ -11,6 +11,13 @@ Parameters and gradients are arrays owned by the module and are updated **in pla
 (never rebound): optimizers, clipping, checkpoints and histograms then all walk one
 structure, and a model may pack them into one flat buffer (see
 :meth:`bpnn.nn.Sequential.flat_parameters`). Shapes exclude the batch axis.
+
+Layers that are one matrix product Y = X̄ W̄ (``Dense``, ``Conv2D``) also expose the two
+factors of their weight gradient ∂L/∂W̄ = X̄ᵀ G, for curvature methods such as K-FAC
+(:class:`bpnn.optim.KFAC`), without per-sample gradients: ``input_rows()`` gives X
+(the rows the weight multiplies, from the last forward) and, while ``keep_output_grad``
+is True, backward keeps a copy of G in ``output_grad``. Other modules keep the
+defaults below (``input_rows`` raises, ``output_grad`` stays None).
 """
 from __future__ import annotations
 
@@ -35,6 +42,12 @@ class Module(Configurable):
     #: :meth:`mark_data_initialized` sets it.
     _data_init_done = False
     _flat = None  # the packed trainable parameters (flat_parameters), made on first use
+    #: Set True (by a curvature optimizer) to make ``backward`` keep ∂L/∂Y in
+    #: ``output_grad``; only the matrix-product layers (Dense, Conv2D) act on it.
+    keep_output_grad = False
+    #: The (rows, n_out) gradient w.r.t. the output rows of the last backward run while
+    #: ``keep_output_grad`` was True (rows = samples, or samples × output positions).
+    output_grad = None
 
     def __init__(self, trainable: bool = True):
         if not isinstance(trainable, bool):
@@ -75,6 +88,12 @@ class Module(Configurable):
         """Record that this layer's weights no longer wait for a data-dependent init: its
         data step ran, or the weights came from elsewhere (a model file)."""
         self._data_init_done = True
+
+    @property
+    def uses(self) -> int:
+        """The number of places this object occurs in the model it belongs to (more than
+        1 under weight sharing; set when the container is built)."""
+        return self._uses
 
     def children(self) -> list[tuple[str, "Module"]]:
         """Direct sub-modules as (name, module); empty for plain layers."""
@@ -160,6 +179,13 @@ class Module(Configurable):
             f"Jacobian (Levenberg–Marquardt, Bayesian regularization) is not available for models "
             f"that contain it; train them with a gradient optimizer (SGD, Adam) instead"
         )
+
+    def input_rows(self):
+        """The (rows, fan_in) matrix X of the last forward that the weight multiplies
+        (Y = X W + b), rows in the order of ``output_grad``'s. Only the matrix-product
+        layers have it."""
+        raise NotImplementedError(f"{type(self).__name__} is not a matrix-product layer (Dense, Conv2D): "
+                                  f"it has no input rows")
 
     def __call__(self, x, training: bool = False):
         return self.forward(x, training)

@@ -21,9 +21,10 @@ from .adam import Adam, AdamW
 from .bayesian_regularization import BayesianRegularization  # second-order: BR (registers "br")
 from .clipping import ClipByGlobalNorm, ClipByValue
 from .constraints import Constraint, MaxNorm, constraints
+from .kfac import KFAC  # second-order: K-FAC (registers "kfac")
 from .levenberg_marquardt import LevenbergMarquardt, least_squares_solvers  # second-order: LM
 from .nadam import NAdam, ScaleByNadam
-from .optimizer import Optimizer, optimizers
+from .optimizer import NonFiniteCurvatureError, Optimizer, optimizers
 from .rmsprop import RMSprop, ScaleByRms
 from .rprop import Rprop, ScaleByRprop
 from .schedules import (
@@ -42,7 +43,8 @@ __all__ = [
     "ClipByGlobalNorm", "ClipByValue", "Constraint", "MaxNorm", "constraints",
     "Schedule", "schedules", "Constant", "StepDecay", "MultiStepDecay", "ExponentialDecay",
     "InverseTimeDecay", "PolynomialDecay", "CosineAnnealing", "CosineWarmRestarts", "LinearWarmup",
-    "ReduceOnPlateau", "Regularizer", "regularizers", "L1", "L2", "L1L2", "get",
+    "ReduceOnPlateau", "Regularizer", "regularizers", "L1", "L2", "L1L2", "get", "NonFiniteCurvatureError",
+    "KFAC",
 ]
 
 

@@ -12,6 +12,12 @@ from .transforms import AddDecoupledWeightDecay, AddWeightDecay, Transform, tran
 optimizers = Registry("optimizer")
 
 
+class NonFiniteCurvatureError(FloatingPointError):
+    """A curvature estimate (a K-FAC factor or its eigendecomposition) became NaN or
+    infinite; the message names the layer and the step. The Trainer stops on it as on a
+    non-finite loss and keeps the best weights so far."""
+
+
 def _defined_in(cls, name: str) -> type:
     """The class of ``cls``'s MRO whose body defines ``name``."""
     return next(c for c in cls.__mro__ if name in vars(c))
@@ -159,6 +165,13 @@ class Optimizer(Configurable):
 
     def zero_grad(self) -> None:
         self._bound().grads[...] = 0
+
+    def before_backward(self, model, loss, output, rng=None, batch=None) -> None:
+        """Called by the Trainer at every step after the loss's forward on ``output`` and
+        before ``model.backward``: the place where a curvature optimizer (K-FAC) reads the
+        layers' inputs and runs its own backward passes. ``batch`` is the step's (x, y),
+        for an optimizer that evaluates the loss again (K-FAC's damping adaptation). A
+        no-op for gradient optimizers."""
 
     def step(self) -> None:
         """One update from the gradients currently stored in the model."""

@@ -220,6 +220,8 @@ class BaseBPNN(BaseEstimator):
             return cls(lr=lr, momentum=self.momentum, nesterov=self.nesterovs_momentum and self.momentum > 0)
         if cls.registry_name == "adam":
             return cls(lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
+        if cls.registry_name == "kfac":
+            return cls(lr=lr, momentum=self.momentum)
         return cls(lr=lr)
 
     def _make_lm_solver(self):

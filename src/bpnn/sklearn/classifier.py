@@ -31,7 +31,8 @@ class BPNNClassifier(ClassifierMixin, BaseBPNN):
         ("sigmoid", "leaky_relu", "elu", "softplus") or MATLAB's ("purelin", "logsig",
         "tansig", "poslin").
     solver : default "adam"
-        "sgd", "adam", any bpnn optimizer name ("rmsprop", "adagrad", "nadam", ...) or
+        "sgd", "adam", any bpnn optimizer name ("rmsprop", "adagrad", "nadam", "kfac"
+        with ``learning_rate_init`` and ``momentum``, ...) or
         instance (``bpnn.optim.SGD(lr=0.1, momentum=0.9)``, used as given); "lm"
         (Levenberg–Marquardt, MATLAB ``trainlm``) or "br" (Bayesian regularization,
         ``trainbr``), or a :class:`bpnn.optim.LevenbergMarquardt` instance.

@@ -181,10 +181,16 @@ class Trainer(CallbackHost):
                         self._stop_nonfinite(value, epoch, b, global_step, best, history)
                         self.stop_training = True
                         break
-                    model.backward(loss.backward(), input_grad=False)
-                    if penalties is not None:
-                        sums["penalty"] += penalties.apply() * len(xb)  # adds ∂R/∂θ to the gradients
-                    opt.step()
+                    try:
+                        opt.before_backward(model, loss, out, self.rng, (xb, yb))  # K-FAC; else a no-op
+                        model.backward(loss.backward(), input_grad=False)
+                        if penalties is not None:
+                            sums["penalty"] += penalties.apply() * len(xb)  # adds ∂R/∂θ to the gradients
+                        opt.step()
+                    except optim.NonFiniteCurvatureError as exc:
+                        self._stop_nonfinite(value, epoch, b, global_step, best, history, reason=str(exc))
+                        self.stop_training = True
+                        break
                     global_step += 1
                     m = len(xb)
                     sums["loss"] += value * m
@@ -226,7 +232,16 @@ class Trainer(CallbackHost):
         for m in pending:
             m.mark_data_initialized()
 
-    def _stop_nonfinite(self, value, epoch, batch, step, best, history) -> None:
+    def _stop_nonfinite(self, value, epoch, batch, step, best, history, reason=None) -> None:
+        if reason is not None:  # a non-finite curvature estimate (K-FAC), the loss itself finite
+            best.restore()
+            restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})"
+                        if best.epoch is not None else "weights restored to their values before training")
+            message = (f"{reason} (epoch {epoch}, batch {batch}, step {step}; loss {value:.6g}). "
+                       f"Training stopped; {restored}.")
+            history.stopped_reason = message
+            warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+            return
         xp = backend.xp
         culprit = None
         largest, largest_abs = None, -1.0
