@@ -147,6 +147,26 @@ def test_dense_step_is_the_explicit_kronecker_solve(rng, form):
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
 
 
+def test_a_new_damping_reaches_the_damped_inverses_between_eigendecompositions(rng):
+    """The factored form keeps (A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ between eigendecompositions;
+    a damping set in between (as the adaptation and users do) is used at once."""
+    n, d, k = 8, 3, 2
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, n)
+    model = bpnn.Sequential([bpnn.Dense(k)], input_shape=(d,), seed=0, dtype="float64")
+    opt = optim.KFAC(**{**EXACT, "inv_update_steps": 100}, damping=0.05)
+    _one_step(model, SoftmaxCrossEntropy(), x, y, opt)
+    s = _state(opt, 0)
+    gbar = rng.normal(size=(d + 1, k))
+    first = opt.precondition(0, gbar)
+    np.testing.assert_allclose(first, _explicit(s["A"], s["G"], gbar, 0.05, "tikhonov_factored"), rtol=1e-9)
+    opt.damping = 0.5
+    np.testing.assert_allclose(opt.precondition(0, gbar), _explicit(s["A"], s["G"], gbar, 0.5, "tikhonov_factored"),
+                               rtol=1e-9)
+    opt.load_state_dict({**opt.state_dict(), "state": [dict(t) for t in opt.state_dict()["state"]]})
+    np.testing.assert_allclose(opt.precondition(0, gbar), _explicit(s["A"], s["G"], gbar, 0.5, "tikhonov_factored"),
+                               rtol=1e-9)
+
+
 @pytest.mark.parametrize("form", ["eigen", "tikhonov_factored"])
 def test_conv_step_is_the_explicit_kronecker_solve(rng, form):
     n, lam, lr = 3, 0.1, 0.3

@@ -159,8 +159,11 @@ class KFAC(Optimizer):
 
     **Statistics.** Every ``factor_update_steps`` steps (from the first): A ← ε A + (1 − ε)
     A_batch, G alike, ε = ``factor_decay``; the first update sets A = A_batch. Every
-    ``inv_update_steps`` steps A and G are eigendecomposed, A = Q_A diag(d_A) Q_Aᵀ,
-    G = Q_G diag(d_G) Q_Gᵀ (negative rounding-level eigenvalues clipped to 0).
+    ``inv_update_steps`` steps the inverses are updated from the factors of that moment:
+    the factored form inverts A + π√λ I and G + √λ/π I (float64, once per update or
+    change of λ) and preconditions each step with two products; the eigen form
+    eigendecomposes A = Q_A diag(d_A) Q_Aᵀ, G = Q_G diag(d_G) Q_Gᵀ (negative
+    rounding-level eigenvalues clipped to 0) and goes through the eigenbases each step.
 
     **Preconditioning** with λ = ``damping``, V = Q_Aᵀ ∇W̄ Q_G:
 
@@ -194,7 +197,8 @@ class KFAC(Optimizer):
         opt.before_backward(model, loss, out, rng, batch=(x, y))
         model.backward(loss.backward()); opt.step()
 
-    Factors, eigendecompositions, damping and counters are part of :meth:`state_dict`, so
+    Factors, the factors or eigendecompositions of the last inverse update, damping and
+    counters are part of :meth:`state_dict`, so
     checkpoints resume exactly. A model with a module used at several places (weight
     sharing) is refused. A non-finite factor raises :class:`NonFiniteCurvatureError` naming the
     layer and step.
@@ -222,6 +226,7 @@ class KFAC(Optimizer):
         self._blocks: list[_Block] = []
         self._pending = None  # (N, s) while a factor update waits for the real gradients' G
         self._batch = None  # (model, x, y, loss) of this step, for the damping adaptation
+        self._inverses: dict = {}  # block -> (key, damped inverses): derived, see _damped_inverses
         #: ρ of the last damping adaptation (None before the first)
         self.last_reduction_ratio = None
 
@@ -257,14 +262,21 @@ class KFAC(Optimizer):
         xp = backend.xp
         for b in blocks:
             da, dg = b.dim_a, b.n_out
-            self.state.append({"A": xp.zeros((da, da), dtype=flat.params.dtype),
-                               "G": xp.zeros((dg, dg), dtype=flat.params.dtype),
-                               "QA": xp.zeros((da, da)), "dA": xp.zeros(da),
-                               "QG": xp.zeros((dg, dg)), "dG": xp.zeros(dg)})
+            st = {"A": xp.zeros((da, da), dtype=flat.params.dtype), "G": xp.zeros((dg, dg), dtype=flat.params.dtype)}
+            if self.damping_form == "eigen":  # the eigendecompositions of the last inverse update
+                st.update(QA=xp.zeros((da, da)), dA=xp.zeros(da), QG=xp.zeros((dg, dg)), dG=xp.zeros(dg))
+            else:  # the factors as they were at the last inverse update
+                st.update(A_last=xp.zeros_like(st["A"]), G_last=xp.zeros_like(st["G"]))
+            self.state.append(st)
         # counters: factor updates so far, eigendecompositions so far; the damping in use
         self.state.append({"counters": xp.zeros(2), "damping": xp.full(1, self._damping)})
         self._pending = None
+        self._inverses = {}
         return self
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._inverses = {}  # derived from the state just replaced
 
     @property
     def damping(self) -> float:
@@ -360,9 +372,16 @@ class KFAC(Optimizer):
         self._kfac_state["counters"][0] += 1
 
     def _update_inverses(self) -> None:
+        """The inverse update: the eigen form eigendecomposes A and G; the factored form
+        keeps A and G as they are now, and its damped inverses are formed from them on
+        their first use (:meth:`_damped_inverses`)."""
         xp = backend.xp
         for i, b in enumerate(self._blocks):
             st = self._block_state(i)
+            if self.damping_form != "eigen":
+                st["A_last"][...] = st["A"]
+                st["G_last"][...] = st["G"]
+                continue
             for f, q, d in (("A", "QA", "dA"), ("G", "QG", "dG")):
                 try:
                     evals, evecs = xp.linalg.eigh(st[f].astype(xp.float64))
@@ -375,22 +394,59 @@ class KFAC(Optimizer):
                 st[q][...] = evecs
                 st[d][...] = xp.maximum(evals, 0.0)
         self._kfac_state["counters"][1] += 1
+        self._inverses = {}
 
     def precondition(self, i: int, grad):
-        """ΔW̄ for block ``i`` from its gradient matrix ∇W̄ (dim_a, n_out) with the current
-        eigendecompositions and damping (see the class docstring)."""
+        """ΔW̄ for block ``i`` from its gradient matrix ∇W̄ (dim_a, n_out) with the factors of
+        the last inverse update and the current damping (see the class docstring).
+
+        The factored form is two products with the damped inverses (A + π√λ I)⁻¹ and
+        (G + √λ/π I)⁻¹ in the gradient's dtype (:meth:`_damped_inverses`); the eigen form
+        goes through the eigenbases each step, as its division is not a product of two
+        factors."""
+        if self.damping_form != "eigen":
+            a_inv, g_inv = self._damped_inverses(i, grad.dtype)
+            return a_inv @ grad @ g_inv
         st = self._block_state(i)
         lam = float(self._kfac_state["damping"][0])
         qa, da, qg, dg = st["QA"], st["dA"], st["QG"], st["dG"]
         v = qa.T @ grad.astype(qa.dtype) @ qg
-        if self.damping_form == "eigen":
-            v /= da[:, None] * dg[None, :] + lam
-        else:
-            ta, tg = float(da.sum()) / da.size, float(dg.sum()) / dg.size
-            pi = math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0
-            root = math.sqrt(lam)
-            v /= (da + pi * root)[:, None] * (dg + root / pi)[None, :]
+        v /= da[:, None] * dg[None, :] + lam
         return qa @ v @ qg.T
+
+    def _damped_inverses(self, i: int, dtype):
+        """(A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ of block ``i``, A and G as of the last inverse
+        update, inverted in float64 and kept in ``dtype`` while those factors and λ stay."""
+        xp = backend.xp
+        st = self._block_state(i)
+        lam = float(self._kfac_state["damping"][0])
+        key = (int(self._kfac_state["counters"][1]), lam, dtype)
+        cached = self._inverses.get(i)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        a, g = st["A_last"].astype(xp.float64), st["G_last"].astype(xp.float64)
+        ta, tg = float(xp.trace(a)) / len(a), float(xp.trace(g)) / len(g)
+        pi = math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0
+        root = math.sqrt(lam)
+        pair = tuple(self._damped_inverse(i, f, m, shift).astype(dtype)
+                     for f, m, shift in (("A", a, pi * root), ("G", g, root / pi)))
+        self._inverses[i] = (key, pair)
+        return pair
+
+    def _damped_inverse(self, i, f, m, shift):
+        """(m + shift·I)⁻¹ of factor ``f`` of block ``i``: positive definite for a finite
+        positive semi-definite m; anything else stops training with the layer named."""
+        xp = backend.xp
+        try:
+            inv = xp.linalg.inv(m + shift * xp.eye(len(m)))
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            inv, exc_text = None, str(exc)
+        else:
+            exc_text = "non-finite entries"
+        if inv is None or not bool(xp.isfinite(inv).all()):
+            raise NonFiniteCurvatureError(f"K-FAC: the damped inverse of factor {f} of layer "
+                                          f"'{self._blocks[i].name}' failed at step {self.step_count}: {exc_text}")
+        return inv
 
     # ------------------------------------------------------------------ step
     def step(self) -> None:
