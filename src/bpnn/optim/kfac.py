@@ -439,13 +439,12 @@ class KFAC(Optimizer):
         xp = backend.xp
         try:
             inv = xp.linalg.inv(m + shift * xp.eye(len(m)))
+            problem = None if bool(xp.isfinite(inv).all()) else "non-finite entries"
         except (np.linalg.LinAlgError, ValueError) as exc:
-            inv, exc_text = None, str(exc)
-        else:
-            exc_text = "non-finite entries"
-        if inv is None or not bool(xp.isfinite(inv).all()):
+            problem = str(exc)
+        if problem is not None:
             raise NonFiniteCurvatureError(f"K-FAC: the damped inverse of factor {f} of layer "
-                                          f"'{self._blocks[i].name}' failed at step {self.step_count}: {exc_text}")
+                                          f"'{self._blocks[i].name}' failed at step {self.step_count}: {problem}")
         return inv
 
     # ------------------------------------------------------------------ step

@@ -233,15 +233,24 @@ class Trainer(CallbackHost):
             m.mark_data_initialized()
 
     def _stop_nonfinite(self, value, epoch, batch, step, best, history, reason=None) -> None:
-        if reason is not None:  # a non-finite curvature estimate (K-FAC), the loss itself finite
-            best.restore()
-            restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})"
-                        if best.epoch is not None else "weights restored to their values before training")
-            message = (f"{reason} (epoch {epoch}, batch {batch}, step {step}; loss {value:.6g}). "
-                       f"Training stopped; {restored}.")
-            history.stopped_reason = message
-            warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
-            return
+        """Stop after a non-finite loss (``reason`` None: find the first parameter or
+        gradient at fault) or a non-finite curvature estimate (``reason``: what K-FAC
+        said, the loss itself finite): restore the best weights, record and warn."""
+        if reason is not None:
+            what = f"{reason} (epoch {epoch}, batch {batch}, step {step}; loss {value:.6g})"
+        else:
+            what = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
+                    f"first layer at fault: {self._nonfinite_culprit()}")
+        best.restore()
+        restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})" if best.epoch is not None
+                    else "weights restored to their values before training")
+        message = f"{what}. Training stopped; {restored}."
+        history.stopped_reason = message
+        warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+
+    def _nonfinite_culprit(self) -> str:
+        """The first parameter or gradient that is non-finite, from the input side; else
+        says the loss overflowed and names the largest parameter."""
         xp = backend.xp
         culprit = None
         largest, largest_abs = None, -1.0
@@ -261,13 +270,7 @@ class Trainer(CallbackHost):
             culprit = "no parameter or gradient is non-finite (the loss overflowed on this batch)"
             if largest is not None:
                 culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
-        best.restore()
-        restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})" if best.epoch is not None
-                    else "weights restored to their values before training")
-        message = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
-                   f"first layer at fault: {culprit}. Training stopped; {restored}.")
-        history.stopped_reason = message
-        warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
+        return culprit
 
     # ------------------------------------------------------------------ inference
     def _evaluate(self, Xd, yd, batch_size: int = 1024) -> dict:
