@@ -25,6 +25,35 @@ class Snapshot:
         self.params = tuple(p.copy() for _, p, _ in model.named_parameters())
         self.buffers = tuple(b.copy() for _, b in model.named_buffers())
 
+    @classmethod
+    def of_arrays(cls, model, epoch, arrays: dict) -> "Snapshot":
+        """A snapshot from ``{name: array}`` as :meth:`arrays` gives (a checkpoint's copy);
+        the names, shapes and dtypes must be the model's (ValueError otherwise)."""
+        from .. import backend
+
+        params = [(name, p) for name, p, _ in model.named_parameters()]
+        buffers = list(model.named_buffers())
+        names = {name for name, _ in params + buffers}
+        if set(arrays) != names:
+            raise ValueError(f"best weights: names {sorted(set(arrays) ^ names)[:5]} differ from the model's")
+        for name, like in params + buffers:
+            value = arrays[name]
+            if tuple(value.shape) != tuple(like.shape) or value.dtype != like.dtype:
+                raise ValueError(f"best weights: '{name}' is {value.dtype}{tuple(value.shape)}; the model's is "
+                                 f"{like.dtype}{tuple(like.shape)}")
+        snap = cls.__new__(cls)
+        snap.model, snap.epoch = model, epoch
+        snap.params = tuple(backend.to_device(arrays[name]).copy() for name, _ in params)
+        snap.buffers = tuple(backend.to_device(arrays[name]).copy() for name, _ in buffers)
+        return snap
+
+    def arrays(self) -> dict:
+        """``{name: NumPy array}`` of the copy, parameters and buffers named as the model's."""
+        from .. import backend
+
+        names = [name for name, _, _ in self.model.named_parameters()] + [n for n, _ in self.model.named_buffers()]
+        return {name: backend.to_numpy(a) for name, a in zip(names, self.params + self.buffers)}
+
     def restore(self) -> None:
         """Write the copy back into the model's arrays, in place (views such as the flat
         parameter vector stay valid)."""
@@ -87,6 +116,16 @@ class BestWeights:
         """Keep ``trainer.model``'s weights as they are at the end of ``epoch``."""
         self._snapshot = snapshots_of(trainer).take(epoch)
         self.epoch, self.value = epoch, value
+
+    def arrays(self) -> dict | None:
+        """The saved weights as ``{name: array}`` (what a checkpoint stores), or None."""
+        return None if self._snapshot is None else self._snapshot.arrays()
+
+    def load(self, model, epoch, value, arrays: dict | None) -> None:
+        """Hold ``arrays`` (from :meth:`arrays`; None: nothing saved) as the weights of
+        ``epoch``; checked against ``model`` before anything changes."""
+        snapshot = None if arrays is None else Snapshot.of_arrays(model, epoch, arrays)
+        self._snapshot, self.epoch, self.value = snapshot, epoch, value
 
     def restore(self) -> bool:
         """Put the saved weights back; False (and nothing changed) when none were saved."""

@@ -20,7 +20,7 @@ class Callback:
       epoch end holds ``loss``, the metrics, their ``val_`` twins and ``lr``.
     - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch.
     - ``get_state()`` / ``set_state(state)`` — what a checkpoint stores and a resumed
-      run restores.
+      run restores (arrays go under the state's ``"arrays"`` key, ``{name: array}``).
     - ``restart_copy(run)`` / ``on_restarts_end(copies, best)`` — around
       ``Trainer.fit(n_restarts=...)``.
 
@@ -86,11 +86,18 @@ class Callback:
     def get_state(self) -> dict | None:
         """JSON-safe state a checkpoint stores so that a resumed run continues exactly,
         or None (the default): nothing to store. A callback that returns state also
-        overrides :meth:`set_state`."""
+        overrides :meth:`set_state`. Arrays (say, weights) go under the key ``"arrays"``
+        as ``{name: array}``: the checkpoint stores them as arrays and gives them back in
+        the same place; they must be finite.
+
+        ``set_state(get_state())`` must give back exactly the same state: a checkpoint
+        that is refused puts every callback's state back that way."""
         return None
 
     def set_state(self, state: dict) -> None:
-        """Restore what :meth:`get_state` returned, when resuming from a checkpoint."""
+        """Restore what :meth:`get_state` returned, when resuming from a checkpoint.
+        Check the whole state first and change nothing when it is invalid (raise
+        ValueError naming the bad entry)."""
         raise NotImplementedError(f"{type(self).__name__} stores state (get_state) but does not define set_state")
 
     def restart_copy(self, run: int) -> "Callback":
@@ -172,12 +179,15 @@ class CallbackHost:
     :class:`bpnn.train.LMTrainer`; :meth:`_start_run` begins each run the same way.
 
     ``history`` (the current run's :class:`History`), ``stop_training`` (a callback sets
-    it True to stop after the current epoch) and the read-only ``callbacks`` and
+    it True to stop after the current epoch), ``initial_epoch`` (0, or the first epoch
+    after the checkpoint a run resumed from) and the read-only ``callbacks`` and
     ``weight_snapshots``.
     """
 
     history = None
     stop_training = False
+    #: the epoch the current run starts at: 0, or the epoch after a resumed checkpoint's
+    initial_epoch = 0
     _callbacks: tuple = ()
     _weight_snapshots = None
 
@@ -193,6 +203,15 @@ class CallbackHost:
         it, at most once per epoch."""
         return self._weight_snapshots
 
+    def _run_state(self) -> tuple:
+        """What :meth:`_start_run` replaces, for :meth:`_restore_run_state`."""
+        return self.history, self._callbacks, self._weight_snapshots, self.stop_training, self.initial_epoch
+
+    def _restore_run_state(self, state: tuple) -> None:
+        """Undo :meth:`_start_run` (a run that could not start, e.g. a refused checkpoint)."""
+        (self.history, self._callbacks, self._weight_snapshots, self.stop_training,
+         self.initial_epoch) = state
+
     def _start_run(self, callbacks) -> CallbackList:
         """A fresh History, callbacks and snapshots for a run; the CallbackList to run."""
         callbacks = tuple(callbacks)
@@ -201,6 +220,7 @@ class CallbackHost:
         self.history, self._callbacks = history, callbacks
         self._weight_snapshots = WeightSnapshots(self.model)
         self.stop_training = False
+        self.initial_epoch = 0
         return run
 
 

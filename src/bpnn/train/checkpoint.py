@@ -10,7 +10,9 @@ previous checkpoint or the new one, never a mixture. Nothing is pickled.
 """
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 
 import numpy as np
@@ -72,7 +74,7 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "generators": [g.bit_generator.state for g in _generators(trainer)],
         "history": ({"history": json_safe(history.history),
                      "epoch": history.epoch} if history is not None else None),
-        "callbacks": [[type(cb).__name__, cb.get_state()] for cb in _stateful(callbacks)],
+        "callbacks": _callback_states(callbacks, tensors),
     }
     data = st.save(tensors, metadata={"bpnn": json.dumps(meta, allow_nan=False)})
     with atomic_write(path) as handle:
@@ -122,47 +124,237 @@ def _match_callbacks(given, saved):
     return pairs
 
 
+def _callback_states(callbacks, tensors) -> list:
+    """The ``callbacks`` entry of a checkpoint: ``[class name, state]`` per stateful
+    callback. Arrays a state holds under ``"arrays"`` (``{name: array}``, e.g. the best
+    weights of EarlyStopping) go into ``tensors`` as ``callbacks/<j>/<name>``; the JSON
+    keeps their names."""
+    out = []
+    for j, cb in enumerate(_stateful(callbacks)):
+        state = cb.get_state()
+        if isinstance(state, dict) and "arrays" in state:
+            state = dict(state)
+            arrays = state.pop("arrays") or {}
+            for name, value in arrays.items():
+                tensors[f"callbacks/{j}/{name}"] = np.ascontiguousarray(value)
+            state["arrays"] = sorted(arrays)
+        out.append([type(cb).__name__, state])
+    return out
+
+
+class _Plan:
+    """A checkpoint parsed and checked against one trainer: every piece of the state to
+    restore, as new objects. :meth:`apply` swaps them in."""
+
+    epoch: int
+    model_state: dict
+    opt_state: dict
+    lr: float | None
+    gen_states: list
+    history: tuple
+    callbacks: list
+
+
+def _integer(what, value, low=0, high=None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or (high is not None and value > high):
+        valid = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{what}: got {value!r}; expected an integer {valid}")
+    return int(value)
+
+
+def _dict(what, value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: got {type(value).__name__} {_short(value)}; expected a JSON object")
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_array(name, value, like) -> np.ndarray:
+    """``value`` as it may replace ``like``: same shape, same dtype (no cast), finite."""
+    if tuple(value.shape) != tuple(like.shape):
+        raise ValueError(f"array '{name}' has shape {tuple(value.shape)}; this training run's is "
+                         f"{tuple(like.shape)}")
+    if value.dtype != like.dtype:
+        raise ValueError(f"array '{name}' has dtype {value.dtype}; this training run's is {like.dtype} "
+                         f"(arrays are never cast)")
+    if value.dtype.kind in "fc" and not np.isfinite(value).all():
+        raise ValueError(f"array '{name}' holds NaN or inf")
+    return value
+
+
+def _plan_model(arrays, trainer) -> dict:
+    current = trainer.model.state_dict()
+    given = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    unknown, missing = sorted(set(given) - set(current)), sorted(set(current) - set(given))
+    if unknown or missing:
+        raise ValueError(f"the model's parameter names differ (in the file only: {unknown[:5] or 'none'}; "
+                         f"missing from the file: {missing[:5] or 'none'})")
+    return {k: _check_array(f"model/{k}", given[k], current[k]).copy() for k in current}
+
+
+def _plan_optimizer(arrays, meta, opt) -> tuple[dict, float | None]:
+    from ..optim.schedules import Schedule
+
+    info = _dict("optimizer", meta.get("optimizer"))
+    current = opt.state_dict()
+    n = len(current["state"])
+    declared = _integer("optimizer.n_transforms", info.get("n_transforms"), 0)
+    if declared != n:
+        raise ValueError(f"optimizer.n_transforms: the file has {declared} transform states, this "
+                         f"optimizer has {n}")
+    state = [{} for _ in range(n)]
+    for k, v in arrays.items():
+        if not k.startswith("optimizer/"):
+            continue
+        parts = k.split("/", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= n or parts[2] not in current["state"][int(parts[1])]:
+            raise ValueError(f"array '{k}' does not belong to this optimizer "
+                             f"(it has {n} transform states)")
+        i, key = int(parts[1]), parts[2]
+        state[i][key] = _check_array(k, v, current["state"][i][key]).copy()
+    for i, (mine, theirs) in enumerate(zip(current["state"], state)):
+        missing = sorted(set(mine) - set(theirs))
+        if missing:
+            raise ValueError(f"the optimizer state of transform {i} lacks {missing}")
+    opt_state = {"step_count": _integer("optimizer.step_count", info.get("step_count"), 0),
+                 "state": state, "schedule": _dict("optimizer.schedule", info.get("schedule") or {})}
+    if info.get("epoch") is not None:
+        opt_state["epoch"] = _integer("optimizer.epoch", info["epoch"], 0)
+    if opt_state["schedule"] and isinstance(opt.lr, Schedule):
+        trial = copy.deepcopy(opt.lr)  # the schedule's own reading, on a copy
+        trial.load_state_dict(opt_state["schedule"])
+    lr = info.get("lr")
+    if lr is not None:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"optimizer.lr: got {_short(lr)}; expected a finite number > 0")
+        lr = float(lr)
+    return opt_state, lr
+
+
+def _plan_generators(meta, trainer) -> list:
+    gens = _generators(trainer)
+    saved = meta.get("generators")
+    if not isinstance(saved, list) or len(saved) != len(gens):
+        raise ValueError(f"generators: expected a list of {len(gens)} generator states"
+                         + (" (the trainer and model share a generator in one case and not the other)"
+                            if isinstance(saved, list) else f", got {_short(saved)}"))
+    states = []
+    for i, (gen, state) in enumerate(zip(gens, saved)):
+        trial = type(gen.bit_generator)()
+        try:
+            trial.state = _dict(f"generators[{i}]", state)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise ValueError(f"generators[{i}]: not a state of {type(gen.bit_generator).__name__} "
+                             f"({type(exc).__name__}: {exc})") from None
+        states.append(trial.state)
+    return states
+
+
+def _plan_history(meta, epoch) -> tuple[dict, list]:
+    saved = _dict("history", meta.get("history"))
+    record, epochs = _dict("history.history", saved.get("history")), saved.get("epoch")
+    if not isinstance(epochs, list):
+        raise ValueError(f"history.epoch: got {_short(epochs)}; expected a list of epochs")
+    epochs = [_integer("history.epoch[]", e, 0, epoch) for e in epochs]
+    if epochs and epochs[-1] != epoch:
+        raise ValueError(f"history.epoch: ends at epoch {epochs[-1]}, the checkpoint is of epoch {epoch}")
+    history = {}
+    for key, values in record.items():
+        if not isinstance(values, list) or len(values) > len(epochs) or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+            raise ValueError(f"history.history[{key!r}]: expected a list of at most {len(epochs)} numbers")
+        history[key] = list(values)
+    return history, epochs
+
+
+def _plan_callbacks(arrays, meta, callbacks) -> list:
+    saved = meta.get("callbacks", [])
+    if not isinstance(saved, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) for e in saved):
+        raise ValueError(f"callbacks: got {_short(saved)}; expected a list of [class name, state] pairs")
+    entries = []
+    for j, (name, state) in enumerate(saved):
+        if isinstance(state, dict) and "arrays" in state:
+            names = state["arrays"]
+            if not isinstance(names, list) or not all(isinstance(a, str) for a in names):
+                raise ValueError(f"callbacks[{j}].arrays: got {_short(names)}; expected a list of names")
+            state = dict(state)
+            held = {}
+            for a in names:
+                key = f"callbacks/{j}/{a}"
+                if key not in arrays:
+                    raise ValueError(f"callbacks[{j}] ({name}): array '{key}' is missing")
+                value = arrays[key]
+                if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                    raise ValueError(f"array '{key}' holds NaN or inf")
+                held[a] = value.copy()
+            state["arrays"] = held
+        entries.append((name, state))
+    expected = {f"callbacks/{j}/{a}" for j, (_, s) in enumerate(entries)
+                if isinstance(s, dict) and isinstance(s.get("arrays"), dict) for a in s["arrays"]}
+    stray = sorted(k for k in arrays if not k.startswith(("model/", "optimizer/")) and k not in expected)
+    if stray:
+        raise ValueError(f"array '{stray[0]}' belongs to no part of a checkpoint")
+    return _match_callbacks(_stateful(callbacks), entries)
+
+
+def _plan(arrays, meta, trainer, callbacks) -> _Plan:
+    plan = _Plan()
+    plan.epoch = _integer("epoch", meta.get("epoch"), 0)
+    plan.model_state = _plan_model(arrays, trainer)
+    plan.opt_state, plan.lr = _plan_optimizer(arrays, meta, trainer.optimizer)
+    plan.gen_states = _plan_generators(meta, trainer)
+    plan.history = _plan_history(meta, plan.epoch)
+    plan.callbacks = _plan_callbacks(arrays, meta, callbacks)
+    return plan
+
+
+def _set_callback_states(pairs) -> None:
+    """``set_state`` on every callback, all or none: on a failure the callbacks already
+    set (and the one that failed) get back the state they had."""
+    before = [(cb, cb.get_state()) for cb, _ in pairs]
+    done = 0
+    try:
+        for cb, state in pairs:
+            done += 1
+            cb.set_state(state)
+    except BaseException:
+        for cb, state in before[:done]:
+            cb.set_state(state)
+        raise
+
+
 def restore_checkpoint(path, trainer, history, callbacks=()) -> int:
     """Load ``path`` into a prepared trainer (model built, optimizer attached).
 
-    Everything is validated before anything is written. Returns the epoch to start from.
+    All or nothing: the whole checkpoint is parsed and checked first, into new objects
+    (arrays by name, shape, dtype — never cast — and finiteness; every count, epoch,
+    learning rate, generator state, History and callback state), and only then swapped
+    in. A checkpoint that fails any check raises :class:`CheckpointError` and leaves the
+    weights, the optimizer, the random generators, ``history`` and the callbacks as they
+    were. Returns the epoch to start from.
     """
     arrays, meta = read_checkpoint(path)
-    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     try:
-        current = trainer.model.state_dict()
-        if set(model_state) != set(current) or any(model_state[k].shape != current[k].shape for k in current):
-            raise ValueError("the model's parameter names or shapes differ")
-        opt = trainer.optimizer
-        n = int(meta["optimizer"]["n_transforms"])
-        opt_state = {"step_count": int(meta["optimizer"]["step_count"]),
-                     "state": [{} for _ in range(n)], "schedule": meta["optimizer"].get("schedule") or {}}
-        if meta["optimizer"].get("epoch") is not None:
-            opt_state["epoch"] = int(meta["optimizer"]["epoch"])
-        for k, v in arrays.items():
-            if k.startswith("optimizer/"):
-                _, i, key = k.split("/", 2)
-                opt_state["state"][int(i)][key] = v
-        gens = _generators(trainer)
-        if len(gens) != len(meta["generators"]):
-            raise ValueError("the trainer and model share a generator in one case and not the other")
-        cb_states = _match_callbacks(_stateful(callbacks), meta.get("callbacks", []))
-        before = opt.state_dict()
-        opt.load_state_dict(opt_state)
-    except (ValueError, KeyError, TypeError) as exc:
+        plan = _plan(arrays, meta, trainer, callbacks)
+        _set_callback_states(plan.callbacks)  # the one part that runs code of the callbacks'
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise CheckpointError(f"{path}: does not fit this training run: {exc}") from None
-    del before
-    trainer.model.load_state_dict(model_state)
-    if meta["optimizer"].get("lr") is not None and not callable(trainer.optimizer.lr):
-        trainer.optimizer.lr = meta["optimizer"]["lr"]
-    for gen, state in zip(gens, meta["generators"]):
+    # Everything below was checked above and cannot fail.
+    trainer.model.load_state_dict(plan.model_state)
+    opt = trainer.optimizer
+    opt.load_state_dict(plan.opt_state)
+    if plan.lr is not None and not callable(opt.lr):
+        opt.lr = plan.lr
+    for gen, state in zip(_generators(trainer), plan.gen_states):
         gen.bit_generator.state = state
-    if meta.get("history"):
-        history.history = {k: list(v) for k, v in meta["history"]["history"].items()}
-        history.epoch = list(meta["history"]["epoch"])
-    for cb, state in cb_states:
-        cb.set_state(state)
-    return int(meta["epoch"]) + 1
+    history.history, history.epoch = plan.history
+    return plan.epoch + 1
 
 
 class ModelCheckpoint(Callback):

@@ -30,12 +30,15 @@ class EarlyStopping(Callback):
         self.best_epoch = None
         self.stopped_epoch = None
         self._best_weights = BestWeights()
+        self.nonfinite_epochs: list[int] = []
 
     def on_train_begin(self, logs=None):
         self.stopped_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._monitor.value(logs)
+        if not math.isfinite(value):
+            self.nonfinite_epochs.append(epoch)  # counted as an epoch without improvement
         if self._monitor.improved(value):
             self._monitor.best = value
             self.best_epoch = epoch
@@ -48,20 +51,55 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
             if self.trainer.history is not None:
+                best = (f"best {self._monitor.best:.6g} at epoch {self.best_epoch}" if self.best_epoch is not None
+                        else "no epoch had a finite value")
+                nonfinite = [e for e in self.nonfinite_epochs if e > epoch - self.wait]
+                note = (f"; it was NaN or infinite at epoch(s) {', '.join(map(str, nonfinite))}, counted as no "
+                        f"improvement" if nonfinite else "")
                 self.trainer.history.stopped_reason = (
                     f"early stopping at epoch {epoch}: {self._monitor.monitor} did not improve for "
-                    f"{self.wait} epochs (best {self._monitor.best:.6g} at epoch {self.best_epoch})")
+                    f"{self.wait} epochs ({best}){note}")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights:
             self._best_weights.restore()
 
     def get_state(self) -> dict:
-        return {"wait": self.wait, "best_epoch": self.best_epoch, **self._monitor.state()}
+        """Counters, the best value and, with ``restore_best_weights``, the best weights
+        (as arrays), so that a resumed run restores the same weights at its end."""
+        state = {"wait": self.wait, "best_epoch": self.best_epoch, "nonfinite_epochs": list(self.nonfinite_epochs),
+                 **self._monitor.state()}
+        arrays = self._best_weights.arrays()
+        if arrays is not None:
+            state["arrays"] = arrays
+        return state
 
     def set_state(self, state: dict) -> None:
-        self.wait, self.best_epoch = int(state["wait"]), state["best_epoch"]
-        self._monitor.load_state(state)
+        if not isinstance(state, dict):
+            raise ValueError(f"EarlyStopping state: got {state!r}; expected a dict")
+        best = self._monitor.parse_state(state)
+        wait, best_epoch = state.get("wait"), state.get("best_epoch")
+        nonfinite = state.get("nonfinite_epochs", [])
+        if isinstance(wait, bool) or not isinstance(wait, int) or wait < 0:
+            raise ValueError(f"EarlyStopping state: wait: got {wait!r}; expected an integer >= 0")
+        if best_epoch is not None and (isinstance(best_epoch, bool) or not isinstance(best_epoch, int)
+                                       or best_epoch < 0):
+            raise ValueError(f"EarlyStopping state: best_epoch: got {best_epoch!r}; expected an integer >= 0 or None")
+        if (best_epoch is None) != (best in (math.inf, -math.inf)):
+            raise ValueError(f"EarlyStopping state: best {state['best']!r} and best_epoch {best_epoch!r} disagree")
+        if not isinstance(nonfinite, list) or not all(isinstance(e, int) and not isinstance(e, bool)
+                                                      for e in nonfinite):
+            raise ValueError(f"EarlyStopping state: nonfinite_epochs: got {nonfinite!r}; expected a list of epochs")
+        arrays = state.get("arrays")
+        if self.restore_best_weights and arrays is None and best_epoch is not None:
+            raise ValueError("EarlyStopping state: restore_best_weights is set but the checkpoint holds no "
+                             "best weights")
+        weights = BestWeights()
+        if self.restore_best_weights and arrays is not None:
+            weights.load(self.trainer.model, best_epoch, best, arrays)
+        self.wait, self.best_epoch, self._monitor.best = wait, best_epoch, best
+        self.nonfinite_epochs = list(nonfinite)
+        self._best_weights = weights
 
 
 class ValidationStop:

@@ -57,6 +57,8 @@ class ReduceLROnPlateau(Callback):
         if not self._started:
             self._plateau.lr = self.trainer.optimizer.current_lr
             self._started = True
+        elif self.trainer.initial_epoch:  # resumed: the checkpoint's rate is the plateau's
+            self.trainer.optimizer.lr = self._plateau.lr
 
     def on_epoch_end(self, epoch, logs=None):
         self.trainer.optimizer.lr = self._plateau.step(self._monitor.value(logs))
@@ -64,12 +66,21 @@ class ReduceLROnPlateau(Callback):
     def get_state(self) -> dict:
         state = dict(self._plateau.state_dict())
         state["best"] = state["best"] if math.isfinite(state["best"]) else None
+        state["started"] = self._started
         return state
 
     def set_state(self, state: dict) -> None:
+        """Restore the plateau's state (checked whole first); the optimizer gets its rate
+        when training starts."""
+        if not isinstance(state, dict):
+            raise ValueError(f"ReduceLROnPlateau state: got {state!r}; expected a dict")
         state = dict(state)
-        if state["best"] is None:
-            state["best"] = math.inf if self._plateau.mode == "min" else -math.inf
+        state["best"] = self._monitor.parse_state(state)
+        for key, low in (("lr", 0.0), ("num_bad_epochs", 0), ("cooldown_counter", 0)):
+            v = state.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low \
+                    or (key == "lr" and v <= 0) or (key != "lr" and v != int(v)):
+                raise ValueError(f"ReduceLROnPlateau state: {key}: got {v!r}; expected "
+                                 + ("a finite number > 0" if key == "lr" else "an integer >= 0"))
         self._plateau.load_state_dict(state)
-        self._started = True
-        self.trainer.optimizer.lr = self._plateau.lr
+        self._started = bool(state.get("started", True))

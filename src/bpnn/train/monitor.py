@@ -43,6 +43,21 @@ class Monitor:
         """JSON-safe state: an infinite ``best`` (nothing seen yet) is stored as None."""
         return {"best": self.best if math.isfinite(self.best) else None}
 
-    def load_state(self, state: dict) -> None:
+    def parse_state(self, state) -> float:
+        """The ``best`` that :meth:`load_state` would set; ValueError for a state that
+        :meth:`state` cannot have written."""
+        if not isinstance(state, dict) or "best" not in state:
+            raise ValueError(f"state: got {state!r}; expected a dict with 'best'")
         best = state["best"]
-        self.best = float(best) if best is not None else (math.inf if self.mode == "min" else -math.inf)
+        if best is None:
+            return math.inf if self.mode == "min" else -math.inf
+        if isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best):
+            raise ValueError(f"state: best of {self.monitor!r}: got {best!r}; expected a finite number or None")
+        return float(best)
+
+    def load_state(self, state: dict) -> None:
+        self.best = self.parse_state(state)
+
+    def describe_best(self) -> str:
+        """``"best 0.123"`` or, before any finite value, ``"no finite value yet"``."""
+        return f"best {self.best:.6g}" if math.isfinite(self.best) else "no finite value yet"

@@ -139,13 +139,19 @@ class Trainer(CallbackHost):
         opt.attach(model)
         penalties = _penalties(model)  # L1/L2 terms of the loss; None (no per-step work) without any
 
+        previous = self._run_state()
         cbs = self._start_run(callbacks)
         history = self.history
         start_epoch = 0
         if resume_from is not None:
             from .checkpoint import restore_checkpoint
 
-            start_epoch = restore_checkpoint(resume_from, self, history, self.callbacks)
+            try:
+                start_epoch = restore_checkpoint(resume_from, self, history, self.callbacks)
+            except BaseException:
+                self._restore_run_state(previous)  # a refused checkpoint leaves the trainer as it was
+                raise
+        self.initial_epoch = start_epoch
         # The best epoch by validation loss (training loss without validation data), so
         # that a non-finite loss falls back to it; before any epoch, the starting weights.
         best = BestWeights()
