@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from .. import _checks
-from .._atomic import atomic_write
+from .._atomic import atomic_write, remove_stale_temps
 from .._json import json_safe
 from ..nn import layers
 from .callbacks import Callback, is_stateful
@@ -376,7 +376,7 @@ class ModelCheckpoint(Callback):
                  mode: str = "auto", save_freq: int = 1):
         from .monitor import Monitor
 
-        self.path = os.fspath(path)
+        self.path = _check_template(os.fspath(path))
         self.save_best_only = bool(save_best_only)
         self.save_freq = _checks.positive("save_freq", save_freq, integer=True)
         self._monitor = Monitor(monitor, mode)
@@ -393,7 +393,15 @@ class ModelCheckpoint(Callback):
             self._monitor.best = value
         elif (epoch + 1) % self.save_freq:
             return
-        self._pending = self.path.format(epoch=epoch, **logs)
+        try:
+            self._pending = self.path.format(epoch=epoch, **logs)
+        except KeyError as exc:
+            raise ValueError(f"path: {self.path!r} names the field {{{exc.args[0]}}}, which this run does not "
+                             f"log; fields: epoch, {', '.join(sorted(logs))}") from None
+
+    def on_train_begin(self, logs=None):
+        """Remove the temporary files that killed writes of this callback's files left."""
+        remove_stale_temps(_glob(self.path))
 
     def flush(self, epoch) -> None:
         """Write the checkpoint chosen in ``on_epoch_end``, now that every callback has
@@ -429,6 +437,57 @@ class ModelCheckpoint(Callback):
 
     def set_state(self, state: dict) -> None:
         self._monitor.load_state(state)
+
+
+#: keys the trainers log, besides metric names (and their ``val_``/``test_`` twins)
+_LOG_KEYS = ("epoch", "loss", "lr", "penalty", "mu", "gradient", "val_fail", "gamk", "alpha", "beta", "ssX")
+
+
+def _template_fields(path: str) -> list:
+    """``(literal, field, spec, conversion)`` per piece of a ``str.format`` template."""
+    import string
+
+    try:
+        return list(string.Formatter().parse(path))
+    except ValueError as exc:
+        raise ValueError(f"path: {path!r} is not a valid file name template ({exc}); write a literal "
+                         f"brace as {{{{ or }}}}") from None
+
+
+def _check_template(path: str) -> str:
+    """Check a ModelCheckpoint file name template where it is given: its fields must be
+    ``epoch`` or logged keys, each with a format spec that a number takes."""
+    from .. import metrics
+
+    known = set(_LOG_KEYS) | set(metrics.registry.names(aliases=True))
+    for _, field, spec, conv in _template_fields(path):
+        if field is None:
+            continue
+        base = field[4:] if field.startswith("val_") else field[5:] if field.startswith("test_") else field
+        if field == "" or field.isdigit():
+            raise ValueError(f"path: {path!r} has a positional field {{{field}}}; name it, e.g. {{epoch:03d}}")
+        if base not in known:
+            raise ValueError(f"path: {path!r} has the field {{{field}}}, which is not a logged key; valid: "
+                             f"epoch, loss, val_loss, lr, and the metrics ({', '.join(sorted(metrics.registry.names()))}) "
+                             f"with or without val_")
+        try:
+            format(0 if field == "epoch" else 0.5, spec)
+        except ValueError as exc:
+            raise ValueError(f"path: {path!r}: the format {{{field}:{spec}}} does not take "
+                             f"{'an integer' if field == 'epoch' else 'a number'} ({exc})") from None
+    return path
+
+
+def _glob(path: str) -> str:
+    """``path`` with each template field replaced by ``*`` (its files' pattern)."""
+    import glob
+
+    out = []
+    for literal, field, _, _ in _template_fields(path):
+        out.append(glob.escape(literal))
+        if field is not None:
+            out.append("*")
+    return "".join(out)
 
 
 def _restart_suffix(run: int) -> str:
