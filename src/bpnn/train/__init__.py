@@ -5,8 +5,8 @@ from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
 from .lm_trainer import LMTrainer, TrainingRecord
 from .lr_callbacks import LearningRateScheduler, ReduceLROnPlateau
-from .trainer import NonFiniteLossWarning, Trainer
+from .trainer import NonFiniteLossWarning, NonFiniteValidationWarning, Trainer
 
-__all__ = ["Trainer", "Callback", "CallbackList", "History", "NonFiniteLossWarning", "EarlyStopping",
-           "ReduceLROnPlateau", "LearningRateScheduler", "ModelCheckpoint", "CSVLogger",
+__all__ = ["Trainer", "Callback", "CallbackList", "History", "NonFiniteLossWarning", "NonFiniteValidationWarning",
+           "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler", "ModelCheckpoint", "CSVLogger",
            "CheckpointError", "save_checkpoint", "read_checkpoint", "LMTrainer", "TrainingRecord"]

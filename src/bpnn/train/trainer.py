@@ -20,6 +20,11 @@ class NonFiniteLossWarning(RuntimeWarning):
     """Training stopped because the loss became NaN or infinite."""
 
 
+class NonFiniteValidationWarning(RuntimeWarning):
+    """The validation loss of an epoch was NaN or infinite (training goes on; monitors
+    such as EarlyStopping count the epoch as no improvement)."""
+
+
 _MODES = {"full": None, "full_batch": None, "batch": None, "stochastic": 1, "online": 1}
 
 
@@ -72,7 +77,8 @@ class Trainer(CallbackHost):
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, epochs: int = 1, batch_size=32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks=(), verbose: bool = True,
-            resume_from=None, n_restarts: int = 1, n_jobs: int = 1, augment=None) -> History:
+            resume_from=None, n_restarts: int = 1, n_jobs: int = 1, augment=None,
+            drop_last: bool = False) -> History:
         """Train for ``epochs`` passes over (X, y); return the :class:`History`.
 
         ``validation_data=(X_val, y_val)`` or ``validation_split`` (the last fraction
@@ -87,6 +93,13 @@ class Trainer(CallbackHost):
         optimizer state, random generators, History and callback states are restored
         and training continues with the next epoch up to ``epochs`` — bit-identical to
         an uninterrupted run on CPU.
+
+        The last batch of an epoch holds what is left (n mod ``batch_size`` samples);
+        ``drop_last=True`` leaves those samples out of the epoch instead (they are
+        different ones every epoch when shuffling). A last batch of one sample, which
+        BatchNorm cannot normalize in training mode, is merged into the batch before it
+        when the model has a BatchNorm layer (that batch then has ``batch_size + 1``
+        samples), so an epoch never ends in that error.
 
         ``augment`` (optional) is called as ``augment(x_batch, rng)`` on every training batch
         (host NumPy arrays, the trainer's seeded Generator) and returns the batch to train
@@ -111,7 +124,7 @@ class Trainer(CallbackHost):
 
             return fit_restarts(self, X, y, n_restarts, n_jobs, epochs=epochs, batch_size=batch_size,
                                 validation_data=validation_data, validation_split=validation_split,
-                                shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                                shuffle=shuffle, callbacks=callbacks, verbose=verbose, drop_last=drop_last,
                                 **({} if augment is None else {"augment": augment}))
         _checks.positive("epochs", epochs, integer=True, allow_zero=True)
         _checks.in_range("validation_split", validation_split, 0.0, 1.0, high_open=True)
@@ -131,8 +144,11 @@ class Trainer(CallbackHost):
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
                 raise ValueError("validation_data: expected a pair (X_val, y_val)")
             val = self._prepare(*validation_data, name_x="validation_data[0]", name_y="validation_data[1]")
+        if not isinstance(drop_last, (bool, np.bool_)):
+            raise ValueError(f"drop_last: got {drop_last!r}; expected True or False")
         n = len(Xd)
         bs = self._batch_size(batch_size, n)
+        batches = self._batches(n, bs, bool(drop_last))
         model, loss, opt = self.model, self.loss, self.optimizer
         if resume_from is None:
             self._run_data_dependent_init(Xd)
@@ -156,7 +172,7 @@ class Trainer(CallbackHost):
         # that a non-finite loss falls back to it; before any epoch, the starting weights.
         best = BestWeights()
         best.save(self, None, math.inf)
-        n_batches = -(-n // bs)
+        n_batches = len(batches)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
         # picks the last batch of an epoch).
         params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n}
@@ -170,11 +186,12 @@ class Trainer(CallbackHost):
                 if penalties is not None:
                     sums["penalty"] = 0.0  # History: `loss` is the data loss, `penalty` Σ R(θ)
                 lr = opt.current_lr
-                for b in range(n_batches):
+                n_seen = 0
+                for b, (lo, hi) in enumerate(batches):
                     if order is None:
-                        xb, yb = Xd[b * bs:(b + 1) * bs], yd[b * bs:(b + 1) * bs]
+                        xb, yb = Xd[lo:hi], yd[lo:hi]
                     else:
-                        idx = backend.to_device(order[b * bs:(b + 1) * bs])
+                        idx = backend.to_device(order[lo:hi])
                         xb, yb = Xd[idx], yd[idx]
                     if augment is not None:
                         xb = self._augmented(augment, xb)
@@ -184,7 +201,7 @@ class Trainer(CallbackHost):
                     value = float(loss.forward(out, yb))
                     if not math.isfinite(value):
                         model.backward(loss.backward(), input_grad=False)
-                        self._stop_nonfinite(value, epoch, b, global_step, best, history)
+                        self._stop_nonfinite(value, epoch, b, global_step, best, history, batch_x=xb)
                         self.stop_training = True
                         break
                     try:
@@ -199,6 +216,7 @@ class Trainer(CallbackHost):
                         break
                     global_step += 1
                     m = len(xb)
+                    n_seen += m
                     sums["loss"] += value * m
                     for k, fn in self.metrics.items():
                         sums[k] += float(fn(out, yb)) * m
@@ -207,9 +225,13 @@ class Trainer(CallbackHost):
                     progress.update(value)
                 if history.stopped_reason is not None:
                     break  # non-finite loss: no epoch-end logs for the broken epoch; on_train_end still runs
-                logs = {k: v / n for k, v in sums.items()}
+                logs = {k: v / n_seen for k, v in sums.items()}
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
+                    if not math.isfinite(logs["val_loss"]):
+                        warnings.warn(f"validation loss is {logs['val_loss']} at epoch {epoch} (training loss "
+                                      f"{logs['loss']:.6g}); callbacks count it as no improvement",
+                                      NonFiniteValidationWarning, stacklevel=2)
                 logs["lr"] = lr
                 value = logs.get("val_loss", logs["loss"])
                 if math.isfinite(value) and value < best.value:
@@ -219,6 +241,20 @@ class Trainer(CallbackHost):
                 if self.stop_training:
                     break
         return history
+
+    def _batches(self, n: int, bs: int, drop_last: bool) -> list:
+        """``(start, stop)`` of each batch of an epoch over ``n`` samples (see ``fit``)."""
+        stops = list(range(bs, n + 1, bs))
+        if n % bs and not drop_last:
+            stops.append(n)
+            if n % bs == 1 and len(stops) > 1 and self._has_batchnorm():
+                del stops[-2]  # one sample left: BatchNorm needs two, so it joins the batch before
+        return list(zip([0, *stops[:-1]], stops))
+
+    def _has_batchnorm(self) -> bool:
+        from ..nn.batchnorm import BatchNorm
+
+        return any(isinstance(m, BatchNorm) for m in self.model.modules())
 
     def _augmented(self, augment, xb):
         """``augment(batch, rng)`` on the host, checked and moved back to the backend."""
@@ -238,15 +274,15 @@ class Trainer(CallbackHost):
         for m in pending:
             m.mark_data_initialized()
 
-    def _stop_nonfinite(self, value, epoch, batch, step, best, history, reason=None) -> None:
-        """Stop after a non-finite loss (``reason`` None: find the first parameter or
-        gradient at fault) or a non-finite curvature estimate (``reason``: what K-FAC
-        said, the loss itself finite): restore the best weights, record and warn."""
+    def _stop_nonfinite(self, value, epoch, batch, step, best, history, reason=None, batch_x=None) -> None:
+        """Stop after a non-finite loss (``reason`` None: find the layer at fault, see
+        :meth:`_nonfinite_culprit`) or a non-finite curvature estimate (``reason``: what
+        K-FAC said, the loss itself finite): restore the best weights, record and warn."""
         if reason is not None:
             what = f"{reason} (epoch {epoch}, batch {batch}, step {step}; loss {value:.6g})"
         else:
             what = (f"non-finite loss ({value}) at epoch {epoch}, batch {batch} (step {step}); "
-                    f"first layer at fault: {self._nonfinite_culprit()}")
+                    f"at fault: {self._nonfinite_culprit(batch_x)}")
         best.restore()
         restored = (f"weights restored from epoch {best.epoch} (loss {best.value:.6g})" if best.epoch is not None
                     else "weights restored to their values before training")
@@ -254,29 +290,79 @@ class Trainer(CallbackHost):
         history.stopped_reason = message
         warnings.warn(message, NonFiniteLossWarning, stacklevel=3)
 
-    def _nonfinite_culprit(self) -> str:
-        """The first parameter or gradient that is non-finite, from the input side; else
-        says the loss overflowed and names the largest parameter."""
+    def _nonfinite_culprit(self, batch_x=None) -> str:
+        """Where a non-finite loss came from, in this order:
+
+        1. the first parameter from the input side that is itself non-finite;
+        2. else the first layer from the input side whose forward output on the batch
+           ``batch_x`` is non-finite while its input is finite (the batch is run again,
+           layer by layer, in training mode; random generators and buffers such as
+           BatchNorm's running statistics are put back afterwards);
+        3. else the first parameter from the output side whose gradient is non-finite;
+        4. else the loss itself overflowed (outputs and gradients finite): the largest
+           parameter is named.
+
+        Once the loss is NaN every gradient is, so gradients alone would always blame
+        the first parameter; the forward pass finds the layer where the values broke.
+        """
         xp = backend.xp
-        culprit = None
-        largest, largest_abs = None, -1.0
-        for name, p, g in self.model.named_parameters():
+        params = list(self.model.named_parameters())
+        for name, p, _ in params:
             if not bool(xp.isfinite(p).all()):
-                culprit = f"parameter '{name}' is non-finite"
-                break
+                return f"parameter '{name}' is non-finite"
+        if batch_x is not None:
+            layer = self._first_nonfinite_output(batch_x)
+            if layer is not None:
+                return layer
+        for name, _, g in reversed(params):
             if not bool(xp.isfinite(g).all()):
-                culprit = f"the gradient of '{name}' is non-finite"
-                break
+                return f"the gradient of '{name}' is non-finite (the first such from the output side)"
+        largest, largest_abs = None, -1.0
+        for name, p, _ in params:
             size = float(xp.abs(p).max()) if p.size else 0.0
             if size > largest_abs:
                 largest, largest_abs = name, size
-        if culprit is None:
-            # Every parameter is still finite: the loss itself overflowed (the usual way a
-            # too-large learning rate shows in float32). Name the largest parameter instead.
-            culprit = "no parameter or gradient is non-finite (the loss overflowed on this batch)"
-            if largest is not None:
-                culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
+        # Every parameter, output and gradient is finite: the loss itself overflowed (the
+        # usual way a too-large learning rate shows in float32).
+        culprit = "no parameter, layer output or gradient is non-finite (the loss overflowed on this batch)"
+        if largest is not None:
+            culprit += f"; largest parameter '{largest}' (max |value| {largest_abs:.3g})"
         return culprit
+
+    def _first_nonfinite_output(self, x):
+        """The first layer from the input side whose output on ``x`` is non-finite, as a
+        message; None when every output is finite."""
+        from ..nn.containers import Sequential
+
+        xp = backend.xp
+        model = self.model
+        gens = {id(g): (g, g.bit_generator.state) for g in (self.rng, getattr(model, "rng", None)) if g is not None}
+        buffers = [(b, b.copy()) for _, b in model.named_buffers()]
+
+        def walk(module, x, prefix):
+            if isinstance(module, Sequential):
+                x = xp.asarray(x, dtype=module.dtype)
+                for name, child in module.children():
+                    found, x = walk(child, x, f"{prefix}{name}.")
+                    if found is not None:
+                        return found, x
+                return None, x
+            y = module.forward(x, training=True)
+            if not bool(xp.isfinite(y).all()):
+                name = prefix[:-1] or type(module).__name__
+                return f"layer '{name}' ({type(module).__name__}): its output is non-finite, its input finite", y
+            return None, y
+
+        try:
+            with np.errstate(all="ignore"):
+                return walk(model, x, "")[0]
+        except Exception:  # a diagnosis must never hide the failure it explains
+            return None
+        finally:
+            for g, state in gens.values():
+                g.bit_generator.state = state
+            for b, saved in buffers:
+                b[...] = saved
 
     # ------------------------------------------------------------------ inference
     def _evaluate(self, Xd, yd, batch_size: int = 1024) -> dict:
