@@ -81,7 +81,7 @@ def _temp_prefix(name: str) -> str:
 
 def _naming(exc: OSError, path: str) -> OSError:
     """``exc`` (about the temporary file) retold about the file the caller asked for."""
-    return type(exc)(exc.errno, f"cannot write {path}: {exc.strerror or exc}", path)
+    return type(exc)(exc.errno, exc.strerror or str(exc), path)
 
 
 _TEMP = re.compile(r"^\.tmp-(?P<name>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
