@@ -282,3 +282,21 @@ def test_csv_logger_with_append_drops_the_rows_after_the_checkpoint(tmp_path):
                    resume_from=path, **kw)
     assert resumed_csv.read_text() == straight_csv.read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_run_that_stopped_early_stays_stopped_when_resumed_from_its_last_checkpoint(tmp_path):
+    X, y = _data()
+    kw = dict(validation_data=(X[50:], y[50:]), **KW)
+    path = tmp_path / "c.safetensors"
+
+    def stopper():
+        return bpnn.EarlyStopping("val_loss", patience=1, min_delta=10.0, restore_best_weights=True)
+
+    first = _trainer()
+    h1 = first.fit(X[:50], y[:50], epochs=20, callbacks=[stopper(), bpnn.ModelCheckpoint(path)], **kw)
+    assert h1.epoch == [0, 1] and h1.stopped_reason.startswith("early stopping at epoch 1")
+    again = _trainer()
+    h2 = again.fit(X[:50], y[:50], epochs=20, callbacks=[stopper()], resume_from=path, **kw)
+    assert h2.epoch == [0, 1] and h2.stopped_reason == h1.stopped_reason
+    assert again.optimizer.step_count == first.optimizer.step_count
+    _assert_models_equal(first, again)

@@ -29,11 +29,20 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_epoch = None
         self.stopped_epoch = None
+        self.stopped_reason = None
         self._best_weights = BestWeights()
         self.nonfinite_epochs: list[int] = []
 
     def on_train_begin(self, logs=None):
+        trainer = self.trainer
+        if self.stopped_epoch is not None and trainer is not None and trainer.initial_epoch > self.stopped_epoch:
+            # resumed from the checkpoint of the epoch that stopped: the run stays stopped
+            trainer.stop_training = True
+            if trainer.history is not None:
+                trainer.history.stopped_reason = self.stopped_reason
+            return
         self.stopped_epoch = None
+        self.stopped_reason = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._monitor.value(logs)
@@ -50,15 +59,15 @@ class EarlyStopping(Callback):
         if self.wait >= max(self.patience, 1):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
+            best = (f"best {self._monitor.best:.6g} at epoch {self.best_epoch}" if self.best_epoch is not None
+                    else "no epoch had a finite value")
+            nonfinite = [e for e in self.nonfinite_epochs if e > epoch - self.wait]
+            note = (f"; it was NaN or infinite at epoch(s) {', '.join(map(str, nonfinite))}, counted as no "
+                    f"improvement" if nonfinite else "")
+            self.stopped_reason = (f"early stopping at epoch {epoch}: {self._monitor.monitor} did not improve for "
+                                   f"{self.wait} epochs ({best}){note}")
             if self.trainer.history is not None:
-                best = (f"best {self._monitor.best:.6g} at epoch {self.best_epoch}" if self.best_epoch is not None
-                        else "no epoch had a finite value")
-                nonfinite = [e for e in self.nonfinite_epochs if e > epoch - self.wait]
-                note = (f"; it was NaN or infinite at epoch(s) {', '.join(map(str, nonfinite))}, counted as no "
-                        f"improvement" if nonfinite else "")
-                self.trainer.history.stopped_reason = (
-                    f"early stopping at epoch {epoch}: {self._monitor.monitor} did not improve for "
-                    f"{self.wait} epochs ({best}){note}")
+                self.trainer.history.stopped_reason = self.stopped_reason
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights:
@@ -68,7 +77,7 @@ class EarlyStopping(Callback):
         """Counters, the best value and, with ``restore_best_weights``, the best weights
         (as arrays), so that a resumed run restores the same weights at its end."""
         state = {"wait": self.wait, "best_epoch": self.best_epoch, "nonfinite_epochs": list(self.nonfinite_epochs),
-                 **self._monitor.state()}
+                 "stopped_epoch": self.stopped_epoch, "stopped_reason": self.stopped_reason, **self._monitor.state()}
         arrays = self._best_weights.arrays()
         if arrays is not None:
             state["arrays"] = arrays
@@ -90,6 +99,11 @@ class EarlyStopping(Callback):
         if not isinstance(nonfinite, list) or not all(isinstance(e, int) and not isinstance(e, bool)
                                                       for e in nonfinite):
             raise ValueError(f"EarlyStopping state: nonfinite_epochs: got {nonfinite!r}; expected a list of epochs")
+        stopped_epoch, stopped_reason = state.get("stopped_epoch"), state.get("stopped_reason")
+        if stopped_epoch is not None and (isinstance(stopped_epoch, bool) or not isinstance(stopped_epoch, int)
+                                          or stopped_epoch < 0 or not isinstance(stopped_reason, str)):
+            raise ValueError(f"EarlyStopping state: stopped_epoch {stopped_epoch!r} / stopped_reason "
+                             f"{stopped_reason!r}: expected an epoch and its reason, or None")
         arrays = state.get("arrays")
         if self.restore_best_weights and arrays is None and best_epoch is not None:
             raise ValueError("EarlyStopping state: restore_best_weights is set but the checkpoint holds no "
@@ -99,6 +113,8 @@ class EarlyStopping(Callback):
             weights.load(self.trainer.model, best_epoch, best, arrays)
         self.wait, self.best_epoch, self._monitor.best = wait, best_epoch, best
         self.nonfinite_epochs = list(nonfinite)
+        self.stopped_epoch = stopped_epoch
+        self.stopped_reason = stopped_reason if stopped_epoch is not None else None
         self._best_weights = weights
 
 

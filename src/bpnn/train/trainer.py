@@ -179,6 +179,8 @@ class Trainer(CallbackHost):
         with cbs.running(params), _ProgressBar(verbose, epochs, n_batches) as progress:
             global_step = 0
             for epoch in range(start_epoch, epochs):
+                if self.stop_training:
+                    break  # a callback stopped the run in on_train_begin (a resumed run that had stopped)
                 opt.start_epoch(epoch)  # per-epoch schedules
                 cbs.on_epoch_begin(epoch, {})
                 order = self.rng.permutation(n) if shuffle else None
