@@ -300,3 +300,22 @@ def test_a_run_that_stopped_early_stays_stopped_when_resumed_from_its_last_check
     assert h2.epoch == [0, 1] and h2.stopped_reason == h1.stopped_reason
     assert again.optimizer.step_count == first.optimizer.step_count
     _assert_models_equal(first, again)
+
+
+def test_a_non_finite_validation_loss_survives_the_checkpoint(tmp_path):
+    X, y = _data()
+    Y = np.eye(3, dtype=np.float32)[y]
+    Xv = X[50:].copy()
+    Xv[0, 0] = 3e38  # an infinite validation loss every epoch
+
+    def trainer():
+        return bpnn.Trainer(_model(), loss="mse", optimizer=bpnn.optim.Adam(lr=1e-3))
+
+    kw = dict(validation_data=(Xv, Y[50:]), **KW)
+    path = tmp_path / "c.safetensors"
+    with np.errstate(all="ignore"), pytest.warns(bpnn.train.NonFiniteValidationWarning):
+        h1 = trainer().fit(X[:50], Y[:50], epochs=4, **kw)
+        trainer().fit(X[:50], Y[:50], epochs=2, callbacks=[bpnn.ModelCheckpoint(path)], **kw)
+        h2 = trainer().fit(X[:50], Y[:50], epochs=4, resume_from=path, **kw)
+    assert h1["val_loss"] == [np.inf] * 4
+    assert h2.history == h1.history

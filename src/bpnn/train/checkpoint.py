@@ -72,7 +72,7 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters(),
                   "architecture": layers.serialize(trainer.model)},
         "generators": [g.bit_generator.state for g in _generators(trainer)],
-        "history": ({"history": json_safe(history.history),
+        "history": ({"history": json_safe(history.history, nonfinite="string"),
                      "epoch": history.epoch} if history is not None else None),
         "callbacks": _callback_states(callbacks, tensors),
     }
@@ -266,10 +266,16 @@ def _plan_history(meta, epoch) -> tuple[dict, list]:
     history = {}
     for key, values in record.items():
         if not isinstance(values, list) or len(values) > len(epochs) or not all(
-                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                v is None or (isinstance(v, str) and v in _NONFINITE) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in values):
             raise ValueError(f"history.history[{key!r}]: expected a list of at most {len(epochs)} numbers")
-        history[key] = list(values)
+        history[key] = [_NONFINITE.get(v, v) if isinstance(v, str) else v for v in values]
     return history, epochs
+
+
+#: how a History's non-finite values are written (``json_safe(..., nonfinite="string")``);
+#: older checkpoints wrote None
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def _plan_callbacks(arrays, meta, callbacks) -> list:
