@@ -1,8 +1,9 @@
 """Training checkpoints that resume exactly, and the ModelCheckpoint callback.
 
 A checkpoint is one safetensors file: arrays under ``model/<name>`` (parameters and
-buffers) and ``optimizer/<i>/<key>`` (each transform's state), and a JSON document in
-the file's metadata under ``"bpnn"`` with the format version, the epoch just
+buffers), ``optimizer/<i>/<key>`` (each transform's state) and ``callbacks/<j>/<name>``
+(arrays in the j-th stateful callback's state, e.g. EarlyStopping's best weights), and a
+JSON document in the file's metadata under ``"bpnn"`` with the format version, the epoch just
 completed, the optimizer's step count and learning rate, the random generators'
 states, the History and the state of callbacks that keep one. It is written
 atomically (temporary file, fsync, rename): a process killed at any moment leaves the
@@ -144,7 +145,7 @@ def _callback_states(callbacks, tensors) -> list:
 
 class _Plan:
     """A checkpoint parsed and checked against one trainer: every piece of the state to
-    restore, as new objects. :meth:`apply` swaps them in."""
+    restore, as new objects, for :func:`restore_checkpoint` to swap in."""
 
     epoch: int
     model_state: dict
@@ -212,7 +213,8 @@ def _plan_optimizer(arrays, meta, opt) -> tuple[dict, float | None]:
         if not k.startswith("optimizer/"):
             continue
         parts = k.split("/", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= n or parts[2] not in current["state"][int(parts[1])]:
+        if (len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= n
+                or parts[2] not in current["state"][int(parts[1])]):
             raise ValueError(f"array '{k}' does not belong to this optimizer "
                              f"(it has {n} transform states)")
         i, key = int(parts[1]), parts[2]
@@ -266,8 +268,8 @@ def _plan_history(meta, epoch) -> tuple[dict, list]:
     history = {}
     for key, values in record.items():
         if not isinstance(values, list) or len(values) > len(epochs) or not all(
-                v is None or (isinstance(v, str) and v in _NONFINITE) or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                for v in values):
+                v is None or (isinstance(v, str) and v in _NONFINITE)
+                or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
             raise ValueError(f"history.history[{key!r}]: expected a list of at most {len(epochs)} numbers")
         history[key] = [_NONFINITE.get(v, v) if isinstance(v, str) else v for v in values]
     return history, epochs
@@ -366,7 +368,12 @@ def restore_checkpoint(path, trainer, history, callbacks=()) -> int:
 class ModelCheckpoint(Callback):
     """Save a checkpoint at the end of epochs — Keras' ``ModelCheckpoint``.
 
-    ``path`` may contain ``{epoch}`` and log keys (``"ckpt-{epoch:03d}.safetensors"``).
+    ``path`` may contain ``{epoch}`` and log keys (``"ckpt-{epoch:03d}.safetensors"``,
+    ``"{val_loss:.4f}"``); the template is checked when the callback is made (a field that
+    is not ``epoch``, ``loss``, ``lr``, ``penalty``, a registered metric or its ``val_``
+    twin, or a format spec a number does not take, is a ValueError naming it).
+    Temporary files that a killed write of these files left are removed when training
+    starts.
     With ``save_best_only`` a checkpoint is written only when ``monitor`` improves
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
     resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
@@ -473,9 +480,9 @@ def _check_template(path: str) -> str:
         if field == "" or field.isdigit():
             raise ValueError(f"path: {path!r} has a positional field {{{field}}}; name it, e.g. {{epoch:03d}}")
         if base not in known:
+            names = ", ".join(sorted(metrics.registry.names()))
             raise ValueError(f"path: {path!r} has the field {{{field}}}, which is not a logged key; valid: "
-                             f"epoch, loss, val_loss, lr, and the metrics ({', '.join(sorted(metrics.registry.names()))}) "
-                             f"with or without val_")
+                             f"epoch, loss, val_loss, lr, and the metrics ({names}) with or without val_")
         try:
             format(0 if field == "epoch" else 0.5, spec)
         except ValueError as exc:
