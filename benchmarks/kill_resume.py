@@ -119,25 +119,33 @@ def _kill(folder, data, epochs, mode, duration, n_writes, rng) -> dict:
     """Start a run, SIGKILL it (``mode`` "random": at a uniform time of ``duration``;
     "write": once the checkpoint write of a random one of ``n_writes`` epochs has
     begun); what the kill left."""
+    stale = set(_temps(folder))  # left by an earlier kill; the run removes them as it starts
     start = time.perf_counter()
     pid = _fork(folder, data, epochs)
     killed, finished = False, False
+
+    def ended() -> bool:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done and os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"a run in {folder} failed (status {status})")
+        return bool(done)
+
     if mode == "random":
         deadline = start + rng.uniform(0.0, duration)
         while time.perf_counter() < deadline:
-            if os.waitpid(pid, os.WNOHANG)[0]:
+            if ended():
                 finished = True
                 break
             time.sleep(0.0005)
     else:  # kill inside the checkpoint write of a random epoch
         target = rng.randrange(max(1, n_writes))
-        prefix = f".tmp-{CKPT}-{pid}-"
+        prefix = f".tmp-{CKPT}-"  # the run is the folder's only writer
         seen = set()
         while True:
-            if os.waitpid(pid, os.WNOHANG)[0]:
+            if ended():
                 finished = True
                 break
-            seen.update(n for n in os.listdir(folder) if n.startswith(prefix))
+            seen.update(n for n in os.listdir(folder) if n.startswith(prefix) and n not in stale)
             if len(seen) > target:
                 break
             time.sleep(0.0002)  # a light poll: the run keeps a core
@@ -146,7 +154,7 @@ def _kill(folder, data, epochs, mode, duration, n_writes, rng) -> dict:
         os.waitpid(pid, 0)
         killed = True
     out = {"mode": mode, "killed": killed, "at_s": time.perf_counter() - start,
-           "temps_left": _temps(folder), "checkpoint": None, "corrupt": False}
+           "temps_left": sorted(set(_temps(folder)) - stale), "checkpoint": None, "corrupt": False}
     path = os.path.join(folder, CKPT)
     if os.path.exists(path):
         try:
