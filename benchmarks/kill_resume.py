@@ -44,6 +44,7 @@ set_thread_env(1)  # before NumPy: BLAS, OpenMP and numba pools, here and in eve
 import numpy as np  # noqa: E402
 
 import bpnn  # noqa: E402
+from bpnn._atomic import remove_stale_temps  # noqa: E402
 from bpnn.io.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from bpnn.train import read_checkpoint  # noqa: E402
 
@@ -76,6 +77,8 @@ def train(folder: str, data, epochs: int) -> None:
                  bpnn.ReduceLROnPlateau("val_loss", factor=0.5, patience=1, min_delta=1e-2),
                  bpnn.CSVLogger(log, append=True),
                  bpnn.ModelCheckpoint(ckpt)]
+    for name in ("final.npz", "history.json"):  # this script's own files, as ModelCheckpoint does for its
+        remove_stale_temps(os.path.join(folder, name))
     resume = ckpt if os.path.exists(ckpt) else None
     if resume is None and os.path.exists(log):
         os.remove(log)  # no checkpoint: the run starts over, and so does its log
