@@ -147,6 +147,84 @@ def test_dense_step_is_the_explicit_kronecker_solve(rng, form):
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
 
 
+def _wide_step(rng, monkeypatch, layer, fisher, no_scipy, use_bias):
+    """One exact step of a wide Dense (30 → 40) at batch 4, where the low-rank form pays;
+    returns (got, expected ΔW̄, whether the low-rank form produced the update)."""
+    from bpnn.optim import kfac as kfac_module
+
+    if no_scipy:
+        monkeypatch.setattr(kfac_module, "_trsm", lambda: None)
+    used = []
+    original = optim.KFAC._low_rank
+
+    def spy(self, i, grad):
+        out = original(self, i, grad)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(optim.KFAC, "_low_rank", spy)
+    n, d, k, lam, lr = 4, 30, 40, 0.05, 0.5
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, n)
+    model = bpnn.Sequential([layer], input_shape=(d,), seed=0, dtype="float64")
+    opt = optim.KFAC(**{**EXACT, "lr": lr, "fisher": fisher}, damping=lam)
+    grads, before = _one_step(model, SoftmaxCrossEntropy(), x, y, opt)
+    s = _state(opt, 0)
+    rows = [grads["0.weight"]] + ([grads["0.bias"][None]] if use_bias else [])
+    expect = _explicit(s["A"], s["G"], np.vstack(rows), lam, "tikhonov_factored")
+    got = [before["0.weight"] - model[0].params["weight"]]
+    if use_bias:
+        got.append((before["0.bias"] - model[0].params["bias"])[None])
+    return np.vstack(got) / lr, expect, used
+
+
+@pytest.mark.parametrize("fisher", ["empirical", "true"])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("no_scipy", [False, True])
+def test_the_low_rank_form_of_a_wide_dense_layer_is_the_explicit_kronecker_solve(rng, monkeypatch, fisher,
+                                                                                 use_bias, no_scipy):
+    """ΔW̄ = (Ā A_λ⁻¹)ᵀ (G_out G_λ⁻¹) for a batch with fewer rows than the layer's widths,
+    with SciPy's triangular solves and with explicit inverses."""
+    got, expect, used = _wide_step(rng, monkeypatch, bpnn.Dense(40, use_bias=use_bias), fisher, no_scipy,
+                                   use_bias)
+    assert used == [True]
+    np.testing.assert_allclose(got, expect, rtol=1e-8, atol=1e-12)
+
+
+def test_a_gradient_that_is_not_the_batch_outer_product_takes_the_matrix_form(rng, monkeypatch):
+    """The probe sees a gradient changed between backward and step (here: doubled, as a
+    hand-written loop might) and preconditions the gradient actually stored."""
+    used = []
+    original = optim.KFAC._low_rank
+    monkeypatch.setattr(optim.KFAC, "_low_rank", lambda self, i, g: used.append(original(self, i, g)) or used[-1])
+    n, d, k, lam = 4, 30, 40, 0.05
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, n)
+    model = bpnn.Sequential([bpnn.Dense(k)], input_shape=(d,), seed=0, dtype="float64")
+    opt = optim.KFAC(**EXACT, damping=lam).attach(model)
+    before = model[0].params["weight"].copy(), model[0].params["bias"].copy()
+    out = model.forward(x, training=True)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(out, y)
+    opt.before_backward(model, loss, out, np.random.default_rng(0))
+    model.backward(loss.backward(), input_grad=False)
+    model[0].grads["weight"] *= 2.0
+    gbar = np.vstack([model[0].grads["weight"], model[0].grads["bias"][None]])
+    opt.step()
+    assert used == [None]
+    s = _state(opt, 0)
+    got = np.vstack([before[0] - model[0].params["weight"], (before[1] - model[0].params["bias"])[None]])
+    np.testing.assert_allclose(got, _explicit(s["A"], s["G"], gbar, lam, "tikhonov_factored"), rtol=1e-8)
+
+
+def test_dropconnect_trains_under_kfac(rng):
+    """DropConnect keeps its output gradient for the factors; its masked gradient is not
+    the batch outer product, so the probe sends it to the matrix form."""
+    x, y = rng.normal(size=(64, 20)), rng.integers(0, 3, 64)
+    model = bpnn.Sequential([bpnn.DropConnect(32, p=0.8), bpnn.ReLU(), bpnn.Dense(3)], input_shape=(20,), seed=0)
+    trainer = bpnn.Trainer(model, loss="softmax_cross_entropy", optimizer=optim.KFAC(lr=0.05), seed=0)
+    history = trainer.fit(x, y, epochs=15, batch_size=16, verbose=False)
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
 def test_a_new_damping_reaches_the_damped_inverses_between_eigendecompositions(rng):
     """The factored form keeps (A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ between eigendecompositions;
     a damping set in between (as the adaptation and users do) is used at once."""
