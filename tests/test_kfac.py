@@ -540,6 +540,40 @@ def test_trainer_with_callbacks_and_schedule(rng):
     assert opt.state_dict()["state"][-1]["counters"].tolist() == [6, 4]  # 12 steps: factors 0,2,..; inverses 0,3,..
 
 
+def test_history_records_the_damping_and_the_update_norms(rng):
+    """One step per epoch: ``update_norm`` is the norm of that epoch's parameter change;
+    with the adaptation on, ``damping`` moves over the epochs as the optimizer's λ does."""
+    X, y = rng.normal(size=(32, 4)), rng.integers(0, 3, 32)
+    model = bpnn.Sequential([bpnn.Dense(8), bpnn.ReLU(), bpnn.Dense(3)], seed=0, dtype="float64")
+    opt = optim.KFAC(lr=0.5, damping=1e-2, adapt_damping=True, adapt_interval=1, kl_clip=1e-4)
+
+    class Changes(bpnn.Callback):
+        def __init__(self):
+            self.norms, self.lams = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.before = model.flat_parameters().params.copy()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.norms.append(float(np.linalg.norm(model.flat_parameters().params - self.before)))
+            self.lams.append(opt.damping)
+
+    seen = Changes()
+    h = bpnn.Trainer(model, optimizer=opt).fit(X, y, epochs=6, batch_size=32, verbose=False, callbacks=[seen])
+    np.testing.assert_allclose(h.history["update_norm"], seen.norms, rtol=1e-10)
+    assert h.history["damping"] == seen.lams and len(set(seen.lams)) > 1
+    assert all(0 < k <= 1 for k in h.history["kl_scale"]) and min(h.history["kl_scale"]) < 1  # clipped
+    assert all(n > 0 for n in h.history["natural_grad_norm"])
+    assert opt.epoch_logs() == {}  # read at each epoch's end: nothing since
+
+
+def test_gradient_optimizers_add_nothing_to_history(rng):
+    X, y = rng.normal(size=(32, 4)), rng.integers(0, 3, 32)
+    model = bpnn.Sequential([bpnn.Dense(3)], seed=0)
+    h = bpnn.Trainer(model, optimizer=optim.Adam()).fit(X, y, epochs=2, verbose=False)
+    assert set(h.history) == {"loss", "accuracy", "lr"}
+
+
 RESUME = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -652,6 +686,21 @@ def test_cli_compare_optimizers_kfac(tmp_path, capsys):
                      "--hidden", "8", "--n-jobs", "1", "--out", str(out), "--quiet"])
     assert code == 0
     assert "kfac" in (out / "results.csv").read_text()
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert {"damping", "update_norm", "kl_scale"} <= set(run["history"])
+    report = (out / "report.html").read_text()
+    assert '<section id="curvature">' in report and 'href="#curvature"' in report
+
+
+def test_a_report_without_kfac_has_no_curvature_section(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
+    pytest.importorskip("matplotlib", reason="the report needs matplotlib (bpnn[report])")
+    from bpnn import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["compare", "--inits", "he_normal", "--optimizers", "sgd", "--seeds", "0", "--epochs", "1",
+                     "--hidden", "8", "--n-jobs", "1", "--out", str(out), "--quiet"]) == 0
+    assert "curvature" not in (out / "report.html").read_text()
 
 
 # ============================================================ errors
@@ -730,3 +779,14 @@ def test_a_non_finite_factor_stops_training_and_keeps_the_best_weights():
             opt = optim.KFAC().attach(model)
             out = model.forward(X, training=True)
             opt.before_backward(model, SoftmaxCrossEntropy(), out)
+
+
+def test_a_damping_that_keeps_rising_is_a_health_verdict():
+    from bpnn.diagnostics import diagnose
+
+    rising = {"loss": [1.0, 0.9, 0.85, 0.8], "damping": [1e-3, 1e-2, 0.5, 2.0]}
+    [verdict] = [v for v in diagnose(history=rising) if v.kind == "rising_damping"]
+    assert verdict.epoch == 3 and verdict.value == 2.0
+    assert "0.001 to 2" in verdict.message
+    steady = {"loss": [1.0, 0.9, 0.85, 0.8], "damping": [1e-3, 2e-3, 5e-2, 9e-2]}
+    assert not [v for v in diagnose(history=steady) if v.kind == "rising_damping"]

@@ -326,6 +326,7 @@ class KFAC(Optimizer):
         self._inverses: dict = {}  # block -> (key, damped inverses): derived, see _damped_inverses
         #: ρ of the last damping adaptation (None before the first)
         self.last_reduction_ratio = None
+        self._sums = [0, 0.0, 0.0, 0.0]  # steps, Σ ‖η b‖, Σ ‖ΔW̄‖ (natural gradient), Σ ν since epoch_logs
 
     # ------------------------------------------------------------------ binding
     def attach(self, model) -> "KFAC":
@@ -578,6 +579,10 @@ class KFAC(Optimizer):
         if adapt is not None:  # after the blocks: its forward replaces the layers' kept inputs
             h_before = self._eval_loss(adapt)
             before = flat.params.copy()
+        natural = math.sqrt(sum(float((u[b.w_slice] ** 2).sum())
+                                + (float((u[b.b_slice] ** 2).sum()) if b.b_slice is not None else 0.0)
+                                for b in self._blocks))
+        nu = 1.0
         if self.kl_clip is not None and vg * lr * lr > 0:
             nu = min(1.0, math.sqrt(self.kl_clip / (vg * lr * lr)))
             if nu < 1.0:
@@ -587,7 +592,13 @@ class KFAC(Optimizer):
                         u[b.b_slice] *= nu
         for transform, state in zip(self.transforms, self.state):
             u = transform.update(u, state, flat.params, t, lr)
-        flat.params -= lr * u
+        u *= lr
+        flat.params -= u
+        sums = self._sums
+        sums[0] += 1
+        sums[1] += float(backend.xp.sqrt(u @ u))
+        sums[2] += natural
+        sums[3] += nu
         if adapt is not None:
             self._adapt(flat, before, h_before, self._eval_loss(adapt))
 
@@ -606,6 +617,19 @@ class KFAC(Optimizer):
             return None
         a_inv, g_inv = self._damped_inverses(i, grad.dtype)
         return a_inv.right(abar, overwrite=True).T @ g_inv.right(g_out, overwrite=True)
+
+    def epoch_logs(self) -> dict:
+        """The epoch's curvature record for ``History``: ``damping`` (λ at its end),
+        ``update_norm`` (mean over its steps of ‖θ_after − θ_before‖₂, the step taken),
+        ``natural_grad_norm`` (mean ‖ΔW̄‖₂ over the K-FAC blocks, the preconditioned
+        gradient before clipping and momentum) and ``kl_scale`` (mean KL-clipping factor
+        ν, 1 when unclipped). Empty when no step was taken since the last call."""
+        steps, update, natural, nu = self._sums
+        self._sums = [0, 0.0, 0.0, 0.0]
+        if not steps:
+            return {}
+        return {"damping": self.damping, "update_norm": update / steps, "natural_grad_norm": natural / steps,
+                "kl_scale": nu / steps}
 
     def _eval_loss(self, batch) -> float:
         """The loss of the batch kept by :meth:`before_backward`, in evaluation mode (no

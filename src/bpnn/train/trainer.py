@@ -205,6 +205,7 @@ class Trainer(CallbackHost):
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in self._evaluate(*val).items()})
                 logs["lr"] = lr
+                logs.update(opt.epoch_logs())  # K-FAC: damping and update norms
                 value = logs.get("val_loss", logs["loss"])
                 if math.isfinite(value) and value < best.value:
                     best.save(self, epoch, value)
