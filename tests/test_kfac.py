@@ -147,6 +147,84 @@ def test_dense_step_is_the_explicit_kronecker_solve(rng, form):
     np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
 
 
+def _wide_step(rng, monkeypatch, layer, fisher, no_scipy, use_bias):
+    """One exact step of a wide Dense (30 → 40) at batch 4, where the low-rank form pays;
+    returns (got, expected ΔW̄, whether the low-rank form produced the update)."""
+    from bpnn.optim import kfac as kfac_module
+
+    if no_scipy:
+        monkeypatch.setattr(kfac_module, "_trsm", lambda: None)
+    used = []
+    original = optim.KFAC._low_rank
+
+    def spy(self, i, grad):
+        out = original(self, i, grad)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(optim.KFAC, "_low_rank", spy)
+    n, d, k, lam, lr = 4, 30, 40, 0.05, 0.5
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, n)
+    model = bpnn.Sequential([layer], input_shape=(d,), seed=0, dtype="float64")
+    opt = optim.KFAC(**{**EXACT, "lr": lr, "fisher": fisher}, damping=lam)
+    grads, before = _one_step(model, SoftmaxCrossEntropy(), x, y, opt)
+    s = _state(opt, 0)
+    rows = [grads["0.weight"]] + ([grads["0.bias"][None]] if use_bias else [])
+    expect = _explicit(s["A"], s["G"], np.vstack(rows), lam, "tikhonov_factored")
+    got = [before["0.weight"] - model[0].params["weight"]]
+    if use_bias:
+        got.append((before["0.bias"] - model[0].params["bias"])[None])
+    return np.vstack(got) / lr, expect, used
+
+
+@pytest.mark.parametrize("fisher", ["empirical", "true"])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("no_scipy", [False, True])
+def test_the_low_rank_form_of_a_wide_dense_layer_is_the_explicit_kronecker_solve(rng, monkeypatch, fisher,
+                                                                                 use_bias, no_scipy):
+    """ΔW̄ = (Ā A_λ⁻¹)ᵀ (G_out G_λ⁻¹) for a batch with fewer rows than the layer's widths,
+    with SciPy's triangular solves and with explicit inverses."""
+    got, expect, used = _wide_step(rng, monkeypatch, bpnn.Dense(40, use_bias=use_bias), fisher, no_scipy,
+                                   use_bias)
+    assert used == [True]
+    np.testing.assert_allclose(got, expect, rtol=1e-8, atol=1e-12)
+
+
+def test_a_gradient_that_is_not_the_batch_outer_product_takes_the_matrix_form(rng, monkeypatch):
+    """The probe sees a gradient changed between backward and step (here: doubled, as a
+    hand-written loop might) and preconditions the gradient actually stored."""
+    used = []
+    original = optim.KFAC._low_rank
+    monkeypatch.setattr(optim.KFAC, "_low_rank", lambda self, i, g: used.append(original(self, i, g)) or used[-1])
+    n, d, k, lam = 4, 30, 40, 0.05
+    x, y = rng.normal(size=(n, d)), rng.integers(0, k, n)
+    model = bpnn.Sequential([bpnn.Dense(k)], input_shape=(d,), seed=0, dtype="float64")
+    opt = optim.KFAC(**EXACT, damping=lam).attach(model)
+    before = model[0].params["weight"].copy(), model[0].params["bias"].copy()
+    out = model.forward(x, training=True)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(out, y)
+    opt.before_backward(model, loss, out, np.random.default_rng(0))
+    model.backward(loss.backward(), input_grad=False)
+    model[0].grads["weight"] *= 2.0
+    gbar = np.vstack([model[0].grads["weight"], model[0].grads["bias"][None]])
+    opt.step()
+    assert used == [None]
+    s = _state(opt, 0)
+    got = np.vstack([before[0] - model[0].params["weight"], (before[1] - model[0].params["bias"])[None]])
+    np.testing.assert_allclose(got, _explicit(s["A"], s["G"], gbar, lam, "tikhonov_factored"), rtol=1e-8)
+
+
+def test_dropconnect_trains_under_kfac(rng):
+    """DropConnect keeps its output gradient for the factors; its masked gradient is not
+    the batch outer product, so the probe sends it to the matrix form."""
+    x, y = rng.normal(size=(64, 20)), rng.integers(0, 3, 64)
+    model = bpnn.Sequential([bpnn.DropConnect(32, p=0.8), bpnn.ReLU(), bpnn.Dense(3)], input_shape=(20,), seed=0)
+    trainer = bpnn.Trainer(model, loss="softmax_cross_entropy", optimizer=optim.KFAC(lr=0.05), seed=0)
+    history = trainer.fit(x, y, epochs=15, batch_size=16, verbose=False)
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
 def test_a_new_damping_reaches_the_damped_inverses_between_eigendecompositions(rng):
     """The factored form keeps (A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ between eigendecompositions;
     a damping set in between (as the adaptation and users do) is used at once."""
@@ -462,6 +540,40 @@ def test_trainer_with_callbacks_and_schedule(rng):
     assert opt.state_dict()["state"][-1]["counters"].tolist() == [6, 4]  # 12 steps: factors 0,2,..; inverses 0,3,..
 
 
+def test_history_records_the_damping_and_the_update_norms(rng):
+    """One step per epoch: ``update_norm`` is the norm of that epoch's parameter change;
+    with the adaptation on, ``damping`` moves over the epochs as the optimizer's λ does."""
+    X, y = rng.normal(size=(32, 4)), rng.integers(0, 3, 32)
+    model = bpnn.Sequential([bpnn.Dense(8), bpnn.ReLU(), bpnn.Dense(3)], seed=0, dtype="float64")
+    opt = optim.KFAC(lr=0.5, damping=1e-2, adapt_damping=True, adapt_interval=1, kl_clip=1e-4)
+
+    class Changes(bpnn.Callback):
+        def __init__(self):
+            self.norms, self.lams = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.before = model.flat_parameters().params.copy()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.norms.append(float(np.linalg.norm(model.flat_parameters().params - self.before)))
+            self.lams.append(opt.damping)
+
+    seen = Changes()
+    h = bpnn.Trainer(model, optimizer=opt).fit(X, y, epochs=6, batch_size=32, verbose=False, callbacks=[seen])
+    np.testing.assert_allclose(h.history["update_norm"], seen.norms, rtol=1e-10)
+    assert h.history["damping"] == seen.lams and len(set(seen.lams)) > 1
+    assert all(0 < k <= 1 for k in h.history["kl_scale"]) and min(h.history["kl_scale"]) < 1  # clipped
+    assert all(n > 0 for n in h.history["natural_grad_norm"])
+    assert opt.epoch_logs() == {}  # read at each epoch's end: nothing since
+
+
+def test_gradient_optimizers_add_nothing_to_history(rng):
+    X, y = rng.normal(size=(32, 4)), rng.integers(0, 3, 32)
+    model = bpnn.Sequential([bpnn.Dense(3)], seed=0)
+    h = bpnn.Trainer(model, optimizer=optim.Adam()).fit(X, y, epochs=2, verbose=False)
+    assert set(h.history) == {"loss", "accuracy", "lr"}
+
+
 RESUME = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -574,6 +686,21 @@ def test_cli_compare_optimizers_kfac(tmp_path, capsys):
                      "--hidden", "8", "--n-jobs", "1", "--out", str(out), "--quiet"])
     assert code == 0
     assert "kfac" in (out / "results.csv").read_text()
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert {"damping", "update_norm", "kl_scale"} <= set(run["history"])
+    report = (out / "report.html").read_text()
+    assert '<section id="curvature">' in report and 'href="#curvature"' in report
+
+
+def test_a_report_without_kfac_has_no_curvature_section(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
+    pytest.importorskip("matplotlib", reason="the report needs matplotlib (bpnn[report])")
+    from bpnn import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["compare", "--inits", "he_normal", "--optimizers", "sgd", "--seeds", "0", "--epochs", "1",
+                     "--hidden", "8", "--n-jobs", "1", "--out", str(out), "--quiet"]) == 0
+    assert "curvature" not in (out / "report.html").read_text()
 
 
 # ============================================================ errors
@@ -652,3 +779,14 @@ def test_a_non_finite_factor_stops_training_and_keeps_the_best_weights():
             opt = optim.KFAC().attach(model)
             out = model.forward(X, training=True)
             opt.before_backward(model, SoftmaxCrossEntropy(), out)
+
+
+def test_a_damping_that_keeps_rising_is_a_health_verdict():
+    from bpnn.diagnostics import diagnose
+
+    rising = {"loss": [1.0, 0.9, 0.85, 0.8], "damping": [1e-3, 1e-2, 0.5, 2.0]}
+    [verdict] = [v for v in diagnose(history=rising) if v.kind == "rising_damping"]
+    assert verdict.epoch == 3 and verdict.value == 2.0
+    assert "0.001 to 2" in verdict.message
+    steady = {"loss": [1.0, 0.9, 0.85, 0.8], "damping": [1e-3, 2e-3, 5e-2, 9e-2]}
+    assert not [v for v in diagnose(history=steady) if v.kind == "rising_damping"]

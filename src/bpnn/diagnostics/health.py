@@ -21,6 +21,11 @@ default threshold (all in :class:`Thresholds`):
   different orders (edge kernels, blocking), so identical units drift apart by
   rounding alone — about 1e-5 relative after a few epochs — while units that
   learned different features differ by order 1.
+- **rising damping** — a curvature optimizer's damping λ (K-FAC with
+  ``adapt_damping=True``: the History's ``damping``) ended more than ``damping_rise``
+  (100) times above its first epoch's value: the steps kept doing worse than the
+  K-FAC quadratic model predicted (reduction ratio ρ < 1/4), so λ grew until K-FAC
+  took plain small gradient steps.
 - **loss plateau** — for ``plateau_epochs`` (5) or more epochs the training loss moved
   less than ``plateau_tol`` (1 %) while it stayed above ``plateau_level`` (50 %) of the
   first epoch's loss.
@@ -49,6 +54,7 @@ class Thresholds:
     plateau_epochs: int = 5
     plateau_tol: float = 1e-2
     plateau_level: float = 0.5
+    damping_rise: float = 100.0
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Verdict:
 
 
 KINDS = ("vanishing_gradients", "exploding_gradients", "non_finite_loss", "dead_layer",
-         "saturated_layer", "unbroken_symmetry", "loss_plateau")
+         "saturated_layer", "unbroken_symmetry", "rising_damping", "loss_plateau")
 
 
 def _as_stats(stats):
@@ -95,6 +101,25 @@ def _losses(history):
     if isinstance(history, dict):
         return list(history.get("loss", [])), history.get("stopped_reason")
     return list(history), None
+
+
+def _series(history, key) -> list:
+    """The per-epoch values of ``key`` in a History or its dict ([] when absent)."""
+    if hasattr(history, "history"):
+        history = history.history
+    return list(history.get(key, [])) if isinstance(history, dict) else []
+
+
+def _damping(lams, t):
+    lams = [float(v) for v in lams if _finite(v)]
+    if len(lams) < 2 or lams[0] <= 0 or lams[-1] <= t.damping_rise * lams[0]:
+        return []
+    epoch = next(i for i, v in enumerate(lams) if v > t.damping_rise * lams[0]) + 1
+    return [Verdict("rising_damping", None, epoch, lams[-1],
+                    f"K-FAC's damping rose from {lams[0]:.3g} to {lams[-1]:.3g} (over {t.damping_rise:g}× by "
+                    f"epoch {epoch}): its steps kept reducing the loss less than its quadratic model predicted, "
+                    f"so it fell back to small gradient steps. Lower the learning rate or kl_clip, or start "
+                    f"from a larger damping.")]
 
 
 def _finite(v) -> bool:
@@ -125,6 +150,7 @@ def diagnose(stats=None, history=None, thresholds: Thresholds | None = None) -> 
                       "gradients through it are damped. Try Xavier init, smaller inputs or weights, "
                       "or a ReLU.")
     out += _symmetry(layers, records, t)
+    out += _damping(_series(history, "damping"), t)
     out += _plateau(losses, layers, t)
     order = {k: i for i, k in enumerate(KINDS)}
     out.sort(key=lambda v: (order.get(v.kind, 99), v.epoch))

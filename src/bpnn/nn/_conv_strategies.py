@@ -258,7 +258,7 @@ class Pointwise(Strategy):
 
     def backward(self, layer, g, input_grad):
         xp = backend.xp
-        if layer._trainable:
+        if layer._trainable and not layer.output_grad_only:
             self._set_weight_grads(layer, _matmul_tn_chunked(self.cols, g), bias_row=False)  # X_colᵀ G
             if layer.use_bias:
                 xp.matmul(xp.ones(g.shape[0], dtype=g.dtype), g, out=layer.grads["bias"])
@@ -306,7 +306,7 @@ class Im2col(Strategy):
 
     def backward(self, layer, g, input_grad):
         if self.cols is not None:
-            if layer._trainable:
+            if layer._trainable and not layer.output_grad_only:
                 self._set_weight_grads(layer, _matmul_tn_chunked(self.cols, g), bias_row=layer.use_bias)  # X_colᵀ G
             return self.input_grad(g) if input_grad else None
         return self._refilled_backward(layer, g, input_grad)
@@ -319,7 +319,7 @@ class Im2col(Strategy):
         hw = win.Ho * win.Wo
         per = _per_block(hw, ncol + layer.use_bias, g.itemsize)
         rows = min(per, n) * hw
-        trainable = layer._trainable
+        trainable = layer._trainable and not layer.output_grad_only
         if trainable:
             cols = self._column_block(layer.use_bias, rows, ncol, g.dtype)
             dwmat = xp.empty((ncol + layer.use_bias, o), dtype=g.dtype)
@@ -387,7 +387,7 @@ class RowTiles(Strategy):
             gp[:, :, :win.Wo] = g.reshape(n, win.Ho, win.Wo, o)
             g = gp
         g = g.reshape(-1, tl.tile * o)
-        if layer._trainable:
+        if layer._trainable and not layer.output_grad_only:
             self._weight_grads(layer, g, tl, dst, kcols)
         if not input_grad:
             return None
@@ -507,7 +507,7 @@ class Direct(Strategy):
         on_grid = (stride1 and wg == xpad.shape[2] and 0 <= top and top + win.Ho <= hg
                    and 0 <= left and left + win.Wo <= wg)
         dx_direct = input_grad and stride1 and gemm.conv_applies(g.dtype, c)
-        trainable = layer._trainable
+        trainable = layer._trainable and not layer.output_grad_only
         gpad = _padded(layer, "gpad", g, top, left, hg, wg) if dx_direct or (on_grid and trainable) else None
         on_grid = on_grid and gpad is not None and gpad.shape[2] == wg  # (G itself when it needs no padding)
         taps = self.taps

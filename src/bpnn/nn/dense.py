@@ -77,7 +77,7 @@ class Dense(Module):
         xp = backend.xp
         if self.keep_output_grad:
             self.output_grad = grad_out.copy()
-        if self._trainable:
+        if self._trainable and not self.output_grad_only:
             xp.matmul(self._x.T, grad_out, out=self.grads["weight"])
             if self.use_bias:
                 grad_out.sum(axis=0, out=self.grads["bias"])

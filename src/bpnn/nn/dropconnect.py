@@ -82,7 +82,9 @@ class DropConnect(Dense):
         if self._mask is None:
             return super().backward(grad_out, input_grad)
         xp = backend.xp
-        if self._trainable:
+        if self.keep_output_grad:
+            self.output_grad = grad_out.copy()
+        if self._trainable and not self.output_grad_only:
             gw = self.grads["weight"]
             xp.matmul(self._x.T, grad_out, out=gw)
             gw *= self._mask

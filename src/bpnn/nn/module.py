@@ -48,6 +48,9 @@ class Module(Configurable):
     #: The (rows, n_out) gradient w.r.t. the output rows of the last backward run while
     #: ``keep_output_grad`` was True (rows = samples, or samples × output positions).
     output_grad = None
+    #: Set True (by K-FAC's pass of sampled targets, which wants only ``output_grad``) to
+    #: make the matrix-product layers skip their parameter gradients in ``backward``.
+    output_grad_only = False
 
     def __init__(self, trainable: bool = True):
         if not isinstance(trainable, bool):

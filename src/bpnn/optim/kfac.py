@@ -81,6 +81,61 @@ def sampled_output_grad(loss, z, rng):
     return (-c / math.sqrt(c * s)) * eps
 
 
+def _trsm():
+    """SciPy's BLAS triangular solve getter, or None (no SciPy, or arrays not on the CPU)."""
+    if backend.xp is not np:
+        return None
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        return None
+    return blas.get_blas_funcs
+
+
+class _DampedFactor:
+    """(F + shift·I)⁻¹ of one Kronecker factor F, applied from either side.
+
+    F + shift·I = L Lᵀ is factored in float64 once (Cholesky, n³/3 flops: a sixth of an
+    explicit inverse's 2n³); each product is then two triangular solves in the model's
+    dtype, which cost what one product with the inverse would. Without SciPy (whose
+    BLAS ``trsm`` this needs) or on CuPy the explicit inverse is formed instead and
+    applied by matrix products. A factor that is not positive definite after the shift
+    (non-finite entries) stops training with the layer and step named."""
+
+    def __init__(self, m64, shift, dtype, what):
+        xp = backend.xp
+        damped = m64 + shift * xp.eye(len(m64))
+        getter = _trsm()
+        try:
+            if getter is not None:
+                self.upper = xp.linalg.cholesky(damped).T.astype(dtype)  # U = Lᵀ, F-contiguous
+                self.solve, self.inverse = getter("trsm", (self.upper,)), None
+                bad = not bool(xp.isfinite(self.upper).all())
+            else:
+                self.inverse, self.solve = xp.linalg.inv(damped).astype(dtype), None
+                bad = not bool(xp.isfinite(self.inverse).all())
+            problem = "non-finite entries" if bad else None
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            problem = str(exc)
+        if problem is not None:
+            raise NonFiniteCurvatureError(f"K-FAC: the damped inverse of {what} failed: {problem}")
+
+    def right(self, m, overwrite=False):
+        """m (F + shift·I)⁻¹ for a C-ordered m (k, n). Its Fortran view mᵀ is solved from
+        the left, (UᵀU)⁻¹ mᵀ by Uᵀ z = mᵀ then U y = z, and yᵀ is the answer (no copies)."""
+        if self.solve is None:
+            return m @ self.inverse
+        z = self.solve(1.0, self.upper, m.T, side=0, lower=0, trans_a=1, overwrite_b=overwrite)
+        return self.solve(1.0, self.upper, z, side=0, lower=0, trans_a=0, overwrite_b=True).T
+
+    def left(self, m, overwrite=False):
+        """(F + shift·I)⁻¹ m for a C-ordered m (n, k): mᵀ (UᵀU)⁻¹ by z U = mᵀ then y Uᵀ = z."""
+        if self.solve is None:
+            return self.inverse @ m
+        z = self.solve(1.0, self.upper, m.T, side=1, lower=0, trans_a=0, overwrite_b=overwrite)
+        return self.solve(1.0, self.upper, z, side=1, lower=0, trans_a=1, overwrite_b=True).T
+
+
 class _Block:
     """One Dense or Conv2D layer under K-FAC: where its weight and bias sit in the flat
     vectors, and W̄ as a matrix (rows: fan-in then the bias, columns: outputs)."""
@@ -96,6 +151,37 @@ class _Block:
         else:
             self.fan_in, self.n_out = w.shape
         self.dim_a = self.fan_in + (b_slice is not None)
+        self._probe = None
+
+    def low_rank_pays(self, rows: int) -> bool:
+        """Whether ΔW̄ = (Ā A⁻¹)ᵀ (G_out G⁻¹) from the batch's ``rows`` input rows Ā and
+        output gradients G_out costs fewer multiply-adds, rows·(a² + g² + a·g), than
+        A⁻¹ ∇W̄ G⁻¹ from the gradient matrix, a·g·(a + g) (a = dim_a, g = n_out). Dense
+        layers only: a convolution's rows are samples × output positions."""
+        a, g = self.dim_a, self.n_out
+        return not self.conv and rows * (a * a + g * g + a * g) < a * g * (a + g)
+
+    def rows_with_ones(self, x):
+        """Ā = [x, 1] (rows, dim_a): the inputs with the bias's 1 appended (a new array)."""
+        if self.b_slice is None:
+            return x.copy()
+        abar = backend.xp.empty((x.shape[0], self.dim_a), dtype=x.dtype)
+        abar[:, :-1] = x
+        abar[:, -1] = 1
+        return abar
+
+    def is_outer_product(self, grad, abar, g_out) -> bool:
+        """Whether the gradient matrix ∇W̄ is Āᵀ G_out, the batch loss's own gradient, checked
+        with one fixed random probe r: ∇W̄ r = Āᵀ (G_out r) to √ε of |Ā|ᵀ(|G_out| |r|). It is
+        not when anything else reached the gradient (a regularizer's term, a DropConnect
+        mask, a hand-written change between backward and step)."""
+        xp = backend.xp
+        if self._probe is None or self._probe.dtype != grad.dtype:
+            self._probe = xp.asarray(np.random.default_rng(0).standard_normal(self.n_out), dtype=grad.dtype)
+        r = self._probe
+        gap = xp.abs(grad @ r - abar.T @ (g_out @ r))
+        bound = xp.abs(abar).T @ (xp.abs(g_out) @ xp.abs(r))
+        return bool((gap <= math.sqrt(float(np.finfo(grad.dtype).eps)) * bound).all())
 
     def matrix(self, flat_vector):
         """W̄ (dim_a, n_out) of a flat vector (parameters or gradients)."""
@@ -153,7 +239,8 @@ class KFAC(Optimizer):
     the layers' own backward, of the loss at targets sampled from the model's predictive
     distribution (:func:`sampled_output_grad`: softmax → categorical, binary CE →
     Bernoulli, MSE → Gaussian); then the Trainer's usual backward gives ∇L. Cost: one
-    extra backward per factor-update step. ``fisher="empirical"``: g are the output
+    extra backward per factor-update step, in which Dense and Conv2D skip their weight
+    gradients (``Module.output_grad_only``). ``fisher="empirical"``: g are the output
     gradients of the real backward (no extra pass; biased: it is the gradients' second
     moment, not the curvature).
 
@@ -172,6 +259,16 @@ class KFAC(Optimizer):
       π = √((tr A / dim A) / (tr G / dim G)) (π = 1 if either trace is 0);
     - ``damping_form="eigen"``: exactly vec(ΔW̄) = (A ⊗ G + λ I)⁻¹ vec(∇W̄),
       ΔW̄ = Q_A [V / (d_A d_Gᵀ + λ)] Q_Gᵀ (as kfac-pytorch's eigen method and EKFAC).
+
+    How the factored form is computed: the damped factors are Cholesky-factored in float64
+    at each inverse update (n³/3 flops each) and applied by triangular solves (SciPy's
+    BLAS ``trsm``; without SciPy, or on CuPy, by products with explicit inverses). For a
+    Dense layer whose batch has fewer rows than its widths make worthwhile, ∇W̄ = Āᵀ G_out
+    (Ā the N input rows with their 1, G_out the output gradients of the real backward), so
+    ΔW̄ = (Ā (A + π√λ I)⁻¹)ᵀ (G_out (G + √λ/π I)⁻¹): N·(a² + g² + a·g) multiply-adds
+    instead of a·g·(a + g) (a = fan_in + 1, g = n_out). This form is used only where one
+    random probe confirms that the stored gradient is that product (no regularizer term,
+    DropConnect mask or hand-made change in it); otherwise the gradient matrix is used.
 
     **Update** (KFAC-Pytorch's order): KL clipping scales every block's ΔW̄ by
     ν = min(1, √(κ / (η² Σ_blocks ⟨ΔW̄, ∇W̄⟩))), κ = ``kl_clip`` (None: no clipping); then
@@ -229,6 +326,7 @@ class KFAC(Optimizer):
         self._inverses: dict = {}  # block -> (key, damped inverses): derived, see _damped_inverses
         #: ρ of the last damping adaptation (None before the first)
         self.last_reduction_ratio = None
+        self._sums = [0, 0.0, 0.0, 0.0]  # steps, Σ ‖η b‖, Σ ‖ΔW̄‖ (natural gradient), Σ ν since epoch_logs
 
     # ------------------------------------------------------------------ binding
     def attach(self, model) -> "KFAC":
@@ -314,28 +412,31 @@ class KFAC(Optimizer):
                 raise ValueError("batch: adapt_damping=True needs this step's (x, y): call "
                                  "optimizer.before_backward(model, loss, output, rng, batch=(x, y))")
             self._batch = (model, batch[0], batch[1], loss)
-        if self.step_count % self.factor_update_steps:
-            return
         n = int(output.shape[0])
-        s = n if averages_over_samples(loss) else 1
-        if self.fisher == "true":
-            rng = rng if rng is not None else (getattr(model, "rng", None) or backend.rng(None))
-            g = sampled_output_grad(loss, output, rng)
+        if self.step_count % self.factor_update_steps == 0:
+            s = n if averages_over_samples(loss) else 1
+            if self.fisher == "true":
+                rng = rng if rng is not None else (getattr(model, "rng", None) or backend.rng(None))
+                g = sampled_output_grad(loss, output, rng)
+                for b in self._blocks:
+                    b.layer.keep_output_grad = b.layer.output_grad_only = True
+                try:
+                    model.backward(g, input_grad=False)
+                    self._update_factors(n, s)
+                finally:
+                    self._release()
+            else:
+                for b in self._blocks:
+                    b.layer.keep_output_grad = True
+                self._pending = (n, s)
+        if self.damping_form != "eigen":  # the real backward keeps G_out where the low-rank form pays
             for b in self._blocks:
-                b.layer.keep_output_grad = True
-            try:
-                model.backward(g, input_grad=False)
-                self._update_factors(n, s)
-            finally:
-                self._release()
-        else:
-            for b in self._blocks:
-                b.layer.keep_output_grad = True
-            self._pending = (n, s)
+                if b.low_rank_pays(n):
+                    b.layer.keep_output_grad = True
 
     def _release(self) -> None:
         for b in self._blocks:
-            b.layer.keep_output_grad = False
+            b.layer.keep_output_grad = b.layer.output_grad_only = False
             b.layer.output_grad = None
 
     def _update_factors(self, n, s) -> None:
@@ -406,7 +507,7 @@ class KFAC(Optimizer):
         factors."""
         if self.damping_form != "eigen":
             a_inv, g_inv = self._damped_inverses(i, grad.dtype)
-            return a_inv @ grad @ g_inv
+            return g_inv.right(a_inv.left(grad), overwrite=True)
         st = self._block_state(i)
         lam = float(self._kfac_state["damping"][0])
         qa, da, qg, dg = st["QA"], st["dA"], st["QG"], st["dG"]
@@ -415,8 +516,9 @@ class KFAC(Optimizer):
         return qa @ v @ qg.T
 
     def _damped_inverses(self, i: int, dtype):
-        """(A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ of block ``i``, A and G as of the last inverse
-        update, inverted in float64 and kept in ``dtype`` while those factors and λ stay."""
+        """The damped factors (A + π√λ I)⁻¹ and (G + √λ/π I)⁻¹ of block ``i`` as
+        :class:`_DampedFactor`, A and G as of the last inverse update, factored in float64
+        and kept in ``dtype`` while those factors and λ stay."""
         xp = backend.xp
         st = self._block_state(i)
         lam = float(self._kfac_state["damping"][0])
@@ -428,24 +530,11 @@ class KFAC(Optimizer):
         ta, tg = float(xp.trace(a)) / len(a), float(xp.trace(g)) / len(g)
         pi = math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0
         root = math.sqrt(lam)
-        pair = tuple(self._damped_inverse(i, f, m, shift).astype(dtype)
-                     for f, m, shift in (("A", a, pi * root), ("G", g, root / pi)))
+        where = f"layer '{self._blocks[i].name}' at step {self.step_count}"
+        pair = (_DampedFactor(a, pi * root, dtype, f"factor A of {where}"),
+                _DampedFactor(g, root / pi, dtype, f"factor G of {where}"))
         self._inverses[i] = (key, pair)
         return pair
-
-    def _damped_inverse(self, i, f, m, shift):
-        """(m + shift·I)⁻¹ of factor ``f`` of block ``i``: positive definite for a finite
-        positive semi-definite m; anything else stops training with the layer named."""
-        xp = backend.xp
-        try:
-            inv = xp.linalg.inv(m + shift * xp.eye(len(m)))
-            problem = None if bool(xp.isfinite(inv).all()) else "non-finite entries"
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            problem = str(exc)
-        if problem is not None:
-            raise NonFiniteCurvatureError(f"K-FAC: the damped inverse of factor {f} of layer "
-                                          f"'{self._blocks[i].name}' failed at step {self.step_count}: {problem}")
-        return inv
 
     # ------------------------------------------------------------------ step
     def step(self) -> None:
@@ -454,13 +543,16 @@ class KFAC(Optimizer):
         lr = self.current_lr
         if not lr > 0:
             raise ValueError(f"lr: the schedule gave {lr!r} at step {self.step_count}; expected a value > 0")
+        try:
+            self._step(flat, lr)
+        finally:
+            self._pending = None
+            self._release()
+
+    def _step(self, flat, lr) -> None:
         counters = self._kfac_state["counters"]
         if self._pending is not None:
-            try:
-                self._update_factors(*self._pending)
-            finally:
-                self._pending = None
-                self._release()
+            self._update_factors(*self._pending)
         if counters[0] == 0:
             raise RuntimeError("KFAC.step: no curvature statistics yet; call optimizer.before_backward(model, "
                                "loss, output) after the loss's forward and before model.backward, as the "
@@ -474,17 +566,23 @@ class KFAC(Optimizer):
             self._u = xp.empty_like(flat.params)
             self._tmp = xp.empty_like(flat.params)
         adapt, self._batch = self._batch, None
-        if adapt is not None:
-            h_before = self._eval_loss(adapt)
-            before = flat.params.copy()
         u = self._u
         u[...] = flat.grads
         vg = 0.0
         for i, b in enumerate(self._blocks):
             grad = b.matrix(flat.grads)
-            delta = self.precondition(i, grad)
+            delta = self._low_rank(i, grad)
+            if delta is None:
+                delta = self.precondition(i, grad)
             vg += float((delta * grad).sum())
             b.write(u, delta)
+        if adapt is not None:  # after the blocks: its forward replaces the layers' kept inputs
+            h_before = self._eval_loss(adapt)
+            before = flat.params.copy()
+        natural = math.sqrt(sum(float((u[b.w_slice] ** 2).sum())
+                                + (float((u[b.b_slice] ** 2).sum()) if b.b_slice is not None else 0.0)
+                                for b in self._blocks))
+        nu = 1.0
         if self.kl_clip is not None and vg * lr * lr > 0:
             nu = min(1.0, math.sqrt(self.kl_clip / (vg * lr * lr)))
             if nu < 1.0:
@@ -494,9 +592,44 @@ class KFAC(Optimizer):
                         u[b.b_slice] *= nu
         for transform, state in zip(self.transforms, self.state):
             u = transform.update(u, state, flat.params, t, lr)
-        flat.params -= lr * u
+        u *= lr
+        flat.params -= u
+        sums = self._sums
+        sums[0] += 1
+        sums[1] += float(backend.xp.sqrt(u @ u))
+        sums[2] += natural
+        sums[3] += nu
         if adapt is not None:
             self._adapt(flat, before, h_before, self._eval_loss(adapt))
+
+    def _low_rank(self, i: int, grad):
+        """ΔW̄ of block ``i`` as (Ā (A + π√λ I)⁻¹)ᵀ (G_out (G + √λ/π I)⁻¹): equal to
+        :meth:`precondition` of ∇W̄ = Āᵀ G_out, in rows·(a² + g² + a·g) multiply-adds
+        instead of a·g·(a + g) (784-800 at batch 128: a quarter). None where the
+        layer kept no G_out this step, the dense form is cheaper, or the gradient is not
+        that product (:meth:`_Block.is_outer_product`)."""
+        b = self._blocks[i]
+        g_out = b.layer.output_grad
+        if self.damping_form == "eigen" or g_out is None or not b.low_rank_pays(g_out.shape[0]):
+            return None
+        abar = b.rows_with_ones(b.layer.input_rows())
+        if abar.shape[0] != g_out.shape[0] or not b.is_outer_product(grad, abar, g_out):
+            return None
+        a_inv, g_inv = self._damped_inverses(i, grad.dtype)
+        return a_inv.right(abar, overwrite=True).T @ g_inv.right(g_out, overwrite=True)
+
+    def epoch_logs(self) -> dict:
+        """The epoch's curvature record for ``History``: ``damping`` (λ at its end),
+        ``update_norm`` (mean over its steps of ‖θ_after − θ_before‖₂, the step taken),
+        ``natural_grad_norm`` (mean ‖ΔW̄‖₂ over the K-FAC blocks, the preconditioned
+        gradient before clipping and momentum) and ``kl_scale`` (mean KL-clipping factor
+        ν, 1 when unclipped). Empty when no step was taken since the last call."""
+        steps, update, natural, nu = self._sums
+        self._sums = [0, 0.0, 0.0, 0.0]
+        if not steps:
+            return {}
+        return {"damping": self.damping, "update_norm": update / steps, "natural_grad_norm": natural / steps,
+                "kl_scale": nu / steps}
 
     def _eval_loss(self, batch) -> float:
         """The loss of the batch kept by :meth:`before_backward`, in evaluation mode (no

@@ -173,6 +173,12 @@ class Optimizer(Configurable):
         for an optimizer that evaluates the loss again (K-FAC's damping adaptation). A
         no-op for gradient optimizers."""
 
+    def epoch_logs(self) -> dict:
+        """Values the Trainer adds to each epoch's logs (and so to ``History``), measured
+        over the epoch's steps; reading them starts the next epoch's. None for gradient
+        optimizers; K-FAC reports its damping and update norms (:meth:`KFAC.epoch_logs`)."""
+        return {}
+
     def step(self) -> None:
         """One update from the gradients currently stored in the model."""
         flat = self._bound()

@@ -96,6 +96,42 @@ def curves(groups, task: str):
     return "Loss and accuracy curves per configuration, mean and spread over seeds", _png(fig)
 
 
+# History keys of a curvature optimizer (K-FAC's ``epoch_logs``): key, title, log scale
+CURVATURE_KEYS = [("damping", "damping λ (end of epoch)", True),
+                  ("update_norm", "update norm ‖θ_after − θ_before‖ (mean per step)", True),
+                  ("kl_scale", "KL-clipping factor ν (mean; 1 = unclipped)", False)]
+
+
+def has_curvature(groups) -> bool:
+    """Whether any run recorded a curvature optimizer's damping (K-FAC)."""
+    return any("damping" in (r.get("history") or {}) for g in groups for r in g.runs if not r.get("error"))
+
+
+def curvature(groups):
+    """K-FAC's damping, update norm and KL-clipping factor per epoch, mean ± std over seeds,
+    for the configurations that recorded them; None when none did."""
+    groups = [g for g in groups if has_curvature([g])]
+    if not groups:
+        return None
+    plt = require_matplotlib()
+    fig, axes = plt.subplots(1, len(CURVATURE_KEYS), figsize=(4.6 * len(CURVATURE_KEYS), 3.6))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.86, wspace=0.25)
+    for g, color in zip(groups, _colors(len(groups))):
+        for ax, (key, _, log) in zip(axes, CURVATURE_KEYS):
+            rows = _stack([r.get("history", {}).get(key, []) for r in g.runs if not r.get("error")])
+            if rows.size:
+                _band(ax, np.arange(1, rows.shape[1] + 1), rows, color, text(g.label), log=log)
+    for ax, (_, title, log) in zip(axes, CURVATURE_KEYS):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("curvature optimizer (K-FAC): mean ± std over seeds", fontsize=9)
+    return "K-FAC damping, update norm and KL-clipping factor per epoch, mean and spread over seeds", _png(fig)
+
+
 # (metric, title, layer selector, log scale)
 DEPTH_METRICS = [
     ("out_std", "activation std (output of each activation layer)", "activation", True),

@@ -189,6 +189,7 @@ def render(result, figs: dict | None = None, n_jobs: int = 1) -> str:
         f"started {esc(meta.get('started', ''))}</p>",
         "</header>",
         '<nav><a href="#results">results</a><a href="#health">health</a><a href="#curves">curves</a>'
+        + ('<a href="#curvature">curvature</a>' if figs.get("curvature") else "") +
         '<a href="#depth">over depth</a><a href="#inside">inside training</a><a href="#runs">all runs</a>'
         '<a href="#data">data</a><a href="#config">configuration</a></nav>',
         "<main>",
@@ -203,6 +204,11 @@ def render(result, figs: dict | None = None, n_jobs: int = 1) -> str:
         "(as <code>model.layers[i]</code>) and the epoch (0 = initialization).</p>",
         health_section(result), "</section>",
         '<section id="curves"><h2>Training curves</h2>', _img(*figs["curves"]), "</section>",
+        *(['<section id="curvature"><h2>Curvature optimizer</h2>',
+           "<p>K-FAC's damping λ, the norm of the step it took and its KL-clipping factor over the "
+           "epochs. A damping that keeps rising means the quadratic model predicts the loss badly; "
+           "a clipping factor far below 1 means the learning rate is larger than the clip allows.</p>",
+           _img(*figs["curvature"]), "</section>"] if figs.get("curvature") else []),
         '<section id="depth"><h2>Per-layer statistics over depth</h2>',
         "<p>Mean over seeds, at initialization (the first batch) and after training (the last batch). "
         "Activation std: how far a signal survives the forward pass; gradient rms: how far the error "
@@ -244,6 +250,8 @@ def make_figures(result, n_jobs: int = 1) -> dict:
     in parallel worker processes through joblib (each figure is independent)."""
     groups = result.ranked()
     tasks = [("curves", figures.curves, (groups, result.task)), ("depth", figures.depth, (groups,))]
+    if figures.has_curvature(groups):
+        tasks.append(("curvature", figures.curvature, (groups,)))
     tasks += [(("inside", g.label), figures.inside, (g,)) for g in groups]
     outputs = None
     if n_jobs != 1 and len(tasks) > 2:

@@ -235,6 +235,7 @@ class Trainer(CallbackHost):
                                       f"{logs['loss']:.6g}); callbacks count it as no improvement",
                                       NonFiniteValidationWarning, stacklevel=2)
                 logs["lr"] = lr
+                logs.update(opt.epoch_logs())  # K-FAC: damping and update norms
                 value = logs.get("val_loss", logs["loss"])
                 if math.isfinite(value) and value < best.value:
                     best.save(self, epoch, value)
