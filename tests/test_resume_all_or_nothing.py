@@ -49,13 +49,10 @@ def checkpoint(tmp_path_factory):
 
 
 def _parts(data):
-    from safetensors import safe_open
-
-    tmp = bytes(data)
-    arrays = safetensors_numpy.load(tmp)
-    header_len = int.from_bytes(tmp[:8], "little")
-    meta = json.loads(json.loads(tmp[8:8 + header_len])["__metadata__"]["bpnn"])
-    del safe_open
+    """The arrays and the JSON document of a checkpoint's bytes."""
+    arrays = safetensors_numpy.load(data)
+    header_len = int.from_bytes(data[:8], "little")
+    meta = json.loads(json.loads(data[8:8 + header_len])["__metadata__"]["bpnn"])
     return arrays, meta
 
 
