@@ -121,6 +121,8 @@ def _meta_case(keys, value):
 def _array_case(name, fn):
     def corrupt(arrays, meta):
         arrays[name] = fn(arrays[name])
+        if arrays[name] is _DELETE:
+            del arrays[name]
     return corrupt
 
 
@@ -176,7 +178,8 @@ CASES = {
     "n_transforms 10**9": _meta_case(["optimizer", "n_transforms"], 10**9),
     "step_count a float": _meta_case(["optimizer", "step_count"], 1.5),
     "optimizer array of transform 99999999": _rename("optimizer/1/exp_avg", "optimizer/99999999/exp_avg"),
-    "optimizer array missing": _rename("optimizer/1/exp_avg", "model/stray"),
+    "optimizer array missing": _array_case("optimizer/1/exp_avg", lambda a: _DELETE),
+    "stray model array": _rename("optimizer/1/exp_avg", "model/stray"),
     "epoch -5": _meta_case(["epoch"], -5),
     "epoch a string": _meta_case(["epoch"], "3"),
     "schedule state a list": _meta_case(["optimizer", "schedule"], [1, 2]),

@@ -330,7 +330,10 @@ def _set_callback_states(pairs) -> None:
     try:
         for cb, state in pairs:
             done += 1
-            cb.set_state(state)
+            try:
+                cb.set_state(state)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+                raise ValueError(f"the state of callback {type(cb).__name__}: {exc}") from None
     except BaseException:
         for cb, state in before[:done]:
             cb.set_state(state)
