@@ -177,7 +177,7 @@ class Trainer(CallbackHost):
         # picks the last batch of an epoch).
         params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n}
         with cbs.running(params), _ProgressBar(verbose, epochs, n_batches) as progress:
-            global_step = 0
+            global_step = opt.step_count if resume_from is not None else 0  # a resumed run counts on
             for epoch in range(start_epoch, epochs):
                 if self.stop_training:
                     break  # a callback stopped the run in on_train_begin (a resumed run that had stopped)
