@@ -323,18 +323,25 @@ class TensorFile:
                                       f"checksum: the file is corrupt")
         return text
 
-    def read(self, spec: ArraySpec | str) -> np.ndarray:
+    def read(self, spec: ArraySpec | str, out: np.ndarray | None = None) -> np.ndarray:
         """The array ``spec`` names, read from the file (exactly its bytes) and verified
-        against its checksum; a new, writable array in native byte order."""
+        against its checksum: a new, writable array in native byte order, or ``out``
+        filled in place when given (a C-contiguous NumPy array of the same shape and
+        dtype; its content is undefined if this raises)."""
         if isinstance(spec, str):
             spec = self.arrays[spec]
-        buf = np.empty(spec.nbytes, dtype=np.uint8)
+        if out is not None and not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable
+                                    and out.shape == spec.shape and out.dtype == spec.dtype and np.little_endian):
+            raise ValueError(f"out: expected a writable C-contiguous array of shape {spec.shape} and dtype "
+                             f"{spec.dtype}")
+        buf = np.empty(spec.nbytes, dtype=np.uint8) if out is None else out.reshape(-1).view(np.uint8)
         if _read_at(self._fd, spec.begin, buf) != spec.nbytes:  # pragma: no cover - the file shrank meanwhile
             raise TensorFileError(f"array {spec.name!r} is cut short: the file changed while being read",
                                   array=spec.name)
         if self.checksums is not None and digest(buf) != self.checksums[spec.name]:
             raise TensorFileError(f"array {spec.name!r} does not match its SHA-256 checksum: the file is corrupt",
                                   array=spec.name)
+        if out is not None:
+            return out
         value = buf.view(spec.dtype.newbyteorder("<")).reshape(spec.shape)
         return value if value.dtype.isnative else value.astype(spec.dtype)
-

@@ -421,16 +421,20 @@ def _check_specs(path: str, what: str, targets: dict, given: dict) -> None:
                                               f"model's is {target.dtype}")
 
 
-def _read_finite(path: str, what: str, name: str, spec, tf: TensorFile) -> np.ndarray:
-    value = tf.read(spec)  # verified against its checksum
+def _read_finite(path: str, what: str, name: str, spec, tf: TensorFile, out=None) -> np.ndarray:
+    value = tf.read(spec, out)  # verified against its checksum
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         raise InvalidModelFileError(path, f"{what} array '{name}' contains NaN or infinite values")
     return value
 
 
 def _fill(path: str, what: str, targets: dict, given: dict, tf: TensorFile) -> None:
+    """Read each array into the new model's own (host, contiguous) array, or copy it there."""
     for name, target in targets.items():
-        target[...] = backend.to_device(_read_finite(path, what, name, given[name], tf))
+        if isinstance(target, np.ndarray) and target.flags.c_contiguous and target.flags.writeable:
+            _read_finite(path, what, name, given[name], tf, out=target)
+        else:
+            target[...] = backend.to_device(_read_finite(path, what, name, given[name], tf))
 
 
 def _build_optimizer(path: str, doc: dict, specs: dict, tf: TensorFile, model: Module):
