@@ -28,15 +28,22 @@ One file keeps architecture and weights together (nothing to lose or mismatch), 
 written with one atomic rename, and stays readable by any safetensors tool
 (``safetensors.numpy.load_file``). Any file name works; ``.safetensors`` says what it is.
 
+A second metadata entry, ``"bpnn_sha256"``, holds the SHA-256 of the document and of
+each array (:mod:`bpnn._tensorfile`); files written before it load unverified.
+
 Safety
 ------
 Loading never unpickles and never imports or evaluates anything named in the file:
 the header is parsed as JSON, arrays are raw little-endian buffers of declared dtype and
 shape, and layers, initializers and optimizers are looked up in bpnn's own registries
-(an unknown name is an error, not an import). The model is built completely in memory
-and every array is checked (names, shapes, dtypes, finiteness) before the model is
-returned, so a bad file raises :class:`~bpnn.io.errors.InvalidModelFileError` (naming the
-file and the problem) and nothing is half-loaded. Old format versions are lifted by
+(an unknown name is an error, not an import). Memory stays bounded: the declared
+architecture is first built with placeholder arrays that take no memory
+(:func:`bpnn.nn.module.build_arrays`) and its names, shapes and dtypes are compared with
+the file's header; only then is the model built (no initializer runs) and each array read
+into it, verified against its checksum. The model is complete and every array checked
+(names, shapes, dtypes, checksums, finiteness) before it is returned, so a bad file raises
+:class:`~bpnn.io.errors.InvalidModelFileError` (naming the file, the array and the
+problem) and nothing is half-loaded. Old format versions are lifted by
 :mod:`bpnn.io.migrations`.
 """
 from __future__ import annotations
