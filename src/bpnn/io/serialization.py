@@ -460,7 +460,11 @@ def _build_optimizer(path: str, doc: dict, specs: dict, tf: TensorFile, model: M
         return optimizer
     if not model.built:
         raise InvalidModelFileError(path, "the file holds optimizer state for a model that is not built")
-    optimizer.attach(model)
+    try:
+        optimizer.attach(model)
+    except MemoryError:  # state sized by the architecture (K-FAC's factors grow with fan-in squared)
+        raise InvalidModelFileError(path, f"the state of {spec['class_name']} for this architecture does not "
+                                          f"fit in memory") from None
     if len(keys) != len(optimizer.state):
         raise InvalidModelFileError(path, f"the optimizer state has {len(keys)} transforms; "
                                           f"{spec['class_name']} has {len(optimizer.state)}")
