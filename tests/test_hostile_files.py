@@ -451,3 +451,32 @@ def test_directories_fifos_and_symlink_loops_are_refused(tmp_path, alarm):
     dangling = tmp_path / "gone.safetensors"
     dangling.symlink_to(tmp_path / "nothing")
     _both_refuse(dangling, "no such")
+
+
+# --------------------------------------------------------------------------- building without weights
+def test_build_arrays_shapes_takes_no_memory_and_empty_runs_no_initializer(monkeypatch):
+    from bpnn.nn.module import build_arrays
+
+    with build_arrays("shapes"):
+        plan = Sequential([Dense(16384, init="orthogonal"), BatchNorm(), Dense(3)], input_shape=(16384,))
+    weight = plan[0].params["weight"]
+    assert weight.shape == (16384, 16384) and weight.dtype == np.float32 and weight.strides == (0, 0)
+    assert plan[1].buffers["running_var"].shape == (16384,) and not weight.flags.writeable
+    calls = []
+    orthogonal = type(bpnn.init.get("orthogonal"))
+    original = orthogonal.__call__
+
+    def counting(self, shape, rng, dtype):
+        calls.append(tuple(shape))
+        return original(self, shape, rng, dtype)
+
+    monkeypatch.setattr(orthogonal, "__call__", counting)
+    with build_arrays("empty"):
+        model = Sequential([Dense(4, init="orthogonal"), BatchNorm(), Dense(3)], input_shape=(5,))
+    assert calls == [] and model[0].params["weight"].shape == (5, 4) and model[0].params["weight"].flags.writeable
+    np.testing.assert_array_equal(model[1].buffers["running_var"], np.ones(4, np.float32))
+    Sequential([Dense(4, init="orthogonal")], input_shape=(5,))  # outside the block, initializers run again
+    assert calls == [(5, 4)]
+    with pytest.raises(ValueError, match="mode: got 'lazy'"):
+        with build_arrays("lazy"):
+            pass
