@@ -480,3 +480,17 @@ def test_build_arrays_shapes_takes_no_memory_and_empty_runs_no_initializer(monke
     with pytest.raises(ValueError, match="mode: got 'lazy'"):
         with build_arrays("lazy"):
             pass
+
+
+def test_callback_arrays_are_read_within_the_callback_states_the_file_holds(files, tmp_path):
+    arrays, meta = _arrays(files[1]), _document(files[1])
+    meta["callbacks"] = [["EarlyStopping", {"arrays": ["best/0.weight"]}]]
+    arrays["callbacks/0/best/0.weight"] = arrays["model/0.weight"] * 2
+    path = tmp_path / "cb.safetensors"
+    path.write_bytes(encode(arrays, json.dumps(meta)))
+    read, _ = read_checkpoint(path)
+    np.testing.assert_array_equal(read["callbacks/0/best/0.weight"], arrays["model/0.weight"] * 2)
+    arrays["callbacks/7/best/0.weight"] = arrays.pop("callbacks/0/best/0.weight")
+    path.write_bytes(encode(arrays, json.dumps(meta)))
+    with pytest.raises(CheckpointError, match="unexpected array 'callbacks/7/best/0.weight'"):
+        read_checkpoint(path)

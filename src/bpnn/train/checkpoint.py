@@ -6,8 +6,9 @@ the file's metadata under ``"bpnn"`` with the format version, the epoch just
 completed, the optimizer's step count and learning rate, the random generators'
 states, the History and the state of callbacks that keep one, and a second metadata
 entry, ``"bpnn_sha256"``, with the SHA-256 of the document and of every array, checked
-when the file is read (:mod:`bpnn._tensorfile`). It is written atomically (temporary file, fsync, rename): a process killed at any moment leaves the
-previous checkpoint or the new one, never a mixture. Nothing is pickled.
+when the file is read (:mod:`bpnn._tensorfile`). It is written atomically (temporary
+file, fsync, rename): a process killed at any moment leaves the previous checkpoint or
+the new one, never a mixture. Nothing is pickled.
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def read_checkpoint(path):
     Everything that can be checked without the trainer is checked, naming the file and
     the array: the header first (names ``model/<name>`` and ``optimizer/<i>/<key>``,
     float32 or float64 arrays, the model's all of one dtype, transform indices within
-    the declared count, which is bounded by what the file holds), then, for checkpoints
+    the declared count, which is bounded by what the file holds; ``callbacks/<j>/<name>``
+    for arrays of the j-th callback state), then, for checkpoints
     that record the model's input shape, the declared architecture's array names, shapes
     and dtypes, built without allocating its weights, all before any array is read.
     Arrays are then read one at a time, verified against their SHA-256 checksums (files
@@ -139,19 +141,24 @@ def _is_count(value) -> bool:
 def _check_specs(path: str, tf: TensorFile, meta: dict) -> dict:
     """The declared arrays (name -> ArraySpec) checked against the document, nothing read."""
     model_specs, opt_specs = {}, {}
+    callbacks = meta.get("callbacks")
+    n_callbacks = len(callbacks) if isinstance(callbacks, list) else 0
     for name, spec in tf.arrays.items():
         if spec.dtype not in _FLOATS:
             raise CheckpointError(f"{path}: array {name!r} has dtype {spec.dtype}; checkpoint arrays are "
                                   f"float32 or float64")
-        parts = name.split("/")
+        parts = name.split("/", 2)
+        indexed = len(parts) == 3 and parts[1].isdigit() and parts[1] == str(int(parts[1])) and parts[2]
         if parts[0] == "model" and len(parts) == 2 and parts[1]:
             model_specs[parts[1]] = spec
-        elif (parts[0] == "optimizer" and len(parts) == 3 and parts[1].isdigit() and parts[1] == str(int(parts[1]))
-              and parts[2]):
+        elif parts[0] == "optimizer" and indexed:
             opt_specs[(int(parts[1]), parts[2])] = spec
+        elif parts[0] == "callbacks" and indexed and int(parts[1]) < n_callbacks:
+            pass  # an array of the state of stateful callback <index> (EarlyStopping's best weights)
         else:
             raise CheckpointError(f"{path}: unexpected array {name!r}; a checkpoint names its arrays "
-                                  f"'model/<name>' or 'optimizer/<index>/<key>'")
+                                  f"'model/<name>', 'optimizer/<index>/<key>' or 'callbacks/<index>/<name>' "
+                                  f"(index below the {n_callbacks} callback states it holds)")
     dtypes = sorted({spec.dtype.name for spec in model_specs.values()})
     declared = meta["model"].get("dtype")
     if len(dtypes) > 1 or (declared is not None and dtypes and dtypes != [declared]):
