@@ -127,7 +127,8 @@ def _versions(args, path) -> dict:
                                  env=_harness.thread_env(args.threads, {"PYTHONPATH": trees[name]}))
             times[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     ratios = _harness.paired_ratios(times["this"], times["base"])
-    return {"base": os.path.abspath(args.base), "median_load_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
+    return {"base": os.path.abspath(args.base),
+            "median_load_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
             "median_paired_ratio": ratios["median_paired_ratio"]}
 
 
