@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 
-from .._checks import missing_dependency
 from .._json import json_safe
 from .spec import StudySpec, strip_label
 
@@ -160,14 +159,14 @@ class _JoblibBackend:
             try:
                 from dask.distributed import Client
             except ImportError as exc:
-                raise missing_dependency("backend 'dask'", "dask.distributed", "'dask[distributed]'", exc) from exc
+                raise ImportError("backend 'dask' needs dask.distributed: pip install 'dask[distributed]'") from exc
             self.client = Client(self.spec.address) if self.spec.address else Client(processes=True)
         elif name == "ray":
             try:
                 import ray
                 from ray.util.joblib import register_ray
             except ImportError as exc:
-                raise missing_dependency("backend 'ray'", "ray", "ray", exc) from exc
+                raise ImportError("backend 'ray' needs ray: pip install 'ray'") from exc
             register_ray()
             if not ray.is_initialized():
                 ray.init(address=self.spec.address) if self.spec.address else ray.init()
