@@ -49,3 +49,34 @@ def test_errors_name_what_is_wrong(tmp_path):
     short.write_text("a,b\n")
     with pytest.raises(ValueError, match="fewer than two rows"):
         read_csv(short)
+
+
+@pytest.mark.parametrize("encoding,hint", [("latin-1", "byte 0xe9 at offset"), ("utf-16", "UTF-16 byte-order mark")])
+def test_a_file_that_is_not_utf8_gets_an_error_naming_it(tmp_path, encoding, hint):
+    path = tmp_path / "table.csv"
+    path.write_bytes("café,b,label\n1,2,x\n3,4,y\n".encode(encoding))
+    with pytest.raises(ValueError) as info:
+        read_csv(path)
+    message = str(info.value)
+    assert message.startswith(f"data: {str(path)!r} is not UTF-8 text (") and hint in message, message
+    assert "save it as UTF-8" in message
+
+
+def test_utf16_without_a_byte_order_mark_gets_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_bytes("a,b,label\n1,2,x\n3,4,y\n".encode("utf-16-le"))
+    with pytest.raises(ValueError, match="cannot be read as CSV") as info:
+        read_csv(path)
+    assert str(path) in str(info.value)
+
+
+def test_the_cli_reports_a_latin1_csv_in_one_line(tmp_path, capsys):
+    from bpnn.cli import main
+
+    path = tmp_path / "table.csv"
+    path.write_bytes("café,b,label\n1,2,x\n3,4,y\n".encode("latin-1"))
+    assert main(["compare", "--data", str(path), "--epochs", "1", "--n-seeds", "1", "--no-report",
+                 "--quiet", "--out", str(tmp_path / "out")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bpnn: error:")]
+    assert len(err) == 1 and err[0].startswith("bpnn: error: data:") and str(path) in err[0], err
+    assert "is not UTF-8 text" in err[0]

@@ -204,10 +204,14 @@ def test_a_header_pointing_at_garbage(good, tmp_path):
     _raises(write(beyond), f"array '{name}' needs 1000000000 bytes", "truncated")
     overlap = json.loads(json.dumps(header))
     overlap[name]["data_offsets"] = [0, 4]  # 4 bytes cannot hold a (4, 5) float32 array
-    _raises(write(overlap), "safetensors data is invalid")
+    _raises(write(overlap), f"array '{name}' declares 4 bytes for shape (4, 5) of F32, which take 80")
     odd = json.loads(json.dumps(header))
     odd[name]["dtype"] = "PICKLE"
-    _raises(write(odd), "safetensors data is invalid")
+    _raises(write(odd), f"array '{name}' has dtype 'PICKLE'", "header is corrupt")
+    gap = json.loads(json.dumps(header))
+    gap[name]["data_offsets"] = [o + 4 for o in gap[name]["data_offsets"]]  # overlaps the next array
+    _raises(write(gap), "header is corrupt")
+    _raises(write(header, data[8 + n:] + b"\0" * 8), "bytes appended")
     malformed = json.loads(json.dumps(header))
     malformed[name] = "not an entry"
     _raises(write(malformed), "malformed")
@@ -235,10 +239,13 @@ def test_a_missing_path_and_a_directory(tmp_path):
 
 
 # --------------------------------------------------------------------------- fuzz
-def test_random_corruptions_only_ever_raise_model_file_errors(good, tmp_path):
-    """Flip one byte anywhere (header or data) 300 times: each load succeeds or raises a
-    ModelFileError — never another exception, and never a half-built model."""
-    data = bytearray(good.read_bytes())
+def test_random_corruptions_of_a_file_without_checksums_only_ever_raise_model_file_errors(good, tmp_path):
+    """A file written before checksums (no 'bpnn_sha256' entry) still loads; flip one byte
+    anywhere 300 times: each load succeeds or raises a ModelFileError — never another
+    exception, and never a half-built model. (Files with checksums: test_hostile_files.)"""
+    old = _rewrite(good, tmp_path / "old.safetensors")  # the same content, no checksum table
+    data = bytearray(old.read_bytes())
+    assert b"bpnn_sha256" not in data
     n = 8 + struct.unpack("<Q", data[:8])[0]
     rng = np.random.default_rng(0)
     path = tmp_path / "fuzz.safetensors"
@@ -257,7 +264,7 @@ def test_random_corruptions_only_ever_raise_model_file_errors(good, tmp_path):
             assert model.built and np.isfinite(model.predict(np.ones((2, 4)))).all()
             outcomes["loaded"] += 1
     assert outcomes["refused"] > 100, outcomes  # most header corruptions are caught
-    assert outcomes["loaded"] > 0, outcomes  # flips inside weights still give a valid model
+    assert outcomes["loaded"] > 0, outcomes  # without checksums, flips inside weights go unseen
 
 
 # --------------------------------------------------------------------------- atomic save

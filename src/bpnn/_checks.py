@@ -60,3 +60,14 @@ def array(name: str, value, min_ndim: int = 1, dtype=None, finite: bool = True) 
             f"clean or impute the data first"
         )
     return arr
+
+
+def missing_dependency(feature: str, package: str, install: str, exc: ImportError) -> ImportError:
+    """The ImportError for an optional package that could not be imported: it says which
+    feature needs which package and how to install it, and keeps the import's own error
+    in the message (a package that is installed but broken fails with another reason).
+
+    ``raise missing_dependency("the HTML report", "matplotlib", "'bpnn[report]'", exc) from exc``
+    """
+    return ImportError(f"{feature} needs {package}, which could not be imported ({type(exc).__name__}: {exc}); "
+                       f"install it with: pip install {install}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy
 
+from ._checks import missing_dependency
+
 xp = numpy
 _default_dtype = numpy.dtype(numpy.float32)
 _FLOAT_DTYPES = ("float32", "float64")
@@ -30,9 +32,7 @@ def set_backend(name: str) -> None:
         try:
             import cupy
         except ImportError as exc:  # pragma: no cover - depends on the machine
-            raise ImportError(
-                "backend 'cupy' needs CuPy: pip install 'bpnn[gpu]' on a machine with CUDA"
-            ) from exc
+            raise missing_dependency("backend 'cupy'", "CuPy", "'bpnn[gpu]' (on a machine with CUDA)", exc) from exc
         xp = cupy
     else:
         xp = numpy

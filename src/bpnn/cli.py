@@ -157,9 +157,14 @@ def _report(args) -> int:
     import os
 
     base = args.run_dir if os.path.isdir(args.run_dir) else os.path.dirname(args.run_dir)
-    path = write_report(result, args.out or os.path.join(base, "report.html"))
+    try:
+        table = result.table()
+        path = write_report(result, args.out or os.path.join(base, "report.html"))
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # a value of the wrong kind deeper in
+        raise ValueError(f"{os.path.join(base, 'results.json')}: damaged: the report cannot read it "
+                         f"({type(exc).__name__}: {exc})") from None
     if not args.quiet:
-        print(result.table())
+        print(table)
     print(f"report.html  {path}")
     return 0
 

@@ -1,7 +1,8 @@
 """Numeric tables from CSV files: features as a float32 array, the target column as text.
 
-The dialect (comma, semicolon or tab) is sniffed, a header row is recognised by a cell
-that is not a number, and every error names the line, the column and the file.
+The file is read as UTF-8 (a byte-order mark is skipped); the dialect (comma, semicolon
+or tab) is sniffed, a header row is recognised by a cell that is not a number, and every
+error names the file (and the line and the column, or the encoding it seems to have).
 """
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ def is_number(text: str) -> bool:
         return False
 
 
+def _encoding_hint(path: str, exc: UnicodeDecodeError) -> str:
+    """Where decoding failed, and the encoding the file's first bytes suggest."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "it starts with a UTF-16 byte-order mark"
+    return f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8; Latin-1 or Windows-1252 perhaps"
+
+
 def read_csv(path, target=None):
     """Read a numeric table: ``(X, y_raw, feature_names, target_name)``.
 
@@ -30,14 +40,23 @@ def read_csv(path, target=None):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"data: no such file {path!r}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        sample = f.read(65536)
-        f.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        rows = [r for r in csv.reader(f, dialect) if any(c.strip() for c in r)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            sample = f.read(65536)
+            if "\0" in sample:  # UTF-16 without a byte-order mark, or not text at all
+                raise csv.Error("it contains NUL bytes")
+            f.seek(0)
+            try:
+                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
+            rows = [r for r in csv.reader(f, dialect) if any(c.strip() for c in r)]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"data: {path!r} is not UTF-8 text ({_encoding_hint(path, exc)}); "
+                         f"save it as UTF-8 (CSV UTF-8 in a spreadsheet's 'Save as')") from None
+    except csv.Error as exc:
+        raise ValueError(f"data: {path!r} cannot be read as CSV ({exc}); if it is UTF-16 text, "
+                         f"save it as UTF-8") from None
     if len(rows) < 2:
         raise ValueError(f"data: {path!r} has fewer than two rows")
     header = None

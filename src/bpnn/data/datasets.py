@@ -10,7 +10,7 @@ def _sklearn():
     try:
         import sklearn.datasets  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("this dataset needs scikit-learn: pip install 'bpnn[datasets]'") from exc
+        raise _checks.missing_dependency("this dataset", "scikit-learn", "'bpnn[datasets]'", exc) from exc
     import sklearn
 
     return sklearn

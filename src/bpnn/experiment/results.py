@@ -225,14 +225,55 @@ class StudyResult:
         with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path}: not a bpnn compare results file (format {FORMAT!r} expected)")
-        if data.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path}: written by a newer bpnn (format version {data['version']}); upgrade bpnn")
-        spec = StudySpec.from_dict(data["spec"])
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise ValueError(f"{path}: 'version' is {version!r}; expected a non-negative integer")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path}: written by a newer bpnn (format version {version}); upgrade bpnn")
+        _check_layout(path, data)
+        try:
+            spec = StudySpec.from_dict(data["spec"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{path}: its 'spec' is not a valid study ({exc})") from None
         return cls(spec, data["runs"], data["meta"])
+
+
+def _check_layout(path: str, data: dict) -> None:
+    """The parts of results.json that the table and the report read have their types."""
+    def bad(where, value, expected):
+        raise ValueError(f"{path}: {where} is {value!r:.60}; expected {expected} (the file is damaged)")
+
+    for key in ("spec", "meta"):
+        if not isinstance(data.get(key), dict):
+            bad(f"'{key}'", data.get(key), "a JSON object")
+    runs = data.get("runs")
+    if not isinstance(runs, list):
+        bad("'runs'", runs, "a list of runs")
+    for i, r in enumerate(runs):
+        where = f"run {i}"
+        if not isinstance(r, dict):
+            bad(where, r, "a JSON object")
+        run = r.get("run")
+        if not isinstance(run, dict):
+            bad(f"{where}: 'run'", run, "a JSON object")
+        labels = run.get("labels")
+        if not (isinstance(labels, dict) and all(f in labels for f in FACTORS)):
+            bad(f"{where}: 'labels'", labels, f"an object with {', '.join(FACTORS)}")
+        for key, kind, expected in (("history", dict, "an object of lists"), ("test", dict, "an object"),
+                                    ("verdicts", list, "a list"), ("stats", dict, "an object"),
+                                    ("error", str, "a message")):
+            if r.get(key) is not None and not isinstance(r[key], kind):
+                bad(f"{where}: '{key}'", r[key], expected)
+        if any(not isinstance(v, list) for v in (r.get("history") or {}).values()):
+            bad(f"{where}: 'history'", r["history"], "an object of lists")
+        if any(not (isinstance(v, dict) and isinstance(v.get("kind"), str)) for v in r.get("verdicts") or []):
+            bad(f"{where}: 'verdicts'", r["verdicts"], "a list of {'kind': ..., 'message': ...}")
 
 
 def format_mean_std(mean, std, pct=False) -> str:

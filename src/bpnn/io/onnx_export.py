@@ -40,6 +40,7 @@ import os
 import numpy as np
 
 from .. import backend
+from .._checks import missing_dependency
 from ..nn.module import Module, layers
 from ._image import padding_pairs
 from .atomic import write_bytes_atomic
@@ -53,7 +54,7 @@ def _onnx():
     try:
         import onnx
     except ImportError as exc:
-        raise ImportError("ONNX export needs the onnx package: pip install 'bpnn[onnx]'") from exc
+        raise missing_dependency("ONNX export", "the onnx package", "'bpnn[onnx]'", exc) from exc
     return onnx
 
 

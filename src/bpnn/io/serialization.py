@@ -28,32 +28,39 @@ One file keeps architecture and weights together (nothing to lose or mismatch), 
 written with one atomic rename, and stays readable by any safetensors tool
 (``safetensors.numpy.load_file``). Any file name works; ``.safetensors`` says what it is.
 
+A second metadata entry, ``"bpnn_sha256"``, holds the SHA-256 of the document and of
+each array (:mod:`bpnn._tensorfile`); files written before it load unverified.
+
 Safety
 ------
 Loading never unpickles and never imports or evaluates anything named in the file:
 the header is parsed as JSON, arrays are raw little-endian buffers of declared dtype and
 shape, and layers, initializers and optimizers are looked up in bpnn's own registries
-(an unknown name is an error, not an import). The model is built completely in memory
-and every array is checked (names, shapes, dtypes, finiteness) before the model is
-returned, so a bad file raises :class:`~bpnn.io.errors.InvalidModelFileError` (naming the
-file and the problem) and nothing is half-loaded. Old format versions are lifted by
+(an unknown name is an error, not an import). Memory stays bounded: the declared
+architecture is first built with placeholder arrays that take no memory
+(:func:`bpnn.nn.module.build_arrays`) and its names, shapes and dtypes are compared with
+the file's header; only then is the model built (no initializer runs) and each array read
+into it, verified against its checksum. The model is complete and every array checked
+(names, shapes, dtypes, checksums, finiteness) before it is returned, so a bad file raises
+:class:`~bpnn.io.errors.InvalidModelFileError` (naming the file, the array and the
+problem) and nothing is half-loaded. Old format versions are lifted by
 :mod:`bpnn.io.migrations`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import numpy as np
-import safetensors
-import safetensors.numpy
 
 from .. import backend
 from .._json import json_safe
-from ..nn.module import Module, layers
+from .._tensorfile import TensorFile, TensorFileError, encode, strict_json
+from ..nn.module import Module, build_arrays, layers
 from ..optim.optimizer import Optimizer, optimizers
 from .atomic import write_bytes_atomic
-from .errors import InvalidModelFileError, ModelFileAccessError, ModelFileNotFoundError
+from .errors import InvalidModelFileError, ModelFileAccessError, ModelFileError, ModelFileNotFoundError
 from .migrations import FORMAT_VERSION, MIGRATIONS, legacy_document
 
 __all__ = ["save", "load", "read_document", "FORMAT_VERSION"]
@@ -106,8 +113,7 @@ def save(model, path, optimizer=None) -> str:
         text = json.dumps(doc, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model: its configuration cannot be written as JSON ({exc})") from None
-    data = safetensors.numpy.save(arrays, metadata={_META_KEY: text})
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, encode(arrays, text))
     return os.fspath(path)
 
 
@@ -194,129 +200,77 @@ def load(path, *, with_optimizer: bool = False):
     directory or an unreadable file, and :class:`~bpnn.io.errors.InvalidModelFileError`
     (a ``ValueError``) for anything wrong with the content. Each names the path and the
     problem; nothing is executed and nothing is returned half-loaded.
+
+    Memory: the architecture the file declares is compared with the names, shapes and
+    dtypes of the arrays the file holds before any layer is built, and the model is
+    then built without running initializers; arrays are read one at a time. Loading
+    therefore takes about the model's size plus its largest array, whatever the file
+    claims. Each array (and the document) is verified against its SHA-256 checksum.
     """
     path = os.fspath(path)
-    doc, arrays = _read(path)
-    model = _build_model(path, doc, arrays)
-    if not with_optimizer:
-        return model
-    return model, _build_optimizer(path, doc, arrays, model)
+    with _open(path) as tf:
+        doc, specs = _read(path, tf)
+        model = _build_model(path, doc, specs, tf)
+        if not with_optimizer:
+            return model
+        return model, _build_optimizer(path, doc, specs, tf, model)
 
 
 def read_document(path) -> dict:
-    """The JSON document of a model file (migrated to the current format), for inspection."""
+    """The JSON document of a model file (migrated to the current format), for inspection.
+    Reads the file's header only (no array data)."""
     path = os.fspath(path)
-    return _read(path)[0]
+    with _open(path) as tf:
+        return _read(path, tf)[0]
 
 
-def _read(path):
-    data = _read_bytes(path)
-    metadata, arrays = _parse_safetensors(path, data)
-    doc = _document(path, metadata)
-    doc, arrays = _migrate(path, doc, arrays)
+def _error(path: str, exc: TensorFileError) -> ModelFileError:
+    if exc.kind == "missing":
+        return ModelFileNotFoundError(path, exc.problem)
+    if exc.kind == "access":
+        return ModelFileAccessError(path, exc.problem, exc.errno)
+    problem = exc.problem
+    if problem.startswith("it is a zip archive"):
+        problem += " — for torch weights use bpnn.io.from_torch_state_dict"
+    return InvalidModelFileError(path, problem)
+
+
+@contextlib.contextmanager
+def _open(path: str):
+    """The file as a :class:`~bpnn._tensorfile.TensorFile` (header read and checked); its
+    errors become model-file errors naming ``path``."""
+    try:
+        tf = TensorFile(path, "a bpnn model file")
+    except TensorFileError as exc:
+        raise _error(path, exc) from None
+    try:
+        yield tf
+    except TensorFileError as exc:
+        raise _error(path, exc) from None
+    finally:
+        tf.close()
+
+
+def _read(path: str, tf: TensorFile):
+    """(document, array specs by name), both migrated to the current format."""
+    doc = _document(path, tf)
+    doc, specs = _migrate(path, doc, dict(tf.arrays))
     _check_document(path, doc)
-    stray = sorted(k for k in arrays if not k.startswith((_MODEL, _OPT)))
+    stray = sorted(k for k in specs if not k.startswith((_MODEL, _OPT)))
     if stray:
         raise InvalidModelFileError(path, f"unexpected arrays {stray}; a bpnn model file names its arrays "
                                           f"'model/<parameter>' or 'optimizer/<index>/<key>'")
-    return doc, arrays
+    return doc, specs
 
 
-def _read_bytes(path: str) -> bytes:
-    if not os.path.lexists(path):
-        raise ModelFileNotFoundError(path, "no such file")
-    if os.path.isdir(path):
-        raise ModelFileAccessError(path, "is a directory, not a model file", 21)
-    if not os.path.isfile(path):
-        raise ModelFileAccessError(path, "is not a regular file (a device, a pipe, or a broken link)")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ModelFileNotFoundError(path, "no such file") from None
-    except OSError as exc:
-        raise ModelFileAccessError(path, f"cannot be read ({exc.strerror or exc})", exc.errno) from None
-
-
-_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
-_NOT_SAFETENSORS = "it is not a bpnn model file (bpnn writes safetensors files)"
-
-
-def _sniff(data: bytes) -> str | None:
-    """Name well-known formats that are not safetensors, pickles first."""
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        return (f"it is a Python pickle (protocol {data[1]}), as written by pickle, joblib or old "
-                f"torch.save; bpnn never unpickles, because unpickling can run arbitrary code")
-    if data[:4] == b"PK\x03\x04":
-        return ("it is a zip archive (torch.save and numpy.savez write these, torch's with a pickle "
-                "inside); bpnn never unpickles, because unpickling can run arbitrary code — for torch "
-                "weights use bpnn.io.from_torch_state_dict")
-    if data[:6] == b"\x93NUMPY":
-        return "it is a NumPy .npy file; " + _NOT_SAFETENSORS
-    if data[:8] == b"\x89HDF\r\n\x1a\n":
-        return "it is an HDF5 file (e.g. Keras .h5); " + _NOT_SAFETENSORS
-    return None
-
-
-def _parse_safetensors(path: str, data: bytes):
-    n = len(data)
-    if n == 0:
-        raise InvalidModelFileError(path, "the file is empty")
-    header_len = int.from_bytes(data[:8], "little") if n >= 8 else 0
-    looks_like_json = data[8:9] == b"{"
-    if not (looks_like_json and 2 <= header_len <= n - 8):  # not a complete safetensors header
-        known = _sniff(data)
-        if known:
-            raise InvalidModelFileError(path, known)
-        if n < 8:
-            raise InvalidModelFileError(path, f"the file is only {n} bytes long, shorter than the 8-byte header "
-                                              f"length a safetensors file starts with: truncated")
-        if looks_like_json and n - 8 < header_len <= _MAX_HEADER:
-            raise InvalidModelFileError(path, f"the header claims {header_len} bytes but only {n - 8} follow: "
-                                              f"the file is truncated")
-        raise InvalidModelFileError(path, f"{_NOT_SAFETENSORS}: no safetensors header (an 8-byte length, "
-                                          f"then JSON) at its start")
-    try:
-        header = _strict_json(data[8:8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidModelFileError(path, f"the safetensors header is not valid JSON ({exc}): the file is "
-                                          f"truncated or corrupt") from None
-    if not isinstance(header, dict):
-        raise InvalidModelFileError(path, "the safetensors header is not a JSON object")
-    metadata = header.get("__metadata__") or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise InvalidModelFileError(path, "the safetensors metadata is not a table of strings")
-    body = n - 8 - header_len
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise InvalidModelFileError(path, f"the header entry of array {name!r} is malformed: {entry!r}")
-        if offsets[1] > body:
-            raise InvalidModelFileError(path, f"array {name!r} needs {offsets[1]} bytes of data but the file "
-                                              f"holds {body} after its header: the file is truncated")
-    try:
-        arrays = safetensors.numpy.load(data)
-    except Exception as exc:  # safetensors' own validation (offsets, dtypes, sizes)
-        raise InvalidModelFileError(path, f"the safetensors data is invalid: {exc}") from None
-    return metadata, arrays
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not allowed in a model file")
-
-
-def _strict_json(text: str):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def _document(path: str, metadata: dict) -> dict:
+def _document(path: str, tf: TensorFile) -> dict:
+    metadata = tf.metadata
     if _META_KEY in metadata:
+        text = tf.document()  # verified against its checksum
         try:
-            doc = json.loads(metadata[_META_KEY])  # lenient first, to tell checkpoints apart
+            doc = json.loads(text)  # lenient first, to tell checkpoints apart
             if isinstance(doc, dict) and doc.get("format") == _FORMAT:
-                doc = _strict_json(metadata[_META_KEY])  # no NaN or Infinity in a model file
+                doc = strict_json(text)  # no NaN or Infinity in a model file
         except (ValueError, RecursionError) as exc:
             raise InvalidModelFileError(path, f"the '{_META_KEY}' metadata entry is not valid JSON ({exc})") from None
         if not isinstance(doc, dict):
@@ -401,14 +355,21 @@ def _check_document(path: str, doc: dict) -> None:
             bad("optimizer", "a non-negative integer step_count")
 
 
-def _build_model(path: str, doc: dict, arrays: dict) -> Module:
-    try:
-        model = layers.get(doc["model"])
-    except Exception as exc:  # anything a constructor rejects: the file is at fault
-        raise InvalidModelFileError(path, f"the architecture could not be rebuilt: {exc}") from exc
-    if not isinstance(model, Module):  # pragma: no cover - the registry holds modules only
-        raise InvalidModelFileError(path, "the architecture is not a bpnn module")
-    if doc["built"]:
+def _construct(path: str, doc: dict, mode: str) -> Module:
+    """The architecture of ``doc``, built when the document says so, its arrays created as
+    :func:`bpnn.nn.module.build_arrays` ``mode`` says."""
+    with build_arrays(mode):
+        try:
+            model = layers.get(doc["model"])
+        except Exception as exc:  # anything a constructor rejects: the file is at fault
+            raise InvalidModelFileError(path, f"the architecture could not be rebuilt: {exc}") from exc
+        if not isinstance(model, Module):  # pragma: no cover - the registry holds modules only
+            raise InvalidModelFileError(path, "the architecture is not a bpnn module")
+        if not doc["built"]:
+            if model.built:
+                raise InvalidModelFileError(path, "the document says the model is not built, yet its "
+                                                  "architecture declares an input shape")
+            return model
         shape, dtype = tuple(doc["input_shape"]), np.dtype(doc["dtype"])
         try:
             if not model.built:
@@ -416,15 +377,27 @@ def _build_model(path: str, doc: dict, arrays: dict) -> Module:
         except Exception as exc:
             raise InvalidModelFileError(path, f"the model could not be built for input shape {shape}: "
                                               f"{exc}") from exc
-        if tuple(model.input_shape) != shape or model.dtype != dtype:
-            raise InvalidModelFileError(
-                path, f"the architecture says input shape {model.input_shape} and dtype {model.dtype}, the "
-                      f"document says {shape} and {dtype}")
-        _fill_model(path, model, {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)})
+    if tuple(model.input_shape) != shape or model.dtype != dtype:
+        raise InvalidModelFileError(
+            path, f"the architecture says input shape {model.input_shape} and dtype {model.dtype}, the "
+                  f"document says {shape} and {dtype}")
+    return model
+
+
+def _build_model(path: str, doc: dict, specs: dict, tf: TensorFile) -> Module:
+    given = {k[len(_MODEL):]: v for k, v in specs.items() if k.startswith(_MODEL)}
+    # first the architecture's shapes only (no memory), checked against the file's arrays
+    plan = _construct(path, doc, "shapes")
+    if doc["built"]:
+        _check_specs(path, "model", _model_arrays(plan), given)
+        model = _construct(path, doc, "empty")  # no initializer runs: the file holds every value
+        _fill(path, "model", _model_arrays(model), given, tf)
         for m in model.modules():  # weights come from the file: never re-run a data-dependent init
             m.mark_data_initialized()
-    elif any(k.startswith(_MODEL) for k in arrays):
+    elif given:
         raise InvalidModelFileError(path, "the document says the model is not built, yet the file holds weights")
+    else:
+        model = _construct(path, doc, "init")  # an architecture only: nothing is built
     if doc.get("rng") is not None:
         gen = getattr(model, "rng", None)
         if not isinstance(gen, np.random.Generator):
@@ -436,8 +409,9 @@ def _build_model(path: str, doc: dict, arrays: dict) -> Module:
     return model
 
 
-def _check_arrays(path: str, what: str, targets: dict, given: dict) -> None:
-    """Names match exactly, and each array has the target's shape and dtype and is finite."""
+def _check_specs(path: str, what: str, targets: dict, given: dict) -> None:
+    """The file's arrays (``given``: name -> ArraySpec) match ``targets`` (name -> array)
+    exactly in names, shapes and dtypes; checked before any array is read."""
     unknown = sorted(set(given) - set(targets))
     missing = sorted(set(targets) - set(given))
     if unknown or missing:
@@ -445,25 +419,32 @@ def _check_arrays(path: str, what: str, targets: dict, given: dict) -> None:
             path, f"the {what} arrays do not match the architecture (missing: {missing or 'none'}; "
                   f"unexpected: {unknown or 'none'})")
     for name, target in targets.items():
-        value = given[name]
-        if tuple(value.shape) != tuple(target.shape):
-            raise InvalidModelFileError(path, f"{what} array '{name}' has shape {tuple(value.shape)}; the "
+        spec = given[name]
+        if tuple(spec.shape) != tuple(target.shape):
+            raise InvalidModelFileError(path, f"{what} array '{name}' has shape {tuple(spec.shape)}; the "
                                               f"architecture needs {tuple(target.shape)}")
-        if value.dtype != target.dtype:
-            raise InvalidModelFileError(path, f"{what} array '{name}' has dtype {value.dtype}; the "
+        if spec.dtype != target.dtype:
+            raise InvalidModelFileError(path, f"{what} array '{name}' has dtype {spec.dtype}; the "
                                               f"model's is {target.dtype}")
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise InvalidModelFileError(path, f"{what} array '{name}' contains NaN or infinite values")
 
 
-def _fill_model(path: str, model: Module, given: dict) -> None:
-    targets = _model_arrays(model)
-    _check_arrays(path, "model", targets, given)
+def _read_finite(path: str, what: str, name: str, spec, tf: TensorFile, out=None) -> np.ndarray:
+    value = tf.read(spec, out)  # verified against its checksum
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise InvalidModelFileError(path, f"{what} array '{name}' contains NaN or infinite values")
+    return value
+
+
+def _fill(path: str, what: str, targets: dict, given: dict, tf: TensorFile) -> None:
+    """Read each array into the new model's own (host, contiguous) array, or copy it there."""
     for name, target in targets.items():
-        target[...] = backend.to_device(given[name])
+        if isinstance(target, np.ndarray) and target.flags.c_contiguous and target.flags.writeable:
+            _read_finite(path, what, name, given[name], tf, out=target)
+        else:
+            target[...] = backend.to_device(_read_finite(path, what, name, given[name], tf))
 
 
-def _build_optimizer(path: str, doc: dict, arrays: dict, model: Module):
+def _build_optimizer(path: str, doc: dict, specs: dict, tf: TensorFile, model: Module):
     spec = doc.get("optimizer")
     if spec is None:
         return None
@@ -472,14 +453,18 @@ def _build_optimizer(path: str, doc: dict, arrays: dict, model: Module):
     except Exception as exc:
         raise InvalidModelFileError(path, f"the optimizer could not be rebuilt: {exc}") from exc
     keys = spec.get("state_keys")
-    given = {k: v for k, v in arrays.items() if k.startswith(_OPT)}
+    given = {k: v for k, v in specs.items() if k.startswith(_OPT)}
     if keys is None:
         if given:
             raise InvalidModelFileError(path, "the optimizer has state arrays but no state_keys")
         return optimizer
     if not model.built:
         raise InvalidModelFileError(path, "the file holds optimizer state for a model that is not built")
-    optimizer.attach(model)
+    try:
+        optimizer.attach(model)
+    except MemoryError:  # state sized by the architecture (K-FAC's factors grow with fan-in squared)
+        raise InvalidModelFileError(path, f"the state of {spec['class_name']} for this architecture does not "
+                                          f"fit in memory") from None
     if len(keys) != len(optimizer.state):
         raise InvalidModelFileError(path, f"the optimizer state has {len(keys)} transforms; "
                                           f"{spec['class_name']} has {len(optimizer.state)}")
@@ -489,10 +474,11 @@ def _build_optimizer(path: str, doc: dict, arrays: dict, model: Module):
     if listed != set(given):
         raise InvalidModelFileError(path, f"the optimizer's state_keys list {sorted(listed)} but the file holds "
                                           f"{sorted(given)}")
-    _check_arrays(path, "optimizer", targets, given)
+    _check_specs(path, "optimizer", targets, given)
+    values = {name: _read_finite(path, "optimizer", name, given[name], tf) for name in targets}
     extra = spec.get("state") or {}
     state = {"step_count": 0, **extra,
-             "state": [{k: given[f"{_OPT}{i}/{k}"] for k in ks} for i, ks in enumerate(keys)]}
+             "state": [{k: values[f"{_OPT}{i}/{k}"] for k in ks} for i, ks in enumerate(keys)]}
     try:
         optimizer.load_state_dict(state)
     except Exception as exc:

@@ -45,7 +45,8 @@ class TensorBoard(Callback):
         try:
             from tensorboardX import SummaryWriter
         except ImportError as exc:
-            raise ImportError("the TensorBoard callback needs tensorboardX: pip install 'bpnn[tensorboard]'") from exc
+            raise _checks.missing_dependency("the TensorBoard callback", "tensorboardX", "'bpnn[tensorboard]'",
+                                             exc) from exc
         self._writer_class = SummaryWriter
         self.log_dir = os.fspath(log_dir)
         self.histogram_freq = _checks.positive("histogram_freq", histogram_freq, integer=True, allow_zero=True)

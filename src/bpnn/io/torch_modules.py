@@ -5,12 +5,14 @@ bpnn never needs torch unless these functions are called.
 """
 from __future__ import annotations
 
+from .._checks import missing_dependency
+
 try:
     import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("converting to or from torch modules needs PyTorch (pip install torch); "
-                      "to_torch_state_dict / from_torch_state_dict work without it") from exc
+    raise missing_dependency("converting to or from torch modules", "PyTorch (to_torch_state_dict and "
+                             "from_torch_state_dict work without it)", "torch", exc) from exc
 
 from .. import nn as bnn
 from ..nn.module import Module

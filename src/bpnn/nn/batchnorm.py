@@ -74,9 +74,8 @@ class BatchNorm(Module):
         if self.affine:
             self._add_param("weight", initializers.get("ones"), (c,))
             self._add_param("bias", initializers.get("zeros"), (c,))
-        xp = backend.xp
-        self.buffers["running_mean"] = xp.zeros(c, dtype=self.dtype)
-        self.buffers["running_var"] = xp.ones(c, dtype=self.dtype)
+        self._add_buffer("running_mean", (c,), 0.0)
+        self._add_buffer("running_var", (c,), 1.0)
         self._bshape = (1, c) + (1,) * (len(input_shape) - 1)
         return input_shape
 

@@ -155,8 +155,23 @@ class Module(Configurable):
         return input_shape
 
     def _add_param(self, key, init, shape) -> None:
-        self.params[key] = init(shape, self.rng, self.dtype)
+        mode = _ARRAYS.get()
+        if mode == "shapes":
+            self.params[key] = self.grads[key] = _placeholder(shape, self.dtype)
+            return
+        if mode == "empty":
+            self.params[key] = backend.xp.empty(shape, dtype=self.dtype)
+        else:
+            self.params[key] = init(shape, self.rng, self.dtype)
         self.grads[key] = backend.xp.zeros_like(self.params[key])
+
+    def _add_buffer(self, key, shape, fill: float) -> None:
+        """A buffer (state that is not trained) of ``shape`` filled with ``fill``."""
+        mode = _ARRAYS.get()
+        if mode == "shapes":
+            self.buffers[key] = _placeholder(shape, self.dtype)
+        else:
+            self.buffers[key] = backend.xp.full(shape, fill, dtype=self.dtype)
 
     # ----------------------------------------------------------------- computing
     def forward(self, x, training: bool = False):
@@ -352,6 +367,37 @@ def _walk(module: Module, prefix: str, seen: set | None = None):
     yield module, prefix
     for name, child in module.children():
         yield from _walk(child, f"{prefix}{name}.", seen)
+
+
+# ----------------------------------------------------------------------------- building without weights
+# Reading a model file checks the architecture it declares against the arrays the file
+# holds before anything is allocated (a few bytes of JSON can declare a layer of
+# gigabytes), then builds the model without running initializers (the file supplies
+# every value). ``build_arrays`` switches what ``_add_param`` and ``_add_buffer`` create.
+_ARRAYS = contextvars.ContextVar("bpnn_build_arrays", default="init")
+BUILD_ARRAYS = ("init", "shapes", "empty")
+
+
+@contextlib.contextmanager
+def build_arrays(mode: str):
+    """Within the block, layers built create their parameters and buffers as ``mode`` says:
+
+    - ``"init"`` (the default): initialized by the layer's initializers;
+    - ``"shapes"``: read-only placeholders of the right shape and dtype that take no
+      memory (one element broadcast); the model can be inspected, never run;
+    - ``"empty"``: allocated, not initialized (values to be copied in from a file).
+    """
+    if mode not in BUILD_ARRAYS:
+        raise ValueError(f"mode: got {mode!r}; expected one of {', '.join(map(repr, BUILD_ARRAYS))}")
+    token = _ARRAYS.set(mode)
+    try:
+        yield
+    finally:
+        _ARRAYS.reset(token)
+
+
+def _placeholder(shape, dtype):
+    return backend.xp.broadcast_to(backend.xp.zeros((), dtype=dtype), tuple(int(s) for s in shape))
 
 
 # ----------------------------------------------------------------------------- weight sharing

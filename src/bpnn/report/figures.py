@@ -11,6 +11,8 @@ import io
 
 import numpy as np
 
+from .._checks import missing_dependency
+
 _DPI = 96
 
 
@@ -20,7 +22,7 @@ def require_matplotlib():
     try:
         import matplotlib
     except ImportError as exc:
-        raise ImportError("the HTML report needs matplotlib: pip install 'bpnn[report]'") from exc
+        raise missing_dependency("the HTML report", "matplotlib", "'bpnn[report]'", exc) from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import missing_dependency
+
 _SET_COLORS = {"Training": "tab:blue", "Validation": "tab:green", "Test": "tab:red", "All": "tab:gray"}
 
 
@@ -29,7 +31,7 @@ def _figure(nrows=1, ncols=1, size=(6.4, 4.8)):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("bpnn.plotting needs matplotlib: pip install 'bpnn[plot]'") from exc
+        raise missing_dependency("bpnn.plotting", "matplotlib", "'bpnn[plot]'", exc) from exc
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes

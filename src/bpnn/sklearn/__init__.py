@@ -4,10 +4,12 @@ Needs scikit-learn (``pip install 'bpnn[sklearn]'``). They pass scikit-learn's o
 ``check_estimator`` (:data:`EXPECTED_FAILED_CHECKS` lists any check expected to fail,
 with the reason) and work inside ``Pipeline`` and ``GridSearchCV``.
 """
+from .._checks import missing_dependency
+
 try:
     import sklearn  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError("bpnn.sklearn needs scikit-learn: pip install 'bpnn[sklearn]'") from exc
+    raise missing_dependency("bpnn.sklearn", "scikit-learn", "'bpnn[sklearn]'", exc) from exc
 
 from .classifier import BPNNClassifier
 from .regressor import BPNNRegressor

@@ -5,9 +5,11 @@ buffers), ``optimizer/<i>/<key>`` (each transform's state) and ``callbacks/<j>/<
 (arrays in the j-th stateful callback's state, e.g. EarlyStopping's best weights), and a
 JSON document in the file's metadata under ``"bpnn"`` with the format version, the epoch just
 completed, the optimizer's step count and learning rate, the random generators'
-states, the History and the state of callbacks that keep one. It is written
-atomically (temporary file, fsync, rename): a process killed at any moment leaves the
-previous checkpoint or the new one, never a mixture. Nothing is pickled.
+states, the History and the state of callbacks that keep one, and a second metadata
+entry, ``"bpnn_sha256"``, with the SHA-256 of the document and of every array, checked
+when the file is read (:mod:`bpnn._tensorfile`). It is written atomically (temporary
+file, fsync, rename): a process killed at any moment leaves the previous checkpoint or
+the new one, never a mixture. Nothing is pickled.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import numpy as np
 from .. import _checks
 from .._atomic import atomic_write, remove_stale_temps
 from .._json import json_safe
+from .._tensorfile import TensorFile, TensorFileError, encode, strict_json
 from ..nn import layers
+from ..nn.module import build_arrays
 from .callbacks import Callback, is_stateful
 
 FORMAT = "bpnn-checkpoint"
@@ -30,14 +34,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, damaged, or does not fit the model being trained."""
-
-
-def _safetensors():
-    try:
-        import safetensors.numpy as st
-    except ImportError as exc:  # pragma: no cover - safetensors is a core dependency
-        raise ImportError("checkpoints need safetensors: pip install safetensors") from exc
-    return st
 
 
 def _generators(trainer):
@@ -53,9 +49,10 @@ def _stateful(callbacks):
 
 
 def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
-    """Write the complete training state after ``epoch`` to ``path`` (atomically)."""
-    st = _safetensors()
-    tensors = {f"model/{k}": np.ascontiguousarray(v) for k, v in trainer.model.state_dict().items()}
+    """Write the complete training state after ``epoch`` to ``path`` (atomically), with
+    the SHA-256 of its document and of every array (see :mod:`bpnn._tensorfile`)."""
+    model = trainer.model
+    tensors = {f"model/{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
     opt_state = trainer.optimizer.state_dict()
     for i, entries in enumerate(opt_state["state"]):
         for key, value in entries.items():
@@ -66,43 +63,167 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
         "version": VERSION,
         "epoch": int(epoch),
         "optimizer": {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
+                      "state_keys": [sorted(entries) for entries in opt_state["state"]],
                       "epoch": opt_state.get("epoch"),
                       "schedule": json_safe(opt_state.get("schedule") or {}, nonfinite="string"),
                       "lr": trainer.optimizer.lr if not callable(trainer.optimizer.lr) else None,
                       "class": type(trainer.optimizer).__name__},
-        "model": {"class": type(trainer.model).__name__, "parameters": trainer.model.num_parameters(),
-                  "architecture": layers.serialize(trainer.model)},
+        "model": {"class": type(model).__name__, "parameters": model.num_parameters(),
+                  "architecture": layers.serialize(model),
+                  "input_shape": list(model.input_shape) if model.built else None,
+                  "dtype": np.dtype(model.dtype).name if model.built and model.dtype is not None else None},
         "generators": [g.bit_generator.state for g in _generators(trainer)],
         "history": ({"history": json_safe(history.history, nonfinite="string"),
                      "epoch": history.epoch} if history is not None else None),
         "callbacks": _callback_states(callbacks, tensors),
     }
-    data = st.save(tensors, metadata={"bpnn": json.dumps(meta, allow_nan=False)})
+    data = encode(tensors, json.dumps(meta, allow_nan=False))
     with atomic_write(path) as handle:
         handle.write(data)
 
 
-def read_checkpoint(path):
-    """Read and check a checkpoint file: ``(arrays, metadata)``; raises :class:`CheckpointError`."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    from safetensors import safe_open
+#: the most transforms a checkpoint without ``state_keys`` may declare (bpnn's longest
+#: optimizer chain has a handful)
+MAX_TRANSFORMS = 64
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+
+def read_checkpoint(path):
+    """Read and check a checkpoint file: ``(arrays, metadata)``; raises :class:`CheckpointError`.
+
+    Everything that can be checked without the trainer is checked, naming the file and
+    the array: the header first (names ``model/<name>`` and ``optimizer/<i>/<key>``,
+    float32 or float64 arrays, the model's all of one dtype, transform indices within
+    the declared count, which is bounded by what the file holds; ``callbacks/<j>/<name>``
+    for arrays of the j-th callback state), then, for checkpoints
+    that record the model's input shape, the declared architecture's array names, shapes
+    and dtypes, built without allocating its weights, all before any array is read.
+    Arrays are then read one at a time, verified against their SHA-256 checksums (files
+    written before checksums are read unverified) and must be finite. Memory: the
+    arrays' size, whatever the file declares.
+    """
+    path = os.fspath(path)
     try:
-        with safe_open(path, framework="numpy") as f:
-            meta = json.loads((f.metadata() or {}).get("bpnn", "null"))
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except CheckpointError:
-        raise
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        with TensorFile(path, "a bpnn checkpoint") as tf:
+            text = tf.document()
+            meta = _parse_meta(path, text)
+            specs = _check_specs(path, tf, meta)
+            arrays = {}
+            for name, spec in specs.items():
+                value = tf.read(spec)
+                if not np.isfinite(value).all():
+                    raise CheckpointError(f"{path}: array {name!r} contains NaN or infinite values")
+                arrays[name] = value
+    except TensorFileError as exc:
+        if exc.kind == "missing":
+            raise CheckpointError(f"{path}: no such checkpoint file") from None
+        raise CheckpointError(f"{path}: {exc.problem}") from None
+    return arrays, meta
+
+
+def _parse_meta(path: str, text) -> dict:
+    try:
+        meta = strict_json(text) if text is not None else None
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: its 'bpnn' document is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a bpnn checkpoint (no '{FORMAT}' metadata)")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r}; "
                               f"this bpnn reads version {VERSION}")
-    return arrays, meta
+    for key in ("optimizer", "model"):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"{path}: its '{key}' entry is {meta.get(key)!r:.80}; expected a JSON object")
+    return meta
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_specs(path: str, tf: TensorFile, meta: dict) -> dict:
+    """The declared arrays (name -> ArraySpec) checked against the document, nothing read."""
+    model_specs, opt_specs = {}, {}
+    callbacks = meta.get("callbacks")
+    n_callbacks = len(callbacks) if isinstance(callbacks, list) else 0
+    for name, spec in tf.arrays.items():
+        if spec.dtype not in _FLOATS:
+            raise CheckpointError(f"{path}: array {name!r} has dtype {spec.dtype}; checkpoint arrays are "
+                                  f"float32 or float64")
+        parts = name.split("/", 2)
+        indexed = len(parts) == 3 and parts[1].isdigit() and parts[1] == str(int(parts[1])) and parts[2]
+        if parts[0] == "model" and len(parts) == 2 and parts[1]:
+            model_specs[parts[1]] = spec
+        elif parts[0] == "optimizer" and indexed:
+            opt_specs[(int(parts[1]), parts[2])] = spec
+        elif parts[0] == "callbacks" and indexed and int(parts[1]) < n_callbacks:
+            pass  # an array of the state of stateful callback <index> (EarlyStopping's best weights)
+        else:
+            raise CheckpointError(f"{path}: unexpected array {name!r}; a checkpoint names its arrays "
+                                  f"'model/<name>', 'optimizer/<index>/<key>' or 'callbacks/<index>/<name>' "
+                                  f"(index below the {n_callbacks} callback states it holds)")
+    dtypes = sorted({spec.dtype.name for spec in model_specs.values()})
+    declared = meta["model"].get("dtype")
+    if len(dtypes) > 1 or (declared is not None and dtypes and dtypes != [declared]):
+        raise CheckpointError(f"{path}: the model arrays have dtypes {dtypes}; the checkpoint declares the "
+                              f"model's dtype {declared!r} (one of float32, float64)")
+    _check_transforms(path, meta["optimizer"], opt_specs)
+    if meta["model"].get("input_shape") is not None:
+        _check_architecture(path, meta["model"], model_specs)
+    return dict(tf.arrays)
+
+
+def _check_transforms(path: str, opt: dict, opt_specs: dict) -> None:
+    n = opt.get("n_transforms")
+    if not _is_count(n):
+        raise CheckpointError(f"{path}: optimizer n_transforms is {n!r:.40}; expected a non-negative integer")
+    keys = opt.get("state_keys")
+    if keys is not None:  # the count is the length of a list the file holds
+        if not (isinstance(keys, list) and all(isinstance(k, list) and all(isinstance(s, str) for s in k)
+                                               for k in keys)):
+            raise CheckpointError(f"{path}: optimizer state_keys is not a list of lists of names")
+        if len(keys) != n:
+            raise CheckpointError(f"{path}: optimizer n_transforms is {n} but state_keys lists {len(keys)} "
+                                  f"transforms")
+        listed = {(i, k) for i, ks in enumerate(keys) for k in ks}
+        if listed != set(opt_specs):
+            missing = sorted(f"optimizer/{i}/{k}" for i, k in listed - set(opt_specs))
+            unexpected = sorted(f"optimizer/{i}/{k}" for i, k in set(opt_specs) - listed)
+            raise CheckpointError(f"{path}: the optimizer arrays do not match state_keys (missing: "
+                                  f"{missing or 'none'}; unexpected: {unexpected or 'none'})")
+        return
+    highest = max((i for i, _ in opt_specs), default=-1)
+    if not highest < n <= max(MAX_TRANSFORMS, highest + 1):
+        raise CheckpointError(f"{path}: optimizer n_transforms is {n}; the arrays need at least {highest + 1} "
+                              f"and a checkpoint declares at most {max(MAX_TRANSFORMS, highest + 1)}")
+
+
+def _check_architecture(path: str, model_meta: dict, model_specs: dict) -> None:
+    """The model arrays against the declared architecture, built without its weights."""
+    shape, dtype = model_meta.get("input_shape"), model_meta.get("dtype")
+    if not (isinstance(shape, list) and all(_is_count(s) and s > 0 for s in shape)):
+        raise CheckpointError(f"{path}: the model's input_shape is {shape!r:.80}; expected a list of positive "
+                              f"integers")
+    if dtype not in ("float32", "float64"):
+        raise CheckpointError(f"{path}: the model's dtype is {dtype!r:.40}; expected 'float32' or 'float64'")
+    try:
+        with build_arrays("shapes"):
+            plan = layers.get(model_meta.get("architecture"))
+            if not plan.built:
+                plan.build(tuple(shape), None, dtype)
+    except Exception as exc:  # anything a constructor rejects: the file is at fault
+        raise CheckpointError(f"{path}: the model's architecture could not be rebuilt: {exc}") from None
+    targets = {name: v for name, v, _ in plan.named_parameters()}
+    targets.update(dict(plan.named_buffers()))
+    unknown, missing = sorted(set(model_specs) - set(targets)), sorted(set(targets) - set(model_specs))
+    if unknown or missing:
+        raise CheckpointError(f"{path}: the model arrays do not match the architecture (missing: "
+                              f"{missing or 'none'}; unexpected: {unknown or 'none'})")
+    for name, target in targets.items():
+        spec = model_specs[name]
+        if spec.shape != tuple(target.shape) or spec.dtype != target.dtype:
+            raise CheckpointError(f"{path}: array 'model/{name}' has shape {spec.shape} and dtype {spec.dtype}; "
+                                  f"the architecture needs {tuple(target.shape)} and {target.dtype}")
 
 
 def _match_callbacks(given, saved):
