@@ -115,7 +115,8 @@ def test_cli_reports_a_dataset_it_cannot_get_without_a_traceback(tmp_path, monke
                      "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "\nbpnn: error: could not download train-images-idx3-ubyte" in err
+    assert err.startswith("bpnn: error: could not download train-images-idx3-ubyte")  # before any run
+    assert err.count("\n") == 1 and not (tmp_path / "runs").exists()
     assert "give data_dir" in err and "Traceback" not in err
 
 

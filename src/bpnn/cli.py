@@ -94,11 +94,25 @@ def _entries(values):
     return out
 
 
+#: `bpnn compare` flags that change the study itself (refused with --resume) -> their spec field.
+_STUDY_FLAGS = {"config": None, "name": "name", "data": "data", "data_dir": "data_dir", "target": "target",
+                "task": "task", "test_size": "test_size", "max_samples": "max_samples", "depths": "depths",
+                "width": "width", "hidden": "hidden", "activations": "activations", "inits": "inits",
+                "optimizers": "optimizers", "lrs": "lrs", "seeds": "seeds", "n_seeds": "seeds",
+                "epochs": "epochs", "batch_size": "batch_size", "loss": "loss", "stats_every": "stats_every",
+                "search": "search", "n_trials": "n_trials", "lr_range": "lr_range",
+                "weight_decay_range": "weight_decay_range", "search_seed": "search_seed", "out": "out"}
+
+
 def _compare_spec(args):
     from bpnn.experiment import StudySpec
 
     spec = StudySpec.from_toml(args.config) if args.config else StudySpec()
-    seeds = args.seeds if args.seeds is not None else (list(range(args.n_seeds)) if args.n_seeds else None)
+    seeds = args.seeds
+    if seeds is None and args.n_seeds is not None:
+        if args.n_seeds < 1:
+            raise ValueError(f"--n-seeds: got {args.n_seeds}; expected a positive number of seeds (0..N-1 are run)")
+        seeds = list(range(args.n_seeds))
     batch = args.batch_size
     if batch is not None and batch.isdigit():
         batch = int(batch)
@@ -107,38 +121,63 @@ def _compare_spec(args):
         test_size=args.test_size, max_samples=args.max_samples, depths=args.depths, width=args.width,
         hidden=args.hidden, activations=_entries(args.activations), inits=_entries(args.inits),
         optimizers=_entries(args.optimizers), lrs=args.lrs, seeds=seeds, epochs=args.epochs, batch_size=batch,
-        loss=args.loss, stats_every=args.stats_every, n_jobs=args.n_jobs, backend=args.backend,
-        address=args.address, out=args.out)
+        loss=args.loss, stats_every=args.stats_every, search=args.search, n_trials=args.n_trials,
+        lr_range=args.lr_range, weight_decay_range=args.weight_decay_range, search_seed=args.search_seed,
+        n_jobs=args.n_jobs, backend=args.backend, address=args.address, timeout=args.timeout, out=args.out)
 
 
 def _compare(args) -> int:
     import os
     import time as _time
 
-    from bpnn.experiment import run_study
+    from bpnn.experiment import StudySpec, run_study
 
-    spec = _compare_spec(args)
-    if args.dry_run:
-        print(spec.to_toml(), end="")
-        print(f"# {len(spec.runs())} runs")
-        return 0
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _STUDY_FLAGS if getattr(args, k) is not None]
+        if given or args.dry_run:
+            given += ["--dry-run"] if args.dry_run else []
+            raise ValueError(f"--resume: the study comes from {os.path.join(args.resume, 'config.toml')}; "
+                             f"{', '.join(given)} cannot change it (only --backend, --address, --n-jobs, "
+                             f"--timeout, --quiet and --no-report go with --resume)")
+        spec = None
+    else:
+        spec = _compare_spec(args)
+        if args.dry_run:
+            print(spec.to_toml(), end="")
+            print(f"# {len(spec.runs())} runs")
+            return 0
+        spec = spec.replace(out=spec.out or os.path.join("bpnn-runs", _time.strftime("compare-%Y%m%d-%H%M%S")))
     if not args.no_report:
         from bpnn.report import figures
 
         figures.require_matplotlib()  # fail now, not after the study, when matplotlib is missing
-    out = spec.out or os.path.join("bpnn-runs", _time.strftime("compare-%Y%m%d-%H%M%S"))
-    spec = spec.replace(out=out)
-    n_runs = len(spec.runs())
-    print(f"bpnn compare: {spec.name}: {n_runs} runs ({len(spec.seeds)} seeds each) on {spec.data}, "
-          f"{spec.epochs} epochs; writing to {out}", file=sys.stderr)
-    result = run_study(spec, progress=not args.quiet)
-    paths = result.save(out)
-    print(result.table())
-    if not args.no_report:
-        from bpnn.report import write_report
+    paths = {}
 
-        paths["report.html"] = write_report(result, os.path.join(out, "report.html"))
+    def announce(spec: StudySpec, info: dict, n_todo: int):
+        n_runs = len(spec.runs())
+        what = (f"{spec.n_trials} random trials × {len(spec.seeds)} seeds" if spec.search == "random"
+                else f"{len(spec.seeds)} seeds each")
+        done = f", {n_runs - n_todo} already done" if n_runs != n_todo else ""
+        where = info["backend"] + (f" at {info['address']}" if info.get("address") else "") + \
+            f", {info['n_workers']} worker{'s' if info['n_workers'] != 1 else ''}"
+        print(f"bpnn compare: {spec.name}: {n_runs} runs ({what}{done}) on {spec.data}, {spec.epochs} epochs, "
+              f"{where}; writing to {spec.out}", file=sys.stderr)
+
+    def finish(result):
+        if not args.no_report:
+            from bpnn.report import write_report
+
+            paths["report.html"] = write_report(result, os.path.join(result.spec.out, "report.html"))
+
+    result = run_study(spec, progress=not args.quiet, out=args.resume, resume=bool(args.resume),
+                       backend=args.backend if args.resume else None, address=args.address if args.resume else None,
+                       n_jobs=args.n_jobs if args.resume else None, timeout=args.timeout if args.resume else None,
+                       announce=announce, finish=finish)
+    out = result.spec.out
+    paths = {name: os.path.join(out, name) for name in ("results.csv", "results.json", "config.toml")} | paths
+    print(result.table())
     failed = sum(1 for r in result.runs if r.get("error"))
+    n_runs = len(result.runs)
     print(f"\n{n_runs} runs in {result.meta['seconds']:.1f} s" + (f", {failed} failed" if failed else ""))
     for name in ("report.html", "results.csv", "results.json", "config.toml"):
         if name in paths:
@@ -197,15 +236,28 @@ def _add_compare_parsers(sub) -> None:
                                         "(default: SGD with momentum 0.9)")
     add("--lrs", type=float, nargs="+", help="learning rates to compare (default: 0.01)")
     add("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2)")
-    add("--n-seeds", type=int, help="seeds 0..N-1")
+    add("--n-seeds", type=int, help="seeds 0..N-1 (N >= 1)")
     add("--epochs", type=int, help="epochs per run (default: 20)")
     add("--batch-size", help="mini-batch size, or full / stochastic (default: 32)")
     add("--loss", help="loss (default: softmax_cross_entropy for classification, mse for regression)")
     add("--stats-every", type=int, help="per-layer statistics every K epochs (default: 1)")
-    add("--n-jobs", type=int, help="parallel runs (default: -1, all cores)")
-    add("--backend", help="joblib backend: loky (default) | sequential | dask | ray")
-    add("--address", help="dask scheduler / ray cluster address")
-    add("--out", help="output directory (default: bpnn-runs/compare-DATE-TIME)")
+    add("--search", help="grid (default: every combination) | random (--n-trials draws)")
+    add("--n-trials", type=int, help="random search: number of trials, each run over every seed")
+    add("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="random search: learning rate log-uniform in [LOW, HIGH) (else one of --lrs)")
+    add("--weight-decay-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="random search: weight decay log-uniform in [LOW, HIGH) (else none)")
+    add("--search-seed", type=int, help="random search: seed of the draws (default: 0)")
+    add("--n-jobs", type=int, help="parallel runs (default: -1, all cores); with --backend dask and no "
+                                   "--address, the number of local worker processes")
+    add("--backend", help="loky (default: local processes) | sequential | dask | ray")
+    add("--address", help="dask scheduler (tcp://HOST:8786) or ray cluster (HOST:6379) to join; without it "
+                          "dask and ray start a local cluster")
+    add("--timeout", type=float, help="seconds to wait for the cluster: reaching it and its first worker "
+                                      "(default: 30)")
+    add("--out", help="output folder, new or empty (default: bpnn-runs/compare-DATE-TIME)")
+    add("--resume", metavar="RUN_DIR", help="continue the study of RUN_DIR (killed or stopped): run only the "
+                                            "runs it has no file for, then rebuild its results and report")
     add("--no-report", action="store_true", help="skip the HTML report (no matplotlib needed)")
     add("--dry-run", action="store_true", help="print the configuration and the number of runs, run nothing")
     add("--quiet", action="store_true", help="no progress bar")
@@ -257,7 +309,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, files and datasets
+    except (ValueError, ImportError, OSError) as exc:  # bad input, a missing extra, files, datasets, a lock
         print(f"bpnn: error: {exc}", file=sys.stderr)
         return 2
 

@@ -96,6 +96,9 @@ def _csv(spec) -> StudyData:
     base = os.path.basename(spec.data)
     if task == "classification":
         classes = sorted(set(y_raw), key=lambda v: (float(v), v) if numeric else (0, v))
+        if len(classes) < 2:  # as the estimators refuse it (bpnn.sklearn.BPNNClassifier)
+            raise ValueError(f"data: {spec.data!r}: a classifier needs samples of at least 2 classes; column "
+                             f"{target!r} holds only one class, {classes[0]!r}")
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in y_raw], dtype=np.int64)
         description = f"{base}: {len(X)} rows, {X.shape[1]} features, {len(classes)} classes of {target!r}"

@@ -28,6 +28,16 @@ from .spec import StudySpec
 FORMAT = "bpnn-compare-results"
 FORMAT_VERSION = 1
 FACTORS = ("init", "optimizer", "activation", "depth", "lr")
+#: What a random search adds to a run's factors: its trial, and the sampled weight decay.
+SEARCH_FACTORS = ("weight_decay", "trial")
+#: Keys of a run's result that say how and where it ran, not what it computed: they
+#: differ between two executions of the same run (see :func:`outcome`).
+EXECUTION_KEYS = ("seconds", "placement")
+
+
+def outcome(result: dict) -> dict:
+    """A run's result without :data:`EXECUTION_KEYS`: equal for the same run on any backend."""
+    return {k: v for k, v in result.items() if k not in EXECUTION_KEYS}
 
 
 def _mean_std(values):
@@ -111,17 +121,26 @@ class StudyResult:
     def task(self) -> str:
         return self.meta.get("data", {}).get("task", "classification")
 
+    def factors(self) -> tuple:
+        """The factors of a group: :data:`FACTORS`, and for a random search its trial and
+        (when sampled) weight decay."""
+        if self.spec.search != "random":
+            return FACTORS
+        return FACTORS + (("weight_decay",) if self.spec.weight_decay_range else ()) + ("trial",)
+
     def groups(self) -> list[Group]:
-        """Groups in the spec's order."""
+        """Groups in the spec's order (a random search: one per trial)."""
         varying = self.spec.varying()
+        factors = self.factors()
         groups: dict = {}
         for r in self.runs:
             labels = r["run"]["labels"]
-            key = tuple(labels[f] for f in FACTORS)
+            key = tuple(labels.get(f) for f in factors)
             if key not in groups:
-                parts = [(labels[f] if f in ("init", "optimizer", "activation") else f"{f} {labels[f]}")
-                         for f in FACTORS if f in varying]
-                groups[key] = Group(key, " · ".join(parts), {f: labels[f] for f in FACTORS})
+                shown = [f for f in ("trial", *FACTORS, "weight_decay") if f in varying and f in factors]
+                parts = [(labels[f] if f in ("init", "optimizer", "activation") else
+                          f"{f.replace('_', ' ')} {labels[f]}") for f in shown]
+                groups[key] = Group(key, " · ".join(parts), {f: labels.get(f) for f in factors})
             groups[key].runs.append(r)
         return list(groups.values())
 
@@ -184,7 +203,10 @@ class StudyResult:
                 "meta": self.meta, "runs": self.runs}
 
     def save(self, out_dir) -> dict:
-        """Write results.json, results.csv, summary.csv and config.toml; return their paths."""
+        """Write results.json, results.csv, summary.csv and config.toml; return their paths.
+
+        Each file is written atomically under a temporary name of its own, so saves of
+        the same folder running at once never fail on each other's files."""
         os.makedirs(out_dir, exist_ok=True)
         paths = {name: os.path.join(out_dir, name)
                  for name in ("results.json", "results.csv", "summary.csv", "config.toml")}
@@ -196,7 +218,7 @@ class StudyResult:
         return paths
 
     def _write_runs_csv(self, path):
-        cols = ["run", "group", *FACTORS, "hidden", "seed", "epochs", "train_loss", "test_loss", "test_accuracy",
+        cols = ["run", "group", *self.factors(), "hidden", "seed", "epochs", "train_loss", "test_loss", "test_accuracy",
                 "best_test_accuracy", "seconds", "verdicts", "stopped_reason", "error"]
         label = {id(r): g.label for g in self.groups() for r in g.runs}
         rows = []

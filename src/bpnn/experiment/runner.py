@@ -3,13 +3,14 @@
 :func:`run_one` builds the network of one run, trains it with
 :class:`~bpnn.diagnostics.LayerStats` attached, evaluates it and diagnoses its health;
 it returns plain data (JSON-ready). :func:`run_study` maps it over the runs of a
-:class:`~bpnn.experiment.StudySpec` with joblib: local processes (``loky``) by
-default, ``backend="dask"`` or ``"ray"`` for a cluster when those are installed
-(``address`` names the scheduler; without it a local one is started). bpnn writes no
-scheduler of its own.
+:class:`~bpnn.experiment.StudySpec` on a backend (:mod:`bpnn.experiment.backends`:
+local processes by default, a Dask or Ray cluster on request) and records each run in
+the run folder as it ends (:mod:`bpnn.experiment.rundir`), so a study killed at any
+moment resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -19,7 +20,7 @@ import warnings
 import numpy as np
 
 from .._json import json_safe
-from .spec import StudySpec, strip_label
+from .spec import StudySpec, strip_label, with_weight_decay
 
 
 def build_model(run: dict, n_inputs, n_outputs: int, dtype=None):
@@ -41,7 +42,10 @@ def build_optimizer(run: dict):
     """The run's optimizer with the run's learning rate."""
     from .. import optim
 
-    opt = optim.get(strip_label(run["optimizer"]))  # a name or config: a fresh instance per run
+    if run.get("weight_decay") is not None:
+        opt = with_weight_decay(run["optimizer"], run["weight_decay"], optim)
+    else:
+        opt = optim.get(strip_label(run["optimizer"]))  # a name or config: a fresh instance per run
     opt.lr = run["lr"]
     return opt
 
@@ -78,103 +82,97 @@ def run_one(run: dict, data, spec: StudySpec) -> dict:
     return out
 
 
-def run_study(spec: StudySpec, data=None, progress: bool = True):
-    """Run every run of ``spec`` and return a :class:`~bpnn.experiment.StudyResult`.
+def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str | None = None,
+              address: str | None = None, n_jobs: int | None = None, timeout: float | None = None, out=None,
+              resume: bool = False, announce=None, finish=None):
+    """Run the runs of ``spec`` and return a :class:`~bpnn.experiment.StudyResult`.
 
-    ``progress`` shows a tqdm bar over the runs. Runs go through joblib with
-    ``spec.n_jobs`` workers on ``spec.backend``.
+    ``backend``, ``address``, ``n_jobs``, ``timeout`` and ``out`` override the spec's fields
+    of the same names (see :mod:`bpnn.experiment.backends` for the backends). ``progress``
+    shows a tqdm bar over the runs.
+
+    With an output folder (``out`` or ``spec.out``) the folder is checked and locked
+    before the first run starts (:mod:`bpnn.experiment.rundir`), ``config.toml`` is
+    written, each run is written to ``runs/`` the moment it ends, and ``results.json``,
+    ``results.csv`` and ``summary.csv`` are built from the folder at the end;
+    ``finish(result)`` (e.g. writing the report) is called while the folder is still
+    locked. ``announce(spec, backend info, runs to do)`` is called once the backend is
+    ready, before the first run. ``resume=True`` continues the study of that folder: its ``config.toml``
+    gives the spec (``spec`` may be None; only the backend, address, n_jobs and timeout
+    given here change), and only the runs without a file run.
+
+    Everything that can be refused is refused before the first run: the spec, the
+    folder, the data (a one-class CSV) and the backend (an unreachable address, a
+    cluster without workers, within ``spec.timeout`` seconds).
     """
     from .. import __version__
+    from .backends import open_backend
     from .datasets import load_study_data
     from .results import StudyResult
+    from .rundir import RunFolder
 
+    out = out if out is not None else (spec.out if spec is not None else None)
+    if resume:
+        if out is None:
+            raise ValueError("resume: give the folder of the study to resume (out=RUN_DIR, --resume RUN_DIR)")
+        folder = RunFolder(out, resume=True)
+        spec = StudySpec.from_toml(folder.file("config.toml"))
+    elif spec is None:
+        raise ValueError("spec: got None; give a StudySpec (or resume=True with the study's folder)")
+    else:
+        folder = RunFolder(out) if out is not None else None
+    spec = spec.replace(backend=backend, address=address, n_jobs=n_jobs, timeout=timeout,
+                        out=folder.path if folder is not None else None)
     started = time.time()
     t0 = time.perf_counter()
     if data is None:
         data = load_study_data(spec)
     runs = spec.runs()
-    results = _execute(spec, runs, data, progress)
-    results.sort(key=lambda r: r["run"]["index"])
-    meta = {"bpnn_version": __version__, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            "seconds": time.perf_counter() - t0, "n_runs": len(runs), "data": data.summary(),
-            "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "backend": spec.backend, "n_jobs": spec.n_jobs}
-    return StudyResult(spec, results, meta)
+    with folder if folder is not None else _nothing():
+        try:
+            done = folder.read_runs(runs) if folder is not None else {}
+            todo = [r for r in runs if r["index"] not in done]
+            executor = open_backend(spec, len(todo))
+            executor.__enter__()
+        except BaseException:
+            if folder is not None:
+                folder.release(remove_if_unused=not resume)
+            raise
+        with contextlib.ExitStack() as stack:
+            stack.push(executor)
+            if folder is not None:
+                folder.write_config(spec)
+            if announce is not None:
+                announce(spec, executor.info(), len(todo))
+            for result in _progress(executor.map(todo, data, spec), len(runs), len(done), progress):
+                if folder is not None:
+                    folder.write_run(result)
+                done[result["run"]["index"]] = result
+        results = [done[r["index"]] for r in runs]
+        meta = {"bpnn_version": __version__,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                "seconds": time.perf_counter() - t0, "n_runs": len(runs), "runs_resumed": len(runs) - len(todo),
+                "data": data.summary(), "python": platform.python_version(), "numpy": np.__version__,
+                "platform": platform.platform(), "cpu_count": os.cpu_count(), **executor.info()}
+        result = StudyResult(spec, results, meta)
+        if folder is not None:
+            result.save(folder.path)
+            if finish is not None:
+                finish(result)
+        return result
 
 
-def _execute(spec, runs, data, progress):
+@contextlib.contextmanager
+def _nothing():
+    yield None
+
+
+def _progress(results, total: int, initial: int, show: bool):
+    """Results passed through, with a tqdm bar over the runs of the study."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(runs), desc="bpnn compare", unit="run", disable=not progress, dynamic_ncols=True)
-    results = []
-    try:
-        n_jobs = spec.n_jobs if spec.n_jobs > 0 else (os.cpu_count() or 1)
-        if spec.backend == "sequential" or n_jobs == 1 or len(runs) == 1:
-            for run in runs:
-                results.append(run_one(run, data, spec))
-                bar.update(1)
-            return results
-        try:
-            import joblib
-        except ImportError:  # pragma: no cover - joblib comes with scikit-learn
-            warnings.warn("joblib is not installed: running the study in this process, one run at a time")
-            for run in runs:
-                results.append(run_one(run, data, spec))
-                bar.update(1)
-            return results
-        with _JoblibBackend(spec):
-            try:
-                parallel = joblib.Parallel(n_jobs=spec.n_jobs, return_as="generator_unordered")
-                for result in parallel(joblib.delayed(run_one)(run, data, spec) for run in runs):
-                    results.append(result)
-                    bar.update(1)
-            except (TypeError, ValueError) as exc:
-                if results or "return_as" not in str(exc):
-                    raise
-                # Backends that cannot stream results (multiprocessing, ray) and joblib < 1.4
-                # (no return_as): chunks of runs.
-                parallel = joblib.Parallel(n_jobs=spec.n_jobs)
-                chunk = 2 * n_jobs
-                for i in range(0, len(runs), chunk):
-                    part = parallel(joblib.delayed(run_one)(run, data, spec) for run in runs[i:i + chunk])
-                    results.extend(part)
-                    bar.update(len(part))
-        return results
-    finally:
-        bar.close()
-
-
-class _JoblibBackend:
-    """joblib's backend for the study: loky by default; dask or ray when asked."""
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.client = None
-
-    def __enter__(self):
-        import joblib
-
-        name = self.spec.backend
-        if name == "dask":
-            try:
-                from dask.distributed import Client
-            except ImportError as exc:
-                raise ImportError("backend 'dask' needs dask.distributed: pip install 'dask[distributed]'") from exc
-            self.client = Client(self.spec.address) if self.spec.address else Client(processes=True)
-        elif name == "ray":
-            try:
-                import ray
-                from ray.util.joblib import register_ray
-            except ImportError as exc:
-                raise ImportError("backend 'ray' needs ray: pip install 'ray'") from exc
-            register_ray()
-            if not ray.is_initialized():
-                ray.init(address=self.spec.address) if self.spec.address else ray.init()
-        self.config = joblib.parallel_config(backend=name)
-        self.config.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.config.__exit__(*exc)
-        if self.client is not None:
-            self.client.close()
+    with tqdm(total=total, initial=initial, desc="bpnn compare", unit="run", disable=not show,
+              dynamic_ncols=True) as bar:
+        for result in results:
+            yield result
+            bar.update(1)

@@ -5,16 +5,26 @@ study), from a TOML file (:meth:`StudySpec.from_toml`), from command-line flags,
 from Python, and is written back as TOML (:meth:`StudySpec.to_toml`) next to the
 results, so ``bpnn compare --config RUN_DIR/config.toml`` repeats the study exactly.
 
-The study is the product inits × optimizers × activations × depths × lrs × seeds
-(:meth:`StudySpec.runs`). Initializers, optimizers and activations are registry
-names, or config dicts ``{class_name = "normal", config = {std = 0.1}}``, optionally
-with a ``label`` shown in tables and plots.
+A grid study (``search = "grid"``, the default) is the product inits × optimizers ×
+activations × depths × lrs × seeds (:meth:`StudySpec.runs`). A random search
+(``search = "random"``) draws ``n_trials`` configurations instead, each run over every
+seed: the learning rate log-uniformly from ``lr_range`` (else one of ``lrs``), the
+weight decay log-uniformly from ``weight_decay_range`` (else none), and the init,
+optimizer, activation and depth uniformly from their lists. Log-uniform on [a, b) means
+log x uniform on [log a, log b): x = exp(log a + u (log b − log a)), u ~ U[0, 1). The
+draws come from ``numpy.random.default_rng(search_seed)`` in a fixed order, so the same
+spec gives the same trials on any machine.
+
+Initializers, optimizers and activations are registry names, or config dicts
+``{class_name = "normal", config = {std = 0.1}}``, optionally with a ``label`` shown
+in tables and plots.
 """
 from __future__ import annotations
 
 import copy
 import difflib
 import itertools
+import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
@@ -27,15 +37,19 @@ DEFAULT_INITS = ["zeros", "small_normal", "xavier_uniform", "he_normal", "lecun_
 DEFAULT_OPTIMIZERS = [{"class_name": "sgd", "config": {"momentum": 0.9}}]
 DATA_SOURCES = ("digits", "mnist", "fashion_mnist")
 BACKENDS = ("loky", "sequential", "threading", "multiprocessing", "dask", "ray")
+#: Backends that run on a cluster (``address`` names it; without one a local one is started).
+CLUSTER_BACKENDS = ("dask", "ray")
+SEARCHES = ("grid", "random")
 
 # TOML layout: section -> fields. Keeps the file readable and the flags flat.
 SECTIONS = {
     "data": ("data", "data_dir", "target", "task", "test_size", "split_seed", "max_samples"),
     "model": ("depths", "width", "hidden", "activations"),
     "study": ("inits", "optimizers", "lrs", "seeds"),
+    "search": ("search", "n_trials", "lr_range", "weight_decay_range", "search_seed"),
     "training": ("epochs", "batch_size", "loss"),
     "stats": ("stats_every", "histogram_bins"),
-    "run": ("n_jobs", "backend", "address", "out"),
+    "run": ("n_jobs", "backend", "address", "timeout", "out"),
 }
 COMMENTS = {
     "data.data": 'digits | mnist | fashion_mnist | path to a CSV file',
@@ -44,8 +58,12 @@ COMMENTS = {
     "data.max_samples": "use at most this many training samples (a random subset)",
     "model.hidden": "explicit hidden widths (overrides depths × width)",
     "study.optimizers": "names or {class_name = ..., config = {...}, label = ...}; lrs override their lr",
+    "search.search": "grid (the product of the lists) | random (n_trials draws)",
+    "search.lr_range": "random search: lr log-uniform in [low, high) (else one of study.lrs)",
+    "search.weight_decay_range": "random search: weight decay log-uniform in [low, high) (else none)",
     "run.backend": "joblib backend: loky (local processes) | sequential | dask | ray",
     "run.address": "dask scheduler or ray cluster address (else a local one is started)",
+    "run.timeout": "seconds to wait for the cluster: reaching it and its first worker",
 }
 
 
@@ -83,9 +101,15 @@ class StudySpec:
     loss: str | None = None
     stats_every: int = 1
     histogram_bins: int = 30
+    search: str = "grid"
+    n_trials: int | None = None
+    lr_range: list | None = None
+    weight_decay_range: list | None = None
+    search_seed: int = 0
     n_jobs: int = -1
     backend: str = "loky"
     address: str | None = None
+    timeout: float = 30.0
     out: str | None = None
 
     def __post_init__(self):
@@ -130,6 +154,15 @@ class StudySpec:
         if not isinstance(self.n_jobs, numbers.Integral) or isinstance(self.n_jobs, bool) or self.n_jobs == 0:
             raise ValueError(f"n_jobs: got {self.n_jobs!r}; expected a positive int, or -1 for all cores")
         _checks.one_of("backend", self.backend, BACKENDS)
+        if self.address is not None:
+            if not isinstance(self.address, str) or not self.address.strip():
+                raise ValueError(f"address: got {self.address!r}; expected a scheduler address such as "
+                                 f"'tcp://10.0.0.5:8786'")
+            if self.backend not in CLUSTER_BACKENDS:
+                raise ValueError(f"address: got {self.address!r} with backend {self.backend!r}; an address "
+                                 f"names a cluster, for backend 'dask' or 'ray'")
+        _checks.positive("timeout", self.timeout)
+        self._validate_search()
         # Resolve every name now, so a typo fails before any run starts.
         from .. import init as init_mod
         from .. import losses as losses_mod
@@ -150,6 +183,38 @@ class StudySpec:
                 raise ValueError(f"{key}: the labels {dup} appear twice; give each entry a distinct 'label'")
         return self
 
+    def _validate_search(self):
+        _checks.one_of("search", self.search, SEARCHES)
+        _checks.positive("search_seed", self.search_seed, integer=True, allow_zero=True)
+        if self.search == "grid":
+            for key in ("n_trials", "lr_range", "weight_decay_range"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: got {getattr(self, key)!r}, which only a random search reads; "
+                                     f"set search = 'random' (--search random) or leave {key} out")
+            return
+        if self.n_trials is None:
+            raise ValueError("n_trials: a random search needs the number of trials (--n-trials N)")
+        _checks.positive("n_trials", self.n_trials, integer=True)
+        for key in ("lr_range", "weight_decay_range"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ValueError(f"{key}: got {value!r}; expected [low, high], two positive numbers")
+            low, high = (float(_checks.positive(f"{key}[{i}]", v)) for i, v in enumerate(value))
+            if not low < high:
+                raise ValueError(f"{key}: got [{low:g}, {high:g}]; the low end must be below the high end")
+            setattr(self, key, [low, high])
+        if self.weight_decay_range is not None:
+            from .. import optim
+
+            for i, entry in enumerate(self.optimizers):
+                try:
+                    with_weight_decay(entry, self.weight_decay_range[0], optim)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"weight_decay_range: optimizers[{i}] ({label_of(entry)}) takes no "
+                                     f"weight_decay ({exc})") from None
+
     # ------------------------------------------------------------------ runs
     def architectures(self) -> list[tuple]:
         """``(depth label, hidden widths)`` for each architecture of the study."""
@@ -158,7 +223,10 @@ class StudySpec:
         return [(d, (self.width,) * d) for d in self.depths]
 
     def runs(self) -> list[dict]:
-        """The runs of the study, in a fixed order: one dict per combination and seed."""
+        """The runs of the study, in a fixed order: one dict per combination and seed
+        (per trial and seed for a random search)."""
+        if self.search == "random":
+            return self._random_runs()
         out = []
         product = itertools.product(self.inits, self.optimizers, self.activations, self.architectures(),
                                     self.lrs, self.seeds)
@@ -169,8 +237,51 @@ class StudySpec:
                                    "activation": label_of(act), "depth": str(depth), "lr": f"{lr:g}"}})
         return out
 
+    def _random_runs(self) -> list[dict]:
+        import numpy as np
+
+        rng = np.random.default_rng(self.search_seed)
+        archs = self.architectures()
+
+        def pick(options):
+            return options[int(rng.integers(len(options)))]
+
+        def log_uniform(low, high):
+            return float(math.exp(math.log(low) + rng.random() * (math.log(high) - math.log(low))))
+
+        out = []
+        for trial in range(self.n_trials):
+            # A fixed order of draws: the same trials whatever the lists hold.
+            init, opt, act, (depth, hidden) = pick(self.inits), pick(self.optimizers), pick(self.activations), \
+                pick(archs)
+            lr = log_uniform(*self.lr_range) if self.lr_range else float(pick(self.lrs))
+            wd = log_uniform(*self.weight_decay_range) if self.weight_decay_range else None
+            for seed in self.seeds:
+                labels = {"init": label_of(init), "optimizer": label_of(opt), "activation": label_of(act),
+                          "depth": str(depth), "lr": f"{lr:.3g}", "trial": str(trial)}
+                run = {"index": len(out), "init": init, "optimizer": opt, "activation": act, "depth": depth,
+                       "hidden": list(hidden), "lr": lr, "seed": seed, "trial": trial}
+                if wd is not None:
+                    run["weight_decay"] = wd
+                    labels["weight_decay"] = f"{wd:.3g}"
+                run["labels"] = labels
+                out.append(run)
+        return out
+
+    def sampled(self) -> list[str]:
+        """The hyperparameters a random search draws from a range (``lr``, ``weight_decay``)."""
+        if self.search != "random":
+            return []
+        return [k for k, r in (("lr", self.lr_range), ("weight_decay", self.weight_decay_range)) if r]
+
     def varying(self) -> list[str]:
         """The factors with more than one value (they name the groups)."""
+        if self.search == "random":
+            sizes = {"init": len(self.inits), "optimizer": len(self.optimizers),
+                     "activation": len(self.activations), "depth": len(self.architectures()),
+                     "lr": 2 if self.lr_range else len(self.lrs)}
+            out = ["trial"] + [k for k, n in sizes.items() if n > 1]
+            return out + (["weight_decay"] if self.weight_decay_range else [])
         sizes = {"init": len(self.inits), "optimizer": len(self.optimizers),
                  "activation": len(self.activations), "depth": len(self.architectures()),
                  "lr": len(self.lrs)}
@@ -244,6 +355,15 @@ def label_of(entry) -> str:
         args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.items())
         return f"{entry.get('class_name', '?')}({args})" if args else str(entry.get("class_name", "?"))
     return str(entry)
+
+
+def with_weight_decay(entry, weight_decay, optim):
+    """A fresh optimizer of ``entry`` (a name or config) with its ``weight_decay`` set."""
+    ident = strip_label(entry)
+    if isinstance(ident, str):
+        ident = {"class_name": ident, "config": {}}
+    ident = {**ident, "config": {**(ident.get("config") or {}), "weight_decay": float(weight_decay)}}
+    return optim.get(ident)
 
 
 def strip_label(entry):

@@ -1,0 +1,314 @@
+"""Where the runs of a study execute: this process, local processes, a Dask or a Ray cluster.
+
+Every backend goes through joblib (bpnn writes no scheduler of its own) and hands back
+each run's result the moment it ends, so the run folder records it at once and the
+progress bar moves on every backend. :func:`open_backend` connects before the first run
+starts, so an unreachable address or a cluster without workers fails first, within
+``spec.timeout`` seconds, with a message that says what to do.
+
+- ``sequential``: this process, one run after the other (also ``loky`` with ``n_jobs=1``,
+  and recorded as ``sequential`` then).
+- ``loky`` (default), ``multiprocessing``, ``threading``: joblib's local workers,
+  ``n_jobs`` of them; joblib limits each worker's BLAS and numba threads to its share.
+- ``dask``: a ``dask.distributed`` Client, to ``address`` or, without one, to a
+  LocalCluster of ``n_jobs`` single-threaded worker processes on 127.0.0.1 (``-1``: one
+  per core). The data and the spec are scattered to every worker once (joblib's
+  ``scatter``), and a worker that dies has its runs rescheduled elsewhere by the
+  scheduler; ``n_jobs`` with an address is refused (the cluster's workers decide).
+- ``ray``: ``ray.init(address)`` or a local Ray with ``n_jobs`` CPUs, through
+  ``ray.util.joblib``; the data goes into Ray's object store once.
+
+Each run pins its process's BLAS (threadpoolctl) and numba threads to its worker's share
+of the host's cores — cores ÷ concurrent runs on that host — before it trains
+(:func:`pin_threads`), and reports where it ran and with how many threads.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from urllib.parse import urlsplit
+
+#: Environment variables that set a process's BLAS / OpenMP / numba threads at start-up.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+_PINNED = None          # threads this process was pinned to
+_DATA_CACHE = {}        # ray: object reference → data, fetched once per worker process
+
+
+def cores() -> int:
+    """Cores this process may use (its CPU affinity where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def pin_threads(n: int) -> int:
+    """Limit this process's BLAS and numba threads to ``n``; return the limit in force.
+
+    BLAS through threadpoolctl (when installed: it comes with scikit-learn and with the
+    ``dask`` and ``ray`` extras). numba reads ``NUMBA_NUM_THREADS`` when it is first
+    imported, so that is set if numba is not loaded yet; a process that loaded numba
+    keeps what it has (a worker started by bpnn has the variable set at start-up).
+    """
+    global _PINNED
+    n = max(1, int(n))
+    if _PINNED == n:
+        return n
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - without scikit-learn and the extras
+        pass
+    else:
+        threadpool_limits(limits=n)  # kept: this process runs nothing else
+    _PINNED = n
+    return n
+
+
+def thread_counts() -> dict:
+    """BLAS threads and numba threads in force in this process (None where unknown)."""
+    blas = numba = None
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_info
+
+        blas_pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        blas = max(blas_pools) if blas_pools else None
+    if "numba" in sys.modules:
+        from .._kernels import parallel
+
+        numba = parallel.threads()
+    elif os.environ.get("NUMBA_NUM_THREADS", "").isdigit():
+        numba = int(os.environ["NUMBA_NUM_THREADS"])
+    return {"blas_threads": blas, "numba_threads": numba}
+
+
+def run_task(run: dict, data, spec, threads):
+    """One run on a worker: pin the threads, train, and say where it ran.
+
+    ``threads``: an int, or a dict of worker address → threads (dask), looked up here.
+    """
+    from .runner import run_one
+
+    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    if isinstance(threads, dict):
+        n = None
+        with contextlib.suppress(ImportError, ValueError):
+            from distributed import get_worker
+
+            worker = get_worker()
+            where["worker"] = worker.address
+            n = threads.get(worker.address)
+            if n is None:  # a worker that joined (or restarted) after the study started
+                n = cores() // max(1, getattr(worker, "nthreads", 1))
+        threads = n or 1
+    elif threads == "ray":
+        import ray
+
+        assigned = ray.get_runtime_context().get_assigned_resources().get("CPU") or 1
+        threads = max(1, int(assigned))
+    if threads is not None:
+        pin_threads(threads)
+    data = _fetch(data)
+    result = run_one(run, data, spec)
+    result["placement"] = {**where, **thread_counts()}
+    return result
+
+
+def _fetch(data):
+    """The data itself, or, for a Ray object reference, the data fetched once per process."""
+    if type(data).__name__ == "ObjectRef":
+        key = data.hex()
+        if key not in _DATA_CACHE:
+            import ray
+
+            _DATA_CACHE.clear()
+            _DATA_CACHE[key] = ray.get(data)
+        return _DATA_CACHE[key]
+    return data
+
+
+def _check_reachable(address: str, backend: str, timeout: float, default_port: int) -> None:
+    """Fail within ``timeout`` seconds, in words, when nothing listens at ``address``."""
+    if address == "auto":
+        return
+    text = address if "://" in address else f"tcp://{address}"
+    parts = urlsplit(text)
+    try:
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError:
+        host = port = None
+    if not host:
+        raise ValueError(f"address: got {address!r}; expected HOST:PORT or tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        start = ("`dask scheduler` (then `dask worker ADDRESS` on each machine)" if backend == "dask"
+                 else "`ray start --head`")
+        raise ValueError(f"address: cannot reach the {backend} {'scheduler' if backend == 'dask' else 'cluster'} "
+                         f"at {address!r} within {timeout:g} s ({exc.strerror or exc}); start one with {start}, "
+                         f"or leave --address out to start a local one") from None
+
+
+class Backend:
+    """Runs of a study on one backend (see the module docstring): a context manager
+    whose :meth:`map` yields results in the order they end."""
+
+    def __init__(self, spec, n_runs: int):
+        self.spec = spec
+        self.n_runs = n_runs
+        self.name = spec.backend
+        self.address = None
+        self.n_workers = 1
+        self.threads = None
+        self._stack = contextlib.ExitStack()
+
+    def info(self) -> dict:
+        """What ran, for results.json."""
+        threads = self.threads
+        if isinstance(threads, dict):  # dask: per worker; one number where they agree
+            threads = next(iter(set(threads.values()))) if len(set(threads.values())) == 1 else threads
+        return {"backend": self.name, "backend_requested": self.spec.backend, "address": self.address,
+                "n_workers": self.n_workers, "threads_per_run": threads if threads != "ray" else 1,
+                "n_jobs": self.spec.n_jobs}
+
+    def __enter__(self):
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+
+    # ------------------------------------------------------------------ per backend
+    def _open(self):
+        spec = self.spec
+        n_jobs = spec.n_jobs if spec.n_jobs > 0 else cores()
+        if spec.backend == "dask":
+            self._open_dask(n_jobs)
+        elif spec.backend == "ray":
+            self._open_ray(n_jobs)
+        elif spec.backend == "sequential" or n_jobs == 1 or self.n_runs <= 1:
+            self.name, self.n_workers = "sequential", 1
+        else:
+            self.n_workers = min(n_jobs, self.n_runs)
+            self.threads = max(1, cores() // self.n_workers)
+
+    def _open_dask(self, n_jobs):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ImportError("backend 'dask' needs dask.distributed: pip install 'bpnn[dask]'") from exc
+        spec, timeout = self.spec, self.spec.timeout
+        if spec.address:
+            if spec.n_jobs != -1:
+                raise ValueError(f"n_jobs: got {spec.n_jobs} with address {spec.address!r}; the cluster's workers "
+                                 f"decide how many runs go at once: leave --n-jobs out (or start fewer workers)")
+            _check_reachable(spec.address, "dask", timeout, 8786)
+            try:
+                client = Client(spec.address, timeout=f"{timeout}s", set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"address: cannot connect to the dask scheduler at {spec.address!r} within "
+                                 f"{timeout:g} s ({exc})") from None
+        else:
+            per_worker = str(max(1, cores() // n_jobs))
+            cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, env={v: per_worker for v in THREAD_VARIABLES})
+            self._stack.callback(cluster.close)
+            client = Client(cluster, set_as_default=False)
+        self._stack.callback(client.close)
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (TimeoutError, OSError):
+            raise ValueError(f"address: the dask scheduler at {client.scheduler.address} has no workers after "
+                             f"{timeout:g} s; start some with `dask worker {client.scheduler.address}`") from None
+        self.client = client
+        self.address = client.scheduler.address
+        workers = client.scheduler_info(n_workers=-1)["workers"] if _takes_n_workers(client) \
+            else client.scheduler_info()["workers"]
+        host_cores = client.run(cores)
+        slots = {}
+        for addr, w in workers.items():
+            slots[w["host"]] = slots.get(w["host"], 0) + w["nthreads"]
+        self.threads = {addr: max(1, host_cores.get(addr, 1) // slots[w["host"]]) for addr, w in workers.items()}
+        self.n_workers = len(workers)
+
+    def _open_ray(self, n_jobs):
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError as exc:
+            raise ImportError("backend 'ray' needs ray: pip install 'bpnn[ray]'") from exc
+        spec, timeout = self.spec, self.spec.timeout
+        if spec.address:
+            if spec.n_jobs != -1:
+                raise ValueError(f"n_jobs: got {spec.n_jobs} with address {spec.address!r}; the cluster's CPUs "
+                                 f"decide how many runs go at once: leave --n-jobs out")
+            if not spec.address.startswith("ray://"):
+                _check_reachable(spec.address, "ray", timeout, 6379)
+        if not ray.is_initialized():
+            kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if spec.address:
+                ray.init(address=spec.address, **kwargs)
+            else:
+                env = {v: "1" for v in THREAD_VARIABLES}
+                ray.init(num_cpus=n_jobs, runtime_env={"env_vars": env}, **kwargs)
+            self._stack.callback(ray.shutdown)
+        deadline = time.monotonic() + timeout
+        while not ray.cluster_resources().get("CPU"):
+            if time.monotonic() > deadline:
+                raise ValueError(f"address: the ray cluster at {spec.address or 'this machine'} has no CPUs "
+                                 f"(no workers) after {timeout:g} s; start some with `ray start --address=...`")
+            time.sleep(0.2)
+        register_ray()
+        self.address = spec.address or ray.get_runtime_context().gcs_address
+        self.n_workers = int(ray.cluster_resources().get("CPU", 0))
+        self.threads = "ray"
+
+    # ------------------------------------------------------------------ running
+    def map(self, runs: list, data, spec):
+        """Yield the result of every run, each as soon as it ends."""
+        if self.name == "sequential":
+            for run in runs:
+                yield run_task(run, data, spec, None)
+            return
+        import joblib
+
+        if self.name == "dask":
+            with joblib.parallel_config(backend="dask", client=self.client, scatter=[data, spec],
+                                        wait_for_workers_timeout=self.spec.timeout):
+                parallel = joblib.Parallel(batch_size=1, pre_dispatch="all", return_as="generator_unordered")
+                yield from parallel(joblib.delayed(run_task)(run, data, spec, self.threads) for run in runs)
+        elif self.name == "ray":
+            import ray
+
+            ref = ray.put(data)
+            with joblib.parallel_config(backend="ray"):
+                parallel = joblib.Parallel(n_jobs=-1, batch_size=1)
+                chunk = max(1, 2 * self.n_workers)
+                for i in range(0, len(runs), chunk):  # ray's pool cannot stream: chunks of runs
+                    yield from parallel(joblib.delayed(run_task)(run, ref, spec, "ray") for run in runs[i:i + chunk])
+        else:
+            with joblib.parallel_config(backend=self.name, n_jobs=self.n_workers):
+                parallel = joblib.Parallel(return_as="generator_unordered")
+                yield from parallel(joblib.delayed(run_task)(run, data, spec, None) for run in runs)
+
+
+def _takes_n_workers(client) -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def open_backend(spec, n_runs: int) -> Backend:
+    """The backend of ``spec`` for ``n_runs`` runs (enter it to connect)."""
+    return Backend(spec, n_runs)
