@@ -109,9 +109,11 @@ def _compare_spec(args):
 
     spec = StudySpec.from_toml(args.config) if args.config else StudySpec()
     seeds = args.seeds
-    if seeds is None and args.n_seeds is not None:
+    if args.n_seeds is not None:
         if args.n_seeds < 1:
             raise ValueError(f"--n-seeds: got {args.n_seeds}; expected a positive number of seeds (0..N-1 are run)")
+        if seeds is not None:
+            raise ValueError(f"--n-seeds: got {args.n_seeds} with --seeds {' '.join(map(str, seeds))}; give one")
         seeds = list(range(args.n_seeds))
     batch = args.batch_size
     if batch is not None and batch.isdigit():

@@ -20,6 +20,7 @@ the study ends; after a crash, remove it by hand.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -37,9 +38,19 @@ except ImportError:  # pragma: no cover - Windows
 LOCK = "study.lock"
 CONFIG = "config.toml"
 RUNS = "runs"
-#: What marks a folder as a study's: another study must not write into it unless resuming.
-STUDY_FILES = (CONFIG, "results.json", RUNS)
+#: What marks a folder as a study's (besides run files in runs/): another study must not
+#: write into it unless resuming.
+STUDY_FILES = (CONFIG, "results.json")
 _RUN_FILE = re.compile(r"^run-(\d+)\.json$")
+#: Spec fields that say how and where a study runs, not what it computes.
+EXECUTION_FIELDS = ("name", "n_jobs", "backend", "address", "timeout", "out")
+
+
+def fingerprint(spec) -> str:
+    """A digest of what the study computes (the spec less :data:`EXECUTION_FIELDS`): a
+    run file carries it, so a resume never mixes in runs of a different study."""
+    d = {k: v for k, v in spec.to_dict().items() if k not in EXECUTION_FIELDS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class FolderLockedError(OSError):
@@ -51,7 +62,11 @@ def run_file_name(index: int) -> str:
 
 
 def is_study_folder(path) -> bool:
-    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, f)) for f in STUDY_FILES)
+    if not os.path.isdir(path):
+        return False
+    runs = os.path.join(path, RUNS)
+    return (any(os.path.exists(os.path.join(path, f)) for f in STUDY_FILES)
+            or (os.path.isdir(runs) and any(_RUN_FILE.match(n) for n in os.listdir(runs))))
 
 
 def check_folder(path, resume: bool = False) -> str:
@@ -160,14 +175,16 @@ class RunFolder:
     def write_config(self, spec) -> None:
         write_text_atomic(self.file(CONFIG), spec.to_toml())
 
-    def write_run(self, result: dict) -> None:
-        """Write one finished run (atomically) under its index."""
+    def write_run(self, result: dict, spec) -> None:
+        """Write one finished run (atomically) under its index, with the study's :func:`fingerprint`."""
         path = os.path.join(self.file(RUNS), run_file_name(result["run"]["index"]))
-        write_text_atomic(path, json.dumps(result, separators=(",", ":"), allow_nan=False))
+        write_text_atomic(path, json.dumps({"study": fingerprint(spec), "result": result}, separators=(",", ":"),
+                                           allow_nan=False))
 
-    def read_runs(self, runs: list) -> dict:
-        """index → result of every run on disk; a file that is not one of ``runs`` is an error."""
-        by_index = {r["index"]: r for r in runs}
+    def read_runs(self, spec) -> dict:
+        """index → result of every run on disk; a file of another study is an error."""
+        by_index = {r["index"]: r for r in spec.runs()}
+        study = fingerprint(spec)
         done = {}
         folder = self.file(RUNS)
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
@@ -177,11 +194,13 @@ class RunFolder:
             path = os.path.join(folder, name)
             try:
                 with open(path, encoding="utf-8") as f:
-                    result = json.load(f)
+                    record = json.load(f)
             except (OSError, ValueError) as exc:
                 raise ValueError(f"resume: {path} cannot be read ({exc})") from None
             index = int(m.group(1))
-            if not isinstance(result, dict) or by_index.get(index) != result.get("run"):
+            result = record.get("result") if isinstance(record, dict) else None
+            if (record.get("study") != study or not isinstance(result, dict)
+                    or by_index.get(index) != result.get("run")):
                 raise ValueError(f"resume: {path} is not run {index} of the study in {self.file(CONFIG)}; "
                                  f"was the configuration changed?")
             done[index] = result

@@ -130,7 +130,7 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
     runs = spec.runs()
     with folder if folder is not None else _nothing():
         try:
-            done = folder.read_runs(runs) if folder is not None else {}
+            done = folder.read_runs(spec) if folder is not None else {}
             todo = [r for r in runs if r["index"] not in done]
             executor = open_backend(spec, len(todo))
             executor.__enter__()
@@ -146,7 +146,7 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
                 announce(spec, executor.info(), len(todo))
             for result in _progress(executor.map(todo, data, spec), len(runs), len(done), progress):
                 if folder is not None:
-                    folder.write_run(result)
+                    folder.write_run(result, spec)
                 done[result["run"]["index"]] = result
         results = [done[r["index"]] for r in runs]
         meta = {"bpnn_version": __version__,
