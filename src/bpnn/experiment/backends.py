@@ -134,7 +134,7 @@ def _fetch(data):
 
 
 def _check_reachable(address: str, backend: str, timeout: float, default_port: int) -> None:
-    """Fail within ``timeout`` seconds, in words, when nothing listens at ``address``."""
+    """Fail after ``timeout`` seconds, in words, when nothing listens at ``address``."""
     if address == "auto":
         return
     text = address if "://" in address else f"tcp://{address}"
@@ -145,15 +145,21 @@ def _check_reachable(address: str, backend: str, timeout: float, default_port: i
         host = port = None
     if not host:
         raise ValueError(f"address: got {address!r}; expected HOST:PORT or tcp://HOST:PORT")
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        start = ("`dask scheduler` (then `dask worker ADDRESS` on each machine)" if backend == "dask"
-                 else "`ray start --head`")
-        raise ValueError(f"address: cannot reach the {backend} {'scheduler' if backend == 'dask' else 'cluster'} "
-                         f"at {address!r} within {timeout:g} s ({exc.strerror or exc}); start one with {start}, "
-                         f"or leave --address out to start a local one") from None
+    deadline = time.monotonic() + timeout
+    while True:  # a scheduler that is still starting refuses connections: try until the deadline
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())):
+                return
+        except OSError as exc:
+            if time.monotonic() + 0.25 >= deadline:
+                reason = exc.strerror or exc
+                break
+        time.sleep(0.25)
+    start = ("`dask scheduler` (then `dask worker ADDRESS` on each machine)" if backend == "dask"
+             else "`ray start --head`")
+    raise ValueError(f"address: cannot reach the {backend} {'scheduler' if backend == 'dask' else 'cluster'} "
+                     f"at {address!r} within {timeout:g} s ({reason}); start one with {start}, "
+                     f"or leave --address out to start a local one")
 
 
 class Backend:
@@ -172,6 +178,9 @@ class Backend:
     def info(self) -> dict:
         """What ran, for results.json."""
         threads = self.threads
+        if self.name == "dask":  # workers may have joined or left since the start
+            with contextlib.suppress(Exception):
+                self.n_workers = len(self.client.scheduler_info(**_all_workers(self.client))["workers"])
         if isinstance(threads, dict):  # dask: per worker; one number where they agree
             threads = next(iter(set(threads.values()))) if len(set(threads.values())) == 1 else threads
         return {"backend": self.name, "backend_requested": self.spec.backend, "address": self.address,
@@ -233,8 +242,7 @@ class Backend:
                              f"{timeout:g} s; start some with `dask worker {client.scheduler.address}`") from None
         self.client = client
         self.address = client.scheduler.address
-        workers = client.scheduler_info(n_workers=-1)["workers"] if _takes_n_workers(client) \
-            else client.scheduler_info()["workers"]
+        workers = client.scheduler_info(**_all_workers(client))["workers"]
         host_cores = client.run(cores)
         slots = {}
         for addr, w in workers.items():
@@ -303,10 +311,11 @@ class Backend:
                 yield from parallel(joblib.delayed(run_task)(run, data, spec, None) for run in runs)
 
 
-def _takes_n_workers(client) -> bool:
+def _all_workers(client) -> dict:
+    """The argument that makes ``Client.scheduler_info`` list every worker (newer dask lists 5)."""
     import inspect
 
-    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    return {"n_workers": -1} if "n_workers" in inspect.signature(client.scheduler_info).parameters else {}
 
 
 def open_backend(spec, n_runs: int) -> Backend:

@@ -149,11 +149,14 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
                     folder.write_run(result, spec)
                 done[result["run"]["index"]] = result
         results = [done[r["index"]] for r in runs]
+        fresh = [done[r["index"]].get("placement") or {} for r in todo]
         meta = {"bpnn_version": __version__,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                 "seconds": time.perf_counter() - t0, "n_runs": len(runs), "runs_resumed": len(runs) - len(todo),
                 "data": data.summary(), "python": platform.python_version(), "numpy": np.__version__,
-                "platform": platform.platform(), "cpu_count": os.cpu_count(), **executor.info()}
+                "platform": platform.platform(), "cpu_count": os.cpu_count(), **executor.info(),
+                # processes that ran this session's runs
+                "workers_used": len({(p.get("host"), p.get("pid")) for p in fresh})}
         result = StudyResult(spec, results, meta)
         if folder is not None:
             result.save(folder.path)
