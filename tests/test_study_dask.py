@@ -42,7 +42,7 @@ def tiny(**kw):
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as c, distributed.Client(c, set_as_default=False) as client:
+                                  dashboard_address=":0") as c, distributed.Client(c, set_as_default=False) as client:
         yield c, client
 
 
@@ -116,7 +116,7 @@ def test_without_an_address_a_local_cluster_of_n_jobs_workers_is_started(tmp_pat
 
 
 def test_a_cluster_without_workers_fails_within_the_timeout(tmp_path):
-    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as empty:
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as empty:
         started = time.monotonic()
         with pytest.raises(ValueError, match=r"has no workers after 1 s; start some with `dask worker tcp://"):
             run_study(tiny(), progress=False, backend="dask", address=empty.scheduler_address, n_jobs=-1, timeout=1.0,

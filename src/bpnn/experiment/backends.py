@@ -16,7 +16,9 @@ starts, so an unreachable address or a cluster without workers fails first, with
   ``scatter``), and a worker that dies has its runs rescheduled elsewhere by the
   scheduler; ``n_jobs`` with an address is refused (the cluster's workers decide).
 - ``ray``: ``ray.init(address)`` or a local Ray with ``n_jobs`` CPUs, through
-  ``ray.util.joblib``; the data goes into Ray's object store once.
+  ``ray.util.joblib``; the data goes into Ray's object store once. Ray's pool hands
+  results back in chunks of 2 × workers runs; a worker that dies takes its pool down,
+  and the chunk's runs go again on a fresh pool (up to :data:`RAY_RETRIES` times).
 
 Each run pins its process's BLAS (threadpoolctl) and numba threads to its worker's share
 of the host's cores — cores ÷ concurrent runs on that host — before it trains
@@ -35,6 +37,8 @@ from urllib.parse import urlsplit
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 
+#: Ray: how many times a chunk of runs goes again after a worker died under it.
+RAY_RETRIES = 3
 _PINNED = None          # threads this process was pinned to
 _DATA_CACHE = {}        # ray: object reference → data, fetched once per worker process
 
@@ -231,7 +235,7 @@ class Backend:
         else:
             per_worker = str(max(1, cores() // n_jobs))
             cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, env={v: per_worker for v in THREAD_VARIABLES})
+                                   dashboard_address=":0", env={v: per_worker for v in THREAD_VARIABLES})
             self._stack.callback(cluster.close)
             client = Client(cluster, set_as_default=False)
         self._stack.callback(client.close)
@@ -300,11 +304,22 @@ class Backend:
             import ray
 
             ref = ray.put(data)
-            with joblib.parallel_config(backend="ray"):
-                parallel = joblib.Parallel(n_jobs=-1, batch_size=1)
-                chunk = max(1, 2 * self.n_workers)
-                for i in range(0, len(runs), chunk):  # ray's pool cannot stream: chunks of runs
-                    yield from parallel(joblib.delayed(run_task)(run, ref, spec, "ray") for run in runs[i:i + chunk])
+            # Ray's joblib backend cannot stream results: chunks of runs, on one pool of workers
+            # kept while it lives (Parallel as a context manager). A worker that dies takes its
+            # pool down: the chunk's runs (none recorded yet) go again on a fresh pool.
+            chunk = max(1, 2 * self.n_workers)
+            pending, deaths = list(runs), 0
+            while pending:
+                try:
+                    with joblib.parallel_config(backend="ray"), joblib.Parallel(n_jobs=-1, batch_size=1) as parallel:
+                        while pending:
+                            part = parallel(joblib.delayed(run_task)(run, ref, spec, "ray") for run in pending[:chunk])
+                            pending = pending[chunk:]
+                            yield from part
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                    deaths += 1
+                    if deaths > RAY_RETRIES:
+                        raise
         else:
             with joblib.parallel_config(backend=self.name, n_jobs=self.n_workers):
                 parallel = joblib.Parallel(return_as="generator_unordered")

@@ -1,0 +1,64 @@
+"""`bpnn compare` on a local Ray (2 CPUs), started and shut down here."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
+ray = pytest.importorskip("ray", reason="the ray backend needs bpnn[ray] (ray's wheel did not install here)")
+
+from bpnn.experiment import StudySpec, run_study  # noqa: E402
+from bpnn.experiment.results import outcome  # noqa: E402
+
+
+def tiny(**kw):
+    base = dict(inits=["he_normal", "zeros"], seeds=[0, 1, 2, 3], epochs=2, hidden=[16], max_samples=300, n_jobs=2)
+    base.update(kw)
+    return StudySpec(**base)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_runs_on_ray_equal_the_local_runs(local_ray, tmp_path):
+    local = run_study(tiny(backend="sequential"), progress=False)
+    result = run_study(tiny(), progress=False, backend="ray", out=tmp_path / "run")
+    assert [outcome(r) for r in result.runs] == [outcome(r) for r in local.runs]
+    assert result.meta["backend"] == "ray" and result.meta["n_workers"] == 2
+    assert os.getpid() not in {r["placement"]["pid"] for r in result.runs}
+    assert all(r["placement"]["blas_threads"] in (None, 1) for r in result.runs)
+
+
+def test_a_ray_worker_killed_mid_study_leaves_every_run_exactly_once(local_ray, tmp_path):
+    out = tmp_path / "run"
+    state = {}
+
+    def kill_a_worker():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = out / "runs"
+            names = sorted(n for n in os.listdir(runs) if n.startswith("run-")) if runs.is_dir() else []
+            if names:
+                first = json.loads((runs / names[0]).read_text())["result"]
+                state["pid"], state["done_at_kill"] = first["placement"]["pid"], len(names)
+                os.kill(state["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.005)
+
+    spec = tiny(epochs=4, hidden=[32, 32], seeds=[0, 1, 2, 3, 4, 5])
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    result = run_study(spec, progress=False, backend="ray", out=out)
+    killer.join()
+    assert state["done_at_kill"] < len(result.runs)
+    assert [r["run"]["index"] for r in result.runs] == list(range(12))
+    assert sorted(os.listdir(out / "runs")) == [f"run-{i:06d}.json" for i in range(12)]
+    local = run_study(spec.replace(backend="sequential"), progress=False)
+    assert [outcome(r) for r in result.runs] == [outcome(r) for r in local.runs]
