@@ -288,3 +288,37 @@ def inside(group):
     fig.suptitle(f"{text(group.label)} — seed {run['run']['seed']}; line colour: depth (dark = input side)",
                  fontsize=10)
     return (f"Weight histograms over time and per-layer statistics over training for {group.label}", _png(fig))
+
+
+def search_scores(groups, task: str, names):
+    """A random search: each trial's score (mean over seeds, bar = std) against each sampled
+    hyperparameter on a log axis; the best trial ringed."""
+    plt = require_matplotlib()
+    cls = task == "classification"
+    what = "test_accuracy" if cls else "test_loss"
+    points = []
+    for g in groups:
+        s = g.stat(what)
+        if s["mean"] is None:
+            continue
+        run = g.runs[0]["run"]
+        points.append(([run.get(n) for n in names], s["mean"], s["std"] or 0.0))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.6), squeeze=False)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.86, wspace=0.25)
+    scale = 100 if cls else 1
+    best = (max if cls else min)(points, key=lambda p: p[1]) if points else None
+    for ax, (i, name) in zip(axes[0], enumerate(names)):
+        x = [p[0][i] for p in points]
+        y = [scale * p[1] for p in points]
+        e = [scale * p[2] for p in points]
+        ax.errorbar(x, y, yerr=e, fmt="o", ms=4, color="#1f3a5f", ecolor="#9fb3c8", lw=1, capsize=2)
+        if best is not None:
+            ax.plot([best[0][i]], [scale * best[1]], "o", ms=11, mfc="none", mec="#b42318", mew=1.6,
+                    label="best trial")
+            ax.legend(fontsize=8, loc="best")
+        ax.set_xscale("log")
+        ax.set_xlabel(text(name.replace("_", " ")))
+        ax.set_ylabel("held-out accuracy (%)" if cls else "held-out loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Score of each trial (mean ± std over seeds) against the sampled hyperparameters", fontsize=11)
+    return "Score of each random-search trial against each sampled hyperparameter", _png(fig)

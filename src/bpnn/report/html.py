@@ -154,6 +154,38 @@ def runs_table(result) -> str:
     return _table(head, rows)
 
 
+def search_section(result, figs) -> str:
+    """A random search: the trials ranked, their sampled values, and the score plotted
+    against each sampled hyperparameter."""
+    spec = result.spec
+    cls = result.task == "classification"
+    sampled = spec.sampled()
+    shown = [f for f in ("init", "optimizer", "activation", "depth") if f in spec.varying()]
+    if "lr" not in sampled and "lr" in spec.varying():
+        shown.append("lr")
+    rows = []
+    for rank, g in enumerate(result.ranked(), 1):
+        run = g.runs[0]["run"]
+        s = g.stat("test_accuracy" if cls else "test_loss")
+        cells = [(esc(rank), True), (esc(run.get("trial")), True)]
+        cells += [(esc(f"{run[n]:.3g}"), True) for n in sampled]
+        cells += [(esc(g.factors.get(f)), False) for f in shown]
+        cells += [(esc(mean_std(s["mean"], s["std"], pct=cls)), True),
+                  (esc(sum(1 for r in g.runs if not r.get("error"))), True)]
+        rows.append(cells)
+    head = ["#", "trial", *[n.replace("_", " ") for n in sampled], *shown,
+            "held-out accuracy, mean ± std" if cls else "held-out loss, mean ± std", "seeds"]
+    ranges = "; ".join(f"{n.replace('_', ' ')} log-uniform in [{lo:g}, {hi:g})"
+                       for n, (lo, hi) in (("lr", spec.lr_range), ("weight_decay", spec.weight_decay_range))
+                       if n in sampled)
+    parts = [f"<p>{esc(spec.n_trials)} trials drawn with seed {esc(spec.search_seed)}"
+             + (f": {esc(ranges)}" if ranges else "") + f", each run over {len(spec.seeds)} seed(s). "
+             "Best trial first.</p>", _table(head, rows, ["best"] + [""] * (len(rows) - 1))]
+    if figs.get("search"):
+        parts.append(_img(*figs["search"]))
+    return "\n".join(parts)
+
+
 def data_section(result) -> str:
     d = result.meta.get("data", {})
     rows = [("data", d.get("description", "")), ("task", d.get("task", "")),
@@ -188,7 +220,9 @@ def render(result, figs: dict | None = None, n_jobs: int = 1) -> str:
         f"<p>{esc(meta.get('data', {}).get('description', spec.data))} · {esc(arch)} · "
         f"started {esc(meta.get('started', ''))}</p>",
         "</header>",
-        '<nav><a href="#results">results</a><a href="#health">health</a><a href="#curves">curves</a>'
+        '<nav><a href="#results">results</a>'
+        + ('<a href="#search">random search</a>' if spec.search == "random" else "")
+        + '<a href="#health">health</a><a href="#curves">curves</a>'
         + ('<a href="#curvature">curvature</a>' if figs.get("curvature") else "") +
         '<a href="#depth">over depth</a><a href="#inside">inside training</a><a href="#runs">all runs</a>'
         '<a href="#data">data</a><a href="#config">configuration</a></nav>',
@@ -199,6 +233,8 @@ def render(result, figs: dict | None = None, n_jobs: int = 1) -> str:
            if result.task == "classification" else "and the best seed. ")
         + "Best configuration first.</p>",
         results_table(result), "</section>",
+        *(['<section id="search"><h2>Random search: trials ranked</h2>', search_section(result, figs), "</section>"]
+          if spec.search == "random" else []),
         '<section id="health"><h2>Health verdicts</h2>',
         "<p>What the per-layer statistics say about each configuration, in plain words, naming the layer "
         "(as <code>model.layers[i]</code>) and the epoch (0 = initialization).</p>",
@@ -252,6 +288,8 @@ def make_figures(result, n_jobs: int = 1) -> dict:
     tasks = [("curves", figures.curves, (groups, result.task)), ("depth", figures.depth, (groups,))]
     if figures.has_curvature(groups):
         tasks.append(("curvature", figures.curvature, (groups,)))
+    if result.spec.sampled():
+        tasks.append(("search", figures.search_scores, (groups, result.task, result.spec.sampled())))
     tasks += [(("inside", g.label), figures.inside, (g,)) for g in groups]
     outputs = None
     if n_jobs != 1 and len(tasks) > 2:
