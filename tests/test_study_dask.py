@@ -101,16 +101,17 @@ def test_a_worker_killed_mid_study_leaves_every_run_exactly_once(cluster, local,
 
 
 def test_without_an_address_a_local_cluster_of_n_jobs_workers_is_started(tmp_path, capsys, local):
+    """--n-jobs 1 does not fall back to this process: the backend asked for is the one that runs."""
     out = tmp_path / "run"
     assert cli.main(["compare", "--inits", "he_normal", "zeros", "--seeds", "0", "1", "2", "3", "--epochs", "2",
-                     "--hidden", "16", "--max-samples", "300", "--backend", "dask", "--n-jobs", "2", "--out",
+                     "--hidden", "16", "--max-samples", "300", "--backend", "dask", "--n-jobs", "1", "--out",
                      str(out), "--quiet", "--no-report"]) == 0
     err = capsys.readouterr().err
-    assert "dask at tcp://127.0.0.1:" in err and "2 workers" in err
+    assert "dask at tcp://127.0.0.1:" in err and "1 worker;" in err
     from bpnn.experiment import StudyResult
 
     saved = StudyResult.load(out)
-    assert saved.meta["backend"] == "dask" and saved.meta["n_workers"] == 2
+    assert saved.meta["backend"] == "dask" and saved.meta["n_workers"] == 1 and saved.meta["workers_used"] == 1
     assert saved.meta["address"].startswith("tcp://127.0.0.1:")
     assert len({r["placement"]["pid"] for r in saved.runs} - {os.getpid()}) >= 1  # not in this process
 

@@ -62,3 +62,16 @@ def test_a_ray_worker_killed_mid_study_leaves_every_run_exactly_once(local_ray, 
     assert sorted(os.listdir(out / "runs")) == [f"run-{i:06d}.json" for i in range(12)]
     local = run_study(spec.replace(backend="sequential"), progress=False)
     assert [outcome(r) for r in result.runs] == [outcome(r) for r in local.runs]
+
+
+def test_an_unreachable_ray_address_fails_within_the_timeout(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"cannot reach the ray cluster at '127.0.0.1:{port}' within 1 s"):
+        run_study(tiny(n_jobs=-1), progress=False, backend="ray", address=f"127.0.0.1:{port}", timeout=1.0,
+                  out=tmp_path / "run")
+    assert time.monotonic() - started < 10 and not (tmp_path / "run").exists()
