@@ -3,11 +3,11 @@
     PYTHONPATH=src python benchmarks/study_kill_resume.py               # 20 kills
     PYTHONPATH=src python benchmarks/study_kill_resume.py --kills 5 --seed 3 --backend loky --n-jobs 2
 
-``bpnn compare`` runs in a child process on a small study (digits, tiny MLPs, two epochs
-per run); the parent kills it with SIGKILL at a random moment — while Python starts,
-while the data loads, between runs, in the middle of writing a run — and starts it again
-with ``--resume RUN_DIR``, until ``--kills`` kills have landed; then it lets the study
-finish. The same study runs once more, uninterrupted, into another folder. It prints
+``bpnn compare`` runs in a child process on a small study (digits, 120 runs of tiny MLPs,
+two epochs each); the parent kills it with SIGKILL at a random moment — while Python
+starts, while the data loads, between runs, in a run, in the middle of writing a run
+file (see :func:`kill_and_resume`) — and starts it again with ``--resume RUN_DIR``, until
+``--kills`` kills have landed; then it lets the study finish. The same study runs once more, uninterrupted, into another folder. It prints
 and checks:
 
 - duplicate runs: run indexes recorded more than once (in ``runs/`` and in results.json);
@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -34,8 +35,8 @@ import time
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 STUDY = ["--inits", "he_normal", "xavier_uniform", "zeros", "lecun_normal", "--n-seeds", "5",
-         "--lrs", "0.01", "0.05", "--hidden", "16", "--epochs", "2", "--batch-size", "64", "--max-samples", "400", "--no-report",
-         "--quiet"]
+         "--lrs", "0.01", "0.03", "0.1", "--depths", "1", "2", "--width", "16", "--epochs", "2", "--batch-size", "64",
+         "--max-samples", "400", "--no-report", "--quiet"]
 
 
 def compare_command(args) -> list:
@@ -48,34 +49,80 @@ def _env():
     return env
 
 
-def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_delay: float = 3.0,
+def _wait_for_start(proc, timeout: float) -> bool:
+    """Wait until the child says its runs start (its first line on stderr); False if it
+    ended or said nothing within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stderr.readline() if ready else b""
+        if not line:
+            return False
+        if line.startswith(b"bpnn compare: "):
+            return True
+
+
+def _count_runs(out: str) -> int:
+    runs = os.path.join(out, "runs")
+    return sum(n.startswith("run-") for n in os.listdir(runs)) if os.path.isdir(runs) else 0
+
+
+def _wait_for_runs(proc, out: str, n: int, timeout: float) -> bool:
+    """Wait until ``out`` holds ``n`` run files; False if the child ended first."""
+    deadline = time.monotonic() + timeout
+    while _count_runs(out) < n:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_delay: float = 0.3,
                     execution: list = ()) -> dict:
-    """Run ``bpnn compare STUDY --out OUT``, SIGKILL it ``kills`` times at random moments
-    (uniform in [0, max_delay) s after each start), resume with ``--resume OUT`` after
-    each kill, and let the last one finish (a study that ends before its kill ends the
-    loop). Returns the starts, the kills that landed and the runs on disk at each kill."""
+    """Run ``bpnn compare STUDY --out OUT``, SIGKILL it ``kills`` times at random moments,
+    resume with ``--resume OUT`` after each kill, and let the last one finish (a study that
+    ends before its kill ends the loop). Where a kill lands is drawn for each start:
+
+    - 1 in 5: uniformly within the first second (Python starting, the data loading, the
+      folder being locked);
+    - 1 in 5: uniformly within ``max_delay`` s after the child announces its first run
+      (the first run, which also loads the compiled kernels);
+    - otherwise: uniformly within ``max_delay`` s after the child has written 1 to 4 new
+      run files (between runs, in a run, while a run file is written).
+
+    Returns the starts, the kills that landed and the runs on disk at each kill."""
     env = _env()
     landed = starts = 0
     on_disk = []
     first = True
     while True:
         args = [*study, "--out", out] if first else ["--resume", out, "--quiet", "--no-report"]
+        before = _count_runs(out)
         proc = subprocess.Popen(compare_command([*args, *execution]), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         starts += 1
         if landed < kills:
+            where = rng.random()
+            if where < 0.2:
+                delay = rng.uniform(0, 1.0)
+            else:
+                delay = rng.uniform(0, max_delay)
+                reached = _wait_for_start(proc, 120)
+                if reached and where >= 0.4:
+                    reached = _wait_for_runs(proc, out, before + rng.randint(1, 4), 120)
+                if not reached:
+                    delay = 0.0  # it ended: fall through to its exit status
             try:
-                proc.wait(timeout=rng.uniform(0, max_delay))
+                proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                proc.stderr.close()
                 landed += 1
-                runs = os.path.join(out, "runs")
-                on_disk.append(sum(n.startswith("run-") for n in os.listdir(runs)) if os.path.isdir(runs) else 0)
+                on_disk.append(_count_runs(out))
                 first = first and not os.path.exists(os.path.join(out, "config.toml"))
                 continue
-        else:
-            proc.wait()
+        proc.wait()
         err = proc.stderr.read().decode()
         proc.stderr.close()
         if proc.returncode != 0:
@@ -116,7 +163,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    parser.add_argument("--max-delay", type=float, default=2.0, help="kill within this many seconds of a start")
+    parser.add_argument("--max-delay", type=float, default=0.3,
+                        help="kill within this many seconds of the moment drawn (see kill_and_resume)")
     parser.add_argument("--backend", default="sequential")
     parser.add_argument("--n-jobs", type=int, default=1)
     args = parser.parse_args(argv)
