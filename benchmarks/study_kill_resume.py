@@ -22,6 +22,7 @@ suite runs it with a few kills.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -99,7 +100,7 @@ def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_d
         args = [*study, "--out", out] if first else ["--resume", out, "--quiet", "--no-report"]
         before = _count_runs(out)
         proc = subprocess.Popen(compare_command([*args, *execution]), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, start_new_session=True)
         starts += 1
         if landed < kills:
             where = rng.random()
@@ -118,6 +119,10 @@ def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_d
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 proc.stderr.close()
+                # Its worker processes (loky's wait for work until their idle timeout) go too, after it:
+                # the kill itself hit the study's process alone.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 landed += 1
                 on_disk.append(_count_runs(out))
                 first = first and not os.path.exists(os.path.join(out, "config.toml"))

@@ -200,3 +200,14 @@ def test_concurrent_saves_of_one_folder_do_not_fail(tmp_path):
     assert errors == []
     assert StudyResult.load(tmp_path).runs == result.runs
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_the_progress_bar_counts_the_runs_resumed_ones_included(tmp_path, capsys):
+    out = tmp_path / "run"
+    run_study(tiny(), progress=True, out=out)
+    first = capsys.readouterr().err
+    assert "bpnn compare" in first and "4/4" in first
+    (out / "runs" / "run-000003.json").unlink()
+    run_study(None, progress=True, out=out, resume=True)
+    again = capsys.readouterr().err
+    assert "3/4" in again and "4/4" in again and "0/4" not in again
