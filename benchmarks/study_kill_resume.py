@@ -7,8 +7,8 @@
 two epochs each); the parent kills it with SIGKILL at a random moment — while Python
 starts, while the data loads, between runs, in a run, in the middle of writing a run
 file (see :func:`kill_and_resume`) — and starts it again with ``--resume RUN_DIR``, until
-``--kills`` kills have landed; then it lets the study finish. The same study runs once more, uninterrupted, into another folder. It prints
-and checks:
+``--kills`` kills have landed; then it lets the study finish. The same study runs once
+more, uninterrupted, into another folder. It prints and checks:
 
 - duplicate runs: run indexes recorded more than once (in ``runs/`` and in results.json);
 - missing runs: run indexes of the study with no record;

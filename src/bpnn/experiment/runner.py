@@ -97,9 +97,9 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
     ``results.csv`` and ``summary.csv`` are built from the folder at the end;
     ``finish(result)`` (e.g. writing the report) is called while the folder is still
     locked. ``announce(spec, backend info, runs to do)`` is called once the backend is
-    ready, before the first run. ``resume=True`` continues the study of that folder: its ``config.toml``
-    gives the spec (``spec`` may be None; only the backend, address, n_jobs and timeout
-    given here change), and only the runs without a file run.
+    ready, before the first run. ``resume=True`` continues the study of that folder: its
+    ``config.toml`` gives the spec (``spec`` may be None; only the backend, address,
+    n_jobs and timeout given here change), and only the runs without a file run.
 
     Everything that can be refused is refused before the first run: the spec, the
     folder, the data (a one-class CSV) and the backend (an unreachable address, a
@@ -148,13 +148,14 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
                 if folder is not None:
                     folder.write_run(result, spec)
                 done[result["run"]["index"]] = result
+            info = executor.info()  # while connected: the workers at the end of the study
         results = [done[r["index"]] for r in runs]
         fresh = [done[r["index"]].get("placement") or {} for r in todo]
         meta = {"bpnn_version": __version__,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                 "seconds": time.perf_counter() - t0, "n_runs": len(runs), "runs_resumed": len(runs) - len(todo),
                 "data": data.summary(), "python": platform.python_version(), "numpy": np.__version__,
-                "platform": platform.platform(), "cpu_count": os.cpu_count(), **executor.info(),
+                "platform": platform.platform(), "cpu_count": os.cpu_count(), **info,
                 # processes that ran this session's runs
                 "workers_used": len({(p.get("host"), p.get("pid")) for p in fresh})}
         result = StudyResult(spec, results, meta)
