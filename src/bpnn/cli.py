@@ -214,8 +214,10 @@ def _add_compare_parsers(sub) -> None:
     compare = sub.add_parser(
         "compare", help="compare initializations (and optimizers, activations, depths, lrs) over seeds; "
                         "write an HTML report",
-        description="Run a study over inits × optimizers × activations × depths × lrs × seeds and write "
-                    "report.html, results.csv, results.json and config.toml into the output directory. "
+        description="Run a study over inits × optimizers × activations × depths × lrs × seeds (or a random "
+                    "search) and write report.html, results.csv, summary.csv, results.json and config.toml "
+                    "into the output folder, with runs/ holding each run the moment it ends (--resume "
+                    "continues a study that was stopped). "
                     "Without arguments: the built-in initialization study on scikit-learn's digits "
                     "(zeros, small_normal, xavier_uniform, he_normal, lecun_normal, orthogonal, lsuv; "
                     "10 hidden ReLU layers of 64; SGD momentum 0.9, lr 0.01; 3 seeds; 20 epochs). "

@@ -1,10 +1,14 @@
 """Where the runs of a study execute: this process, local processes, a Dask or a Ray cluster.
 
-Every backend goes through joblib (bpnn writes no scheduler of its own) and hands back
-each run's result the moment it ends, so the run folder records it at once and the
-progress bar moves on every backend. :func:`open_backend` connects before the first run
-starts, so an unreachable address or a cluster without workers fails first, within
-``spec.timeout`` seconds, with a message that says what to do.
+bpnn writes no scheduler of its own: local processes go through joblib, a cluster through
+its own client (Dask's ``Client.submit``, Ray's remote tasks), each of which hands back a
+run's result the moment it ends, so the run folder records it at once and the progress
+bar moves on every backend. (Not through joblib's Dask and Ray backends: joblib runs a
+backend of one worker in the calling process, so ``--backend dask --n-jobs 1`` would
+quietly run here, and Ray's joblib pool can neither stream results nor survive a worker's
+death.) :func:`open_backend` connects before the first run starts, so an unreachable
+address or a cluster without workers fails first, within ``spec.timeout`` seconds, with
+a message that says what to do.
 
 - ``sequential``: this process, one run after the other (also ``loky`` with ``n_jobs=1``,
   and recorded as ``sequential`` then).
@@ -12,13 +16,14 @@ starts, so an unreachable address or a cluster without workers fails first, with
   ``n_jobs`` of them; joblib limits each worker's BLAS and numba threads to its share.
 - ``dask``: a ``dask.distributed`` Client, to ``address`` or, without one, to a
   LocalCluster of ``n_jobs`` single-threaded worker processes on 127.0.0.1 (``-1``: one
-  per core). The data and the spec are scattered to every worker once (joblib's
-  ``scatter``), and a worker that dies has its runs rescheduled elsewhere by the
-  scheduler; ``n_jobs`` with an address is refused (the cluster's workers decide).
-- ``ray``: ``ray.init(address)`` or a local Ray with ``n_jobs`` CPUs, through
-  ``ray.util.joblib``; the data goes into Ray's object store once. Ray's pool hands
-  results back in chunks of 2 × workers runs; a worker that dies takes its pool down,
-  and the chunk's runs go again on a fresh pool (up to :data:`RAY_RETRIES` times).
+  per core; 1 is one worker process, not this process). The data and the spec are
+  scattered to every worker once; a worker that dies has its runs rescheduled elsewhere
+  by the scheduler (a run that kills ``distributed.scheduler.allowed-failures`` + 1
+  workers, 4 by default, stops the study); ``n_jobs`` with an address is refused (the
+  cluster's workers decide).
+- ``ray``: ``ray.init(address)`` or a local Ray with ``n_jobs`` CPUs; one remote task
+  per run on 1 CPU, the data and the spec in Ray's object store once (per node); a task
+  whose worker died goes again, up to :data:`RAY_RETRIES` times.
 
 Each run pins its process's BLAS (threadpoolctl) and numba threads to its worker's share
 of the host's cores — cores ÷ concurrent runs on that host — before it trains
@@ -37,10 +42,9 @@ from urllib.parse import urlsplit
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-#: Ray: how many times a chunk of runs goes again after a worker died under it.
+#: Ray: how many times a run goes again after the worker running it died.
 RAY_RETRIES = 3
 _PINNED = None          # threads this process was pinned to
-_DATA_CACHE = {}        # ray: object reference → data, fetched once per worker process
 
 
 def cores() -> int:
@@ -118,23 +122,9 @@ def run_task(run: dict, data, spec, threads):
         threads = max(1, int(assigned))
     if threads is not None:
         pin_threads(threads)
-    data = _fetch(data)
     result = run_one(run, data, spec)
     result["placement"] = {**where, **thread_counts()}
     return result
-
-
-def _fetch(data):
-    """The data itself, or, for a Ray object reference, the data fetched once per process."""
-    if type(data).__name__ == "ObjectRef":
-        key = data.hex()
-        if key not in _DATA_CACHE:
-            import ray
-
-            _DATA_CACHE.clear()
-            _DATA_CACHE[key] = ray.get(data)
-        return _DATA_CACHE[key]
-    return data
 
 
 def _check_reachable(address: str, backend: str, timeout: float, default_port: int) -> None:
@@ -257,7 +247,6 @@ class Backend:
     def _open_ray(self, n_jobs):
         try:
             import ray
-            from ray.util.joblib import register_ray
         except ImportError as exc:
             raise ImportError("backend 'ray' needs ray: pip install 'bpnn[ray]'") from exc
         spec, timeout = self.spec, self.spec.timeout
@@ -281,7 +270,6 @@ class Backend:
                 raise ValueError(f"address: the ray cluster at {spec.address or 'this machine'} has no CPUs "
                                  f"(no workers) after {timeout:g} s; start some with `ray start --address=...`")
             time.sleep(0.2)
-        register_ray()
         self.address = spec.address or ray.get_runtime_context().gcs_address
         self.n_workers = int(ray.cluster_resources().get("CPU", 0))
         self.threads = "ray"
@@ -292,38 +280,44 @@ class Backend:
         if self.name == "sequential":
             for run in runs:
                 yield run_task(run, data, spec, None)
-            return
-        import joblib
-
-        if self.name == "dask":
-            with joblib.parallel_config(backend="dask", client=self.client, scatter=[data, spec],
-                                        wait_for_workers_timeout=self.spec.timeout):
-                parallel = joblib.Parallel(batch_size=1, pre_dispatch="all", return_as="generator_unordered")
-                yield from parallel(joblib.delayed(run_task)(run, data, spec, self.threads) for run in runs)
+        elif self.name == "dask":
+            yield from self._map_dask(runs, data, spec)
         elif self.name == "ray":
-            import ray
-
-            ref = ray.put(data)
-            # Ray's joblib backend cannot stream results: chunks of runs, on one pool of workers
-            # kept while it lives (Parallel as a context manager). A worker that dies takes its
-            # pool down: the chunk's runs (none recorded yet) go again on a fresh pool.
-            chunk = max(1, 2 * self.n_workers)
-            pending, deaths = list(runs), 0
-            while pending:
-                try:
-                    with joblib.parallel_config(backend="ray"), joblib.Parallel(n_jobs=-1, batch_size=1) as parallel:
-                        while pending:
-                            part = parallel(joblib.delayed(run_task)(run, ref, spec, "ray") for run in pending[:chunk])
-                            pending = pending[chunk:]
-                            yield from part
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                    deaths += 1
-                    if deaths > RAY_RETRIES:
-                        raise
+            yield from self._map_ray(runs, data, spec)
         else:
+            import joblib
+
             with joblib.parallel_config(backend=self.name, n_jobs=self.n_workers):
                 parallel = joblib.Parallel(return_as="generator_unordered")
                 yield from parallel(joblib.delayed(run_task)(run, data, spec, None) for run in runs)
+
+    def _map_dask(self, runs, data, spec):
+        from distributed import as_completed
+
+        client = self.client
+        data_f, spec_f = client.scatter([data, spec], broadcast=True)  # to every worker, once
+        futures = [client.submit(run_task, run, data_f, spec_f, self.threads, pure=False) for run in runs]
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                result = future.result()  # KilledWorker once a run took down too many workers
+                future.release()
+                yield result
+        finally:
+            client.cancel(futures)  # a study stopped early leaves nothing queued
+
+    def _map_ray(self, runs, data, spec):
+        import ray
+
+        task = ray.remote(run_task).options(num_cpus=1, max_retries=RAY_RETRIES)
+        data_ref, spec_ref = ray.put(data), ray.put(spec)  # into the object store, once
+        pending = [task.remote(run, data_ref, spec_ref, "ray") for run in runs]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
 
 
 def _all_workers(client) -> dict:
