@@ -75,3 +75,12 @@ def test_an_unreachable_ray_address_fails_within_the_timeout(tmp_path):
         run_study(tiny(n_jobs=-1), progress=False, backend="ray", address=f"127.0.0.1:{port}", timeout=1.0,
                   out=tmp_path / "run")
     assert time.monotonic() - started < 10 and not (tmp_path / "run").exists()
+
+
+def test_a_ray_cluster_without_cpus_fails_within_the_timeout(local_ray, tmp_path, monkeypatch):
+    """What a head started with --num-cpus 0 and no worker nodes reports (Ray's own answer faked)."""
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"memory": 1e9})
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"has no CPUs \(no workers\) after 0.5 s"):
+        run_study(tiny(), progress=False, backend="ray", timeout=0.5, out=tmp_path / "run")
+    assert time.monotonic() - started < 5 and not (tmp_path / "run").exists()
