@@ -5,8 +5,8 @@
 
 ``bpnn compare`` runs in a child process on a small study (digits, 120 runs of tiny MLPs,
 two epochs each); the parent kills it with SIGKILL at a random moment — while Python
-starts, while the data loads, between runs, in a run, in the middle of writing a run
-file (see :func:`kill_and_resume`) — and starts it again with ``--resume RUN_DIR``, until
+starts, while the data loads, in the first run, between runs, in a run, in the middle of
+writing a run file (see :func:`kill_and_resume`) — and starts it again with ``--resume RUN_DIR``, until
 ``--kills`` kills have landed; then it lets the study finish. The same study runs once
 more, uninterrupted, into another folder. It prints and checks:
 
@@ -78,18 +78,18 @@ def _wait_for_runs(proc, out: str, n: int, timeout: float) -> bool:
     return True
 
 
-def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_delay: float = 0.3,
+def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_delay: float = 0.05,
                     execution: list = ()) -> dict:
     """Run ``bpnn compare STUDY --out OUT``, SIGKILL it ``kills`` times at random moments,
     resume with ``--resume OUT`` after each kill, and let the last one finish (a study that
-    ends before its kill ends the loop). Where a kill lands is drawn for each start:
+    ends before its kill ends the loop). Where a kill lands is drawn for each start, in
+    runs rather than seconds, so that it lands inside the study on a fast or a slow machine:
 
     - 1 in 5: uniformly within the first second (Python starting, the data loading, the
       folder being locked);
-    - 1 in 5: uniformly within ``max_delay`` s after the child announces its first run
-      (the first run, which also loads the compiled kernels);
-    - otherwise: uniformly within ``max_delay`` s after the child has written 1 to 4 new
-      run files (between runs, in a run, while a run file is written).
+    - otherwise: once the child has announced its first run and written 0 to 3 new run
+      files, uniformly within ``max_delay`` s more (the first run, which also loads the
+      compiled kernels; between runs; in a run; while a run file is written).
 
     Returns the starts, the kills that landed and the runs on disk at each kill."""
     env = _env()
@@ -103,15 +103,12 @@ def kill_and_resume(out: str, study: list, kills: int, rng: random.Random, max_d
                                 stderr=subprocess.PIPE, start_new_session=True)
         starts += 1
         if landed < kills:
-            where = rng.random()
-            if where < 0.2:
+            if rng.random() < 0.2:
                 delay = rng.uniform(0, 1.0)
             else:
                 delay = rng.uniform(0, max_delay)
-                reached = _wait_for_start(proc, 120)
-                if reached and where >= 0.4:
-                    reached = _wait_for_runs(proc, out, before + rng.randint(1, 4), 120)
-                if not reached:
+                new_runs = rng.randint(0, 3)
+                if not (_wait_for_start(proc, 120) and _wait_for_runs(proc, out, before + new_runs, 120)):
                     delay = 0.0  # it ended: fall through to its exit status
             try:
                 proc.wait(timeout=delay)
@@ -168,7 +165,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    parser.add_argument("--max-delay", type=float, default=0.3,
+    parser.add_argument("--max-delay", type=float, default=0.05,
                         help="kill within this many seconds of the moment drawn (see kill_and_resume)")
     parser.add_argument("--backend", default="sequential")
     parser.add_argument("--n-jobs", type=int, default=1)

@@ -174,7 +174,7 @@ def test_a_study_killed_a_few_times_resumes_to_the_uninterrupted_result(tmp_path
     study = ["--inits", "he_normal", "zeros", "lecun_normal", "--seeds", "0", "1", "2", "3", "--epochs", "2",
              "--hidden", "8", "--max-samples", "200", "--no-report", "--quiet"]
     counts = study_kill_resume.kill_and_resume(str(tmp_path / "killed"), study, kills=3, rng=random.Random(1),
-                                               max_delay=0.3, execution=["--backend", "sequential"])
+                                               execution=["--backend", "sequential"])
     assert counts["kills"] + 1 == counts["starts"] and counts["kills"] >= 1
     assert cli.main(["compare", *study, "--backend", "sequential", "--out", str(tmp_path / "whole")]) == 0
     report = study_kill_resume.compare_folders(str(tmp_path / "killed"), str(tmp_path / "whole"))
