@@ -20,9 +20,45 @@ def tiny(**kw):
     return StudySpec(**base)
 
 
+def test_a_ray_head_started_apart_is_joined_by_address(tmp_path, monkeypatch):
+    """The README's recipe on one machine: `ray start --head`, then --address. Runs before
+    the in-process Ray of the other tests starts; token authentication is switched off on
+    both sides (a cluster that uses it needs its token where the study runs)."""
+    import socket
+    import subprocess
+    import sys
+
+    from bpnn import cli
+    from bpnn.experiment import StudyResult
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--port", str(port),
+                             "--num-cpus", "2", "--include-dashboard=false", "--block"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+        out = tmp_path / "run"
+        assert cli.main(["compare", "--inits", "he_normal", "zeros", "--seeds", "0", "1", "--epochs", "2", "--hidden",
+                         "16", "--max-samples", "300", "--backend", "ray", "--address", f"127.0.0.1:{port}",
+                         "--timeout", "60", "--out", str(out), "--quiet", "--no-report"]) == 0
+        saved = StudyResult.load(out)
+        assert saved.meta["backend"] == "ray" and saved.meta["n_workers"] == 2
+        local = run_study(tiny(seeds=[0, 1], backend="sequential"), progress=False)
+        assert [outcome(r) for r in saved.runs] == [outcome(r) for r in local.runs]
+        assert not ray.is_initialized()  # joined for the study only
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # the head and everything it started
+        head.wait()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

@@ -259,10 +259,14 @@ class Backend:
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             if spec.address:
-                ray.init(address=spec.address, **kwargs)
+                try:
+                    ray.init(address=spec.address, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError) as exc:  # e.g. a token it lacks
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise ValueError(f"address: cannot join the ray cluster at {spec.address!r} ({reason})") from None
             else:
                 env = {v: "1" for v in THREAD_VARIABLES}
-                ray.init(num_cpus=n_jobs, runtime_env={"env_vars": env}, **kwargs)
+                ray.init(address="local", num_cpus=n_jobs, runtime_env={"env_vars": env}, **kwargs)
             self._stack.callback(ray.shutdown)
         deadline = time.monotonic() + timeout
         while not ray.cluster_resources().get("CPU"):
