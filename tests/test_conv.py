@@ -186,7 +186,8 @@ def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_produ
     for keep in (1 << 40, 0):
         monkeypatch.setattr(strategies, "KEEP_BYTES", keep)
         monkeypatch.setattr(strategies, "FUSE_BYTES", 3000)  # blocks of a sample or two
-        conv = _built(Conv2D(4, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
+        # 5 output channels: no vector width divides them, so X_col is filled (no direct convolution)
+        conv = _built(Conv2D(5, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
         y = conv.forward(x, training=True)
         assert (conv._strategy.cols is not None) == bool(keep)
         dx = conv.backward(np.cos(y))
