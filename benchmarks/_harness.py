@@ -377,8 +377,11 @@ def kernel_info() -> dict:
         from bpnn._kernels import gemm
 
         info["numba_kernels"] = _kernels.enabled()
-        info["kernel_path"] = gemm.path()
-        info["vector_bits"] = gemm.vector_bits() if _kernels.enabled() else 0
+        if hasattr(gemm, "path"):
+            info["kernel_path"] = gemm.path()
+            info["vector_bits"] = gemm.vector_bits() if _kernels.enabled() else 0
+        else:  # a tree from before the tiles of every width: 512-bit tiles on AVX-512 CPUs only
+            info["kernel_path"] = "tiles 512-bit (AVX-512)" if gemm.enabled() else "BLAS (NumPy)"
         if _kernels.enabled():
             from numba.core.registry import cpu_target
 

@@ -30,7 +30,8 @@ def kernels(request, monkeypatch):
     The compiled ones include the register-tile products and the direct convolution
     (``bpnn._kernels.gemm``) of each vector width, on any CPU (LLVM splits vectors wider
     than the target's registers): "numba" runs the 512-bit tiles, "numba-256" and
-    "numba-128" the narrower ones. The test gets "numba" or "numpy"."""
+    "numba-128" the narrower ones, their products included (``PRODUCT_TILES``). The test
+    gets "numba" or "numpy"."""
     from bpnn import _kernels
     from bpnn._kernels import gemm
 
@@ -39,6 +40,7 @@ def kernels(request, monkeypatch):
         pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
         bits = int(request.param.partition("-")[2] or 512)
         monkeypatch.setattr(gemm, "vector_bits", lambda: bits)
+        monkeypatch.setitem(gemm.PRODUCT_TILES, bits, True)  # the tile products too, wherever they run
     before = _kernels.enabled()
     _kernels.set_enabled(compiled)
     yield "numba" if compiled else "numpy"

@@ -362,7 +362,8 @@ def test_lenet5_learns_mnist_digits():
 # --------------------------------------------------------------------------- direct convolution
 @pytest.mark.parametrize("bits,dtype,out,direct", [
     (512, "float32", 16, True), (512, "float32", 24, False), (512, "float64", 8, True), (512, "float64", 12, False),
-    (256, "float32", 24, True), (256, "float32", 20, False), (256, "float64", 12, True), (256, "float64", 6, False),
+    (256, "float32", 16, True), (256, "float32", 20, False), (256, "float64", 8, True), (256, "float64", 6, False),
+    (256, "float32", 24, False), (256, "float64", 12, False),  # more than 2 vectors (DIRECT_MAX_VECTORS)
     (128, "float32", 12, True), (128, "float64", 6, True), (128, "float64", 7, False)])
 def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, bits, dtype, out, direct):
     """With the register-tile kernels (numba) and O a multiple of their vector width (16

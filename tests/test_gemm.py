@@ -14,11 +14,13 @@ SHAPES = [  # (m, k, n): tile rows and their tails, one to several vectors of co
 @pytest.fixture(params=[512, 256, 128], ids=lambda bits: f"{bits}bit")
 def tiles(request, monkeypatch):
     """The tile kernels of each vector width, on any CPU (LLVM splits vectors wider than
-    the target's registers, so every width computes the same numbers everywhere)."""
+    the target's registers, so every width computes the same numbers everywhere), the
+    products included whatever ``PRODUCT_TILES`` says of the width."""
     pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
     before = _kernels.enabled()
     _kernels.set_enabled(True)
     monkeypatch.setattr(gemm, "vector_bits", lambda: request.param)
+    monkeypatch.setitem(gemm.PRODUCT_TILES, request.param, True)
     yield request.param
     _kernels.set_enabled(before)
 
@@ -93,7 +95,25 @@ def test_enabled_needs_a_known_vector_width_and_the_compiled_kernels(monkeypatch
     monkeypatch.setattr(gemm, "vector_bits", lambda: 256)
     assert gemm.enabled() == _kernels.enabled()
     if _kernels.enabled():
-        assert gemm.path() == "tiles 256-bit (AVX2+FMA)"
+        assert gemm.path() == "tiles 256-bit (AVX2+FMA), products BLAS"
+
+
+def test_products_take_the_tiles_only_at_the_widths_that_gain(monkeypatch, rng):
+    """PRODUCT_TILES: at a width without it the products go to BLAS (the direct
+    convolution still runs on the tiles)."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_enabled", True)
+    calls = []
+    monkeypatch.setattr(gemm, "tiles", lambda: calls.append(1) or pytest.fail("tile kernels used"))
+    a, b = _operands(rng, 10, 4, 32, np.float32, False)
+    for bits in (512, 256, 128):
+        monkeypatch.setattr(gemm, "vector_bits", lambda bits=bits: bits)
+        monkeypatch.setitem(gemm.PRODUCT_TILES, bits, False)
+        out = np.empty((10, 32), np.float32)
+        gemm.matmul(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+        assert gemm.conv_applies(np.float32, 32)
+    assert not calls
 
 
 @pytest.mark.parametrize("asm,bits", [

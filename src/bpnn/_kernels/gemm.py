@@ -28,6 +28,21 @@ from . import enabled as kernels_enabled
 from . import use_compiled
 
 
+#: Per vector width (bits): whether :func:`matmul` runs its products on the tiles (else
+#: BLAS). The direct convolution (:func:`conv`) runs on the tiles of every width. With
+#: 256 bits (AVX2 emulated on an AVX-512 CPU, OpenBLAS's Haswell kernels) the tiles ran
+#: the row-tile products about as fast as OpenBLAS forward and slower backward (the
+#: transposed operands); 128 bits is not measured and follows 256.
+#: Measurements: benchmarks/README.md.
+PRODUCT_TILES = {512: True, 256: False, 128: False}
+
+#: Per vector width (bits): the most vectors of output channels for which the direct
+#: convolution runs (0: no limit). With 256 bits a tile holds at most 2 vectors (16
+#: float32) of columns, so for more output channels every tile reads W again for a third
+#: of the multiply-adds per byte of a 512-bit tile: 32 output channels ran 1.5-2x slower
+#: than im2col with OpenBLAS, 16 ran 1.6x faster (AVX2 emulated, benchmarks/README.md).
+DIRECT_MAX_VECTORS = {512: 0, 256: 2, 128: 0}
+
 #: The ISA names of the tile widths (bits), for messages and benchmark headers.
 ISA = {512: "AVX-512", 256: "AVX2+FMA", 128: "128-bit (portable)"}
 
@@ -101,12 +116,13 @@ def enabled() -> bool:
 
 
 def path() -> str:
-    """Which kernels the products and the direct convolution run here, in words (for
-    benchmark headers): e.g. ``"tiles 256-bit (AVX2+FMA)"``, or ``"BLAS (NumPy)"``."""
+    """Which kernels the direct convolution and the products run here, in words (for
+    benchmark headers): e.g. ``"tiles 256-bit (AVX2+FMA), products BLAS"``, or
+    ``"BLAS (NumPy)"``."""
     if not enabled():
         return "BLAS (NumPy)"
     bits = vector_bits()
-    return f"tiles {bits}-bit ({ISA.get(bits, '?')})"
+    return f"tiles {bits}-bit ({ISA.get(bits, '?')}), products {'tiles' if PRODUCT_TILES.get(bits) else 'BLAS'}"
 
 
 def _element_strides(a):
@@ -128,7 +144,7 @@ def _tile_strides(a, b, out):
         return None
     if not (b.strides[1] == b.itemsize and out.strides[1] == out.itemsize and b.strides[0] >= 0
             and out.strides[0] >= 0 and b.strides[0] % b.itemsize == 0 and out.strides[0] % out.itemsize == 0
-            and enabled() and out.shape[1] >= lanes(out.itemsize)):
+            and enabled() and PRODUCT_TILES.get(vector_bits(), False) and out.shape[1] >= lanes(out.itemsize)):
         return None
     return _element_strides(a)
 
@@ -161,11 +177,13 @@ def matmul(a, b, out, accumulate: bool = False):
 
 
 def conv_applies(dtype, out_channels: int) -> bool:
-    """Whether :func:`conv` runs for outputs of this dtype and channel count (a multiple
-    of the vector width) on this machine."""
+    """Whether :func:`conv` runs for outputs of this dtype and channel count: a multiple
+    of the vector width, and at most ``DIRECT_MAX_VECTORS`` vectors at this width."""
     dtype = np.dtype(dtype)
-    return (dtype in (np.float32, np.float64) and backend.xp is np and enabled()
-            and out_channels % lanes(dtype.itemsize) == 0)
+    if not (dtype in (np.float32, np.float64) and backend.xp is np and enabled()):
+        return False
+    width, most = lanes(dtype.itemsize), DIRECT_MAX_VECTORS.get(vector_bits(), 0)
+    return out_channels % width == 0 and (not most or out_channels <= most * width)
 
 
 def conv(x, taps, w, y, sh: int, sw: int) -> None:

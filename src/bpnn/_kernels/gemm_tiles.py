@@ -17,8 +17,8 @@ One generator serves every vector width (:data:`WIDTHS`); what differs is how ma
 accumulators fit in the registers, i.e. the tile shapes (:data:`HEIGHTS`):
 
 - 512 bits (AVX-512, 32 zmm registers): R·V up to 24 accumulators, plus the V rows of B;
-- 256 bits (AVX2 with FMA, 16 ymm registers): R·V up to 12-14, as the 6 × 2-vector
-  micro-kernel of Haswell sgemm (12 accumulators, 2 rows of B, 1 broadcast);
+- 256 bits (AVX2 with FMA, 16 ymm registers): R·V up to 10 (5 × 2 vectors), which with
+  the rows of B and the broadcast leaves LLVM a few registers spare (see :data:`HEIGHTS`);
 - 128 bits (numba's portable vectors: NEON's 32 registers on ARM, SSE elsewhere): the
   shapes of 512 bits, NEON having as many registers; the multiply-add is
   ``llvm.fmuladd``, fused where the target has FMA (NEON, …) and a multiply and an add
@@ -133,12 +133,13 @@ WIDTHS = (512, 256, 128)
 # The tile shapes. 512 bits: 24 accumulators per tile; 24 rows for one vector of
 # columns, 6-8 rows for three (the fastest heights at the shapes of 3×3 convolutions with
 # 16 channels, see benchmarks/README.md); the other heights fit rows of a convolution's
-# output (W_out = 28: 2 × 14; 14: 2 × 7 for 2 vectors) and the remainders. 256 bits: 12
-# accumulators (6 × 2 vectors, 4 × 3), 14 for 7 × 2 (W_out = 28 and 14: one register
-# short, so one row of B is read from memory by its multiply-adds). 128 bits: as 512.
+# output (W_out = 28: 2 × 14; 14: 2 × 7 for 2 vectors) and the remainders. 256 bits: at
+# most 10 accumulators (8 × 1 vector, 5 × 2): with 12 (6 × 2, the Haswell sgemm shape)
+# LLVM kept one accumulator on the stack and shuffled the others between registers in
+# every step, and the products ran at a third of the speed. 128 bits: as 512.
 _WIDE = np.array([(28, 24, 16, 14, 12, 8, 4, 1), (14, 12, 8, 7, 6, 4, 1, 0), (8, 7, 6, 4, 1, 0, 0, 0)],
                  dtype=np.int64)
-_AVX2 = np.array([(12, 8, 7, 6, 4, 1, 0, 0), (7, 6, 4, 1, 0, 0, 0, 0), (4, 2, 1, 0, 0, 0, 0, 0)], dtype=np.int64)
+_AVX2 = np.array([(8, 4, 1, 0, 0, 0, 0, 0), (5, 4, 1, 0, 0, 0, 0, 0), (2, 1, 0, 0, 0, 0, 0, 0)], dtype=np.int64)
 #: Per width: the tile heights for 1, 2 and 3 vectors of columns (rows), tallest first, 0 = none.
 HEIGHTS = {512: _WIDE, 256: _AVX2, 128: _WIDE}
 #: Per width: the most vectors of columns in one tile of a plain product (:func:`kernels`'s ``gemm``).
