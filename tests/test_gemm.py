@@ -112,8 +112,17 @@ def test_products_take_the_tiles_only_at_the_widths_that_gain(monkeypatch, rng):
         out = np.empty((10, 32), np.float32)
         gemm.matmul(a, b, out)
         np.testing.assert_allclose(out, a @ b, rtol=1e-5)
-        assert gemm.conv_applies(np.float32, 32)
+        assert gemm.conv_applies(np.float32, 16)
     assert not calls
+
+
+@pytest.mark.parametrize("bits,out,direct", [(512, 64, True), (256, 16, True), (256, 32, False), (128, 32, True)])
+def test_the_direct_convolution_holds_to_each_widths_channel_limit(monkeypatch, bits, out, direct):
+    """DIRECT_MAX_VECTORS: with 256 bits at most 2 vectors of output channels."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_enabled", True)
+    monkeypatch.setattr(gemm, "vector_bits", lambda: bits)
+    assert gemm.conv_applies(np.float32, out) == direct
 
 
 @pytest.mark.parametrize("asm,bits", [
