@@ -418,8 +418,13 @@ def layer_paths(layer) -> str:
         try:
             from bpnn._kernels import gemm
 
-            width = f"{gemm.vector_bits()}-bit tiles" if gemm.enabled() else "BLAS"
-        except Exception:  # noqa: BLE001
+            bits = gemm.vector_bits() if gemm.enabled() else 0
+            products = getattr(gemm, "PRODUCT_TILES", {}).get(bits, bits == 512)
+            if strategy == "Direct":
+                width = f"{bits}-bit tiles"
+            else:
+                width = f"products on {bits}-bit tiles" if bits and products else "products on BLAS"
+        except Exception:  # noqa: BLE001 - a tree without these: say so
             width = "?"
         return f"{strategy} ({width})"
     if name in ("Dense", "DropConnect"):
