@@ -347,6 +347,91 @@ def machine_info() -> dict:
     return info
 
 
+#: Environment variables that make numba, OpenBLAS and PyTorch generate or pick code for
+#: another CPU than the one they run on (``benchmarks/avx2_env.sh`` sets them to run as
+#: on an AVX2 CPU on an AVX-512 machine).
+EMULATION_VARS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY",
+                  "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_info() -> dict:
+    """In a process that imports bpnn: its BLAS (threadpoolctl: library, version, the core
+    type OpenBLAS picked, threads), the CPU numba compiles for, the vector width of its
+    tile kernels and their path (``bpnn._kernels.gemm.path``), and the emulation variables
+    set (:data:`EMULATION_VARS`)."""
+    import numpy as np  # noqa: F401 - loads the BLAS that threadpoolctl reports
+
+    info = {"emulation": {k: os.environ[k] for k in EMULATION_VARS if k in os.environ}}
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            b = blas[0]
+            info["blas"] = {"library": b.get("internal_api"), "version": b.get("version"),
+                            "core_type": b.get("architecture"), "threads": b.get("num_threads")}
+    except ImportError:
+        pass
+    try:
+        from bpnn import _kernels
+        from bpnn._kernels import gemm
+
+        info["numba_kernels"] = _kernels.enabled()
+        if hasattr(gemm, "path"):
+            info["kernel_path"] = gemm.path()
+            info["vector_bits"] = gemm.vector_bits() if _kernels.enabled() else 0
+        else:  # a tree from before the tiles of every width: 512-bit tiles on AVX-512 CPUs only
+            info["kernel_path"] = "tiles 512-bit (AVX-512)" if gemm.enabled() else "BLAS (NumPy)"
+        if _kernels.enabled():
+            from numba.core.registry import cpu_target
+
+            info["numba_cpu"] = cpu_target.target_context.codegen()._get_host_cpu_name()
+    except Exception as exc:  # noqa: BLE001 - an older tree without these: say so
+        info["kernel_path"] = f"unknown ({type(exc).__name__})"
+    return info
+
+
+def kernel_line(k: dict) -> str:
+    """One line of :func:`kernel_info`: BLAS and its core type and threads, the tile
+    kernels, and whether the instruction set is emulated."""
+    blas = k.get("blas") or {}
+    emu = k.get("emulation") or {}
+    text = (f"BLAS {blas.get('library', '?')} {blas.get('version', '')} core {blas.get('core_type', '?')}, "
+            f"{blas.get('threads', '?')} threads; kernels {k.get('kernel_path', '?')}"
+            f"{', numba target ' + k['numba_cpu'] if k.get('numba_cpu') else ''}")
+    if emu:
+        text += "; EMULATED by " + " ".join(f"{key}={val!r}" for key, val in emu.items())
+    return text
+
+
+def layer_paths(layer) -> str:
+    """Which computation a layer of a trained model took in its last step: for Conv2D
+    its strategy (Direct, Im2col, RowTiles, Pointwise) and the tile width of its products,
+    for Dense the BLAS product; containers list their layers' paths."""
+    kids = layer.children() if hasattr(layer, "children") else []
+    if kids:
+        inner = [layer_paths(k[1] if isinstance(k, tuple) else k) for k in kids]
+        return ", ".join(p for p in inner if p)
+    name = type(layer).__name__
+    if name == "Conv2D":
+        strategy = type(getattr(layer, "_strategy", None)).__name__
+        try:
+            from bpnn._kernels import gemm
+
+            bits = gemm.vector_bits() if gemm.enabled() else 0
+            products = getattr(gemm, "PRODUCT_TILES", {}).get(bits, bits == 512)
+            if strategy == "Direct":
+                width = f"{bits}-bit tiles"
+            else:
+                width = f"products on {bits}-bit tiles" if bits and products else "products on BLAS"
+        except Exception:  # noqa: BLE001 - a tree without these: say so
+            width = "?"
+        return f"{strategy} ({width})"
+    if name in ("Dense", "DropConnect"):
+        return "BLAS"
+    return ""
+
+
 def write_json(path, results, indent: int = 1) -> None:
     """Write ``results`` to ``path`` (its folder created if needed) and say so; nothing
     when ``path`` is None (a script's ``--json`` not given)."""
@@ -377,6 +462,8 @@ def machine_header(threads=None) -> dict:
     dirty = " (src/ modified)" if info.get("git_src_dirty") else ""
     print(f"# cpu: {info.get('cpu_model', info['processor'])}, {info['vector_isa']}; {info['cpu_count']} CPUs "
           f"(affinity {info.get('affinity')}); commit {str(info.get('git_commit'))[:10]}{dirty}")
+    info["kernels"] = kernel_info()
+    print(f"# {kernel_line(info['kernels'])}")
     print(f"# threads: requested {info['threads']['requested']}; pools: {pools or 'none found'}; "
           f"numba {numba if numba is not None else 'default'}", flush=True)
     return info

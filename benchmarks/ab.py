@@ -23,7 +23,7 @@ import statistics
 import sys
 
 from _harness import (  # beside this script
-    MNIST_DIR, Worker, least_disturbed, machine_info, paired_ratios, rotation, write_json,
+    MNIST_DIR, Worker, kernel_line, least_disturbed, machine_info, paired_ratios, rotation, write_json,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,6 +59,9 @@ def run_pair(name: str, args) -> dict:
     times = {tree: [] for tree in workers}
     try:
         versions = {tree: w.recv().get("versions") for tree, w in workers.items()}
+        for tree, v in versions.items():
+            if (v or {}).get("kernels"):
+                print(f"  {name:16s} {tree}: {kernel_line(v['kernels'])}", flush=True)
         for w in workers.values():
             w.ask("epoch", rep=0)  # warm-up: compilation, lazy imports, allocator
         for rep in range(1, args.repeats + 1):

@@ -42,8 +42,8 @@ import sys
 import time
 
 from _harness import (  # beside this script
-    MNIST_DIR, WORKER_FLAG, Usage, Worker, commands, least_disturbed, machine_info, paired_ratios,
-    proc_status_kib, rotation, send, write_json,
+    MNIST_DIR, WORKER_FLAG, Usage, Worker, commands, kernel_info, kernel_line, layer_paths, least_disturbed,
+    machine_info, paired_ratios, proc_status_kib, rotation, send, write_json,
 )
 
 CONFIGS = {
@@ -134,7 +134,7 @@ class BpnnRunner:
         from bpnn import _kernels
 
         return {"bpnn": self.bpnn.__version__, "numpy": np.__version__, "numba_kernels": _kernels.enabled(),
-                "bpnn_path": os.path.dirname(self.bpnn.__file__)}
+                "bpnn_path": os.path.dirname(self.bpnn.__file__), "kernels": kernel_info()}
 
     def _trainer(self, rep):
         model = bpnn_model(self.config, self.seed + rep)
@@ -172,7 +172,10 @@ class BpnnRunner:
         total = time.perf_counter() - t0
         steps = -(-len(self.X) // self.batch)
         names = [_layer_name(layer) for layer in model.layers]
-        return _split_table(names, times, total, steps)
+        table = _split_table(names, times, total, steps)
+        for row, layer in zip(table["rows"], model.layers):
+            row["path"] = layer_paths(layer)
+        return table
 
 
 def _layer_name(layer):
@@ -354,6 +357,8 @@ def report(res):
     steps = -(-res["samples"] // res["batch"])
     print(f"\n=== {res['config']}: one epoch of {res['samples']} {res['data'].get('bpnn', res['data'])} images, "
           f"batch {res['batch']} ({steps} steps), Adam, float32")
+    if "kernels" in res["versions"].get("bpnn", {}):
+        print(f"  bpnn: {kernel_line(res['versions']['bpnn']['kernels'])}")
     for fw in res["median_s"]:
         t = [e["time"] for e in res["epochs"][fw] if not e.get("warmup")]
         print(f"  {fw:6s} median {res['median_s'][fw]:.3f} s  (min {min(t):.3f}, max {max(t):.3f}; "
@@ -383,6 +388,11 @@ def report(res):
         line = "    " + "".join(f"{'step total / outside layers':28s}{s['step_ms']:7.2f}{s['other_ms']:7.2f}   "
                                 for s in (res["split"][fw] for fw in fws))
         print(line)
+        if "bpnn" in res["split"]:
+            print("  bpnn kernel path per layer:")
+            for i, r in enumerate(res["split"]["bpnn"]["rows"]):
+                if r.get("path"):
+                    print(f"    {i:<3d}{r['layer'][:27]:28s}{r['path']}")
 
 
 # =============================================================================== kernels
@@ -510,14 +520,16 @@ def main(argv=None):
         ap.error(f"--configs: unknown {unknown}; valid: {', '.join(CONFIGS)}")
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
-    print(f"threads {args.threads}; cpu_count {os.cpu_count()}; data {args.data_dir}")
+    machine = machine_info()
+    print(f"machine: {machine.get('cpu_model', machine['processor'])}, {machine['vector_isa']}; "
+          f"threads {args.threads}; cpu_count {os.cpu_count()}; data {args.data_dir}")
     results = []
     for config in configs:
         res = run_config(config, args)
         report(res)
         results.append(res)
     write_json(args.json, {"args": {k: v for k, v in vars(args).items() if k != "worker_spec"},
-                           "machine": machine_info(), "results": results})
+                           "machine": machine, "results": results})
     return 0
 
 

@@ -34,8 +34,8 @@ import sys
 import time
 
 from _harness import (  # beside this script
-    WORKER_FLAG, Usage, Worker, commands, least_disturbed, limit_threads, machine_info, paired_ratios,
-    proc_status_kib, rotation, send, thread_info, wait_quiet, write_json,
+    WORKER_FLAG, Usage, Worker, commands, kernel_info, kernel_line, least_disturbed, limit_threads, machine_info,
+    paired_ratios, proc_status_kib, rotation, send, thread_info, wait_quiet, write_json,
 )
 
 IN_DIM, N_CLASSES = 784, 10
@@ -96,7 +96,7 @@ class _BpnnRunner:
         import numpy as np
 
         v = {"bpnn": self.bpnn.__version__, "numpy": np.__version__,
-             "bpnn_path": os.path.dirname(self.bpnn.__file__)}
+             "bpnn_path": os.path.dirname(self.bpnn.__file__), "kernels": kernel_info()}
         try:
             from bpnn import _kernels
 
@@ -442,6 +442,12 @@ def print_report(results):
     print(f"machine: {m.get('cpu_model', '?')}, {m['cpu_count']} CPUs; threads used: {results['threads']} "
           f"(BLAS/OpenMP env + threadpoolctl; torch.set_num_threads)")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    kernels = next((r["frameworks"]["bpnn"]["versions"].get("kernels") for r in results["configs"].values()
+                    if "bpnn" in r.get("frameworks", {})), None)
+    if kernels:
+        print(f"bpnn: {kernel_line(kernels)}")
+        print(f"bpnn kernel path per layer: Dense: BLAS products (x @ W, xᵀ G, G Wᵀ); ReLU, softmax loss, Adam: "
+              f"{'numba kernels' if kernels.get('numba_kernels') else 'NumPy'}")
     line = "float32 matmul peak: not measured (--no-peak)"
     if peak.get("start"):
         sizes = ", ".join(f"{n}: {v['gflops']:.1f}" for n, v in peak["start"]["numpy"].items())

@@ -28,7 +28,7 @@ import numpy as np
 import bpnn
 from bpnn.data import ImageAugment, load_mnist
 
-from _harness import MNIST_DIR, machine_info, write_json  # beside this script
+from _harness import MNIST_DIR, layer_paths, machine_header, write_json  # beside this script
 
 LECUN = {"none": 0.95, "affine": 0.80, "elastic": 0.80, "affine+elastic": 0.80}  # % test error, LeCun et al. 1998, table / fig. 9
 AUGMENTS = {
@@ -80,6 +80,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="2 epochs on 6,000 images (smoke test)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    machine = machine_header()  # CPU, vector extensions, BLAS core type and threads, bpnn's kernel path
     if args.quick:
         args.epochs, args.samples = 2, args.samples or 6000
     X, y, Xt, yt = load_mnist(data_dir=args.data_dir, download=False, flatten=False)
@@ -105,13 +106,15 @@ def main(argv=None):
     trainer.fit(X, y, epochs=args.epochs, batch_size=args.batch_size, callbacks=[cb], verbose=False,
                 augment=augment)
     wall = time.perf_counter() - t0
+    paths = {f"{i} {type(layer).__name__}": p for i, layer in enumerate(model.layers) if (p := layer_paths(layer))}
+    print("kernel path per layer: " + "; ".join(f"{k}: {v}" for k, v in paths.items()))
     final = cb.errors[-1]
     target = LECUN[args.augment]
     print(f"\nfinal test error {final:.2f} % after {args.epochs} epochs, {wall:.0f} s wall "
           f"({wall / args.epochs:.1f} s/epoch); LeCun et al. 1998: {target:.2f} % "
           f"({'reached' if final <= target else 'not reached'}); best epoch {min(cb.errors):.2f} % "
           f"(epoch {int(np.argmin(cb.errors)) + 1}, for information only)")
-    write_json(args.json, {"args": vars(args), "machine": machine_info(), "test_error_per_epoch": cb.errors,
+    write_json(args.json, {"args": vars(args), "machine": machine, "kernel_paths": paths, "test_error_per_epoch": cb.errors,
                            "final_test_error": final, "wall_s": wall, "lecun_target": target})
     return 0
 

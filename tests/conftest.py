@@ -7,22 +7,43 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["numba", "numpy"])
+def pytest_configure(config):
+    config.addinivalue_line("markers", "every_tile_width: the kernels fixture also runs the 256- and 128-bit tiles")
+
+
+def pytest_generate_tests(metafunc):
+    """The ``kernels`` fixture's runs: compiled ("numba", with the 512-bit tiles) and NumPy;
+    in modules marked ``every_tile_width`` (those whose layers run the tile kernels) also
+    the 256- and 128-bit tiles."""
+    if "kernels" in metafunc.fixturenames:
+        params = ["numba", "numpy"]
+        if metafunc.definition.get_closest_marker("every_tile_width"):
+            params[1:1] = ["numba-256", "numba-128"]
+        metafunc.parametrize("kernels", params, indirect=True)
+
+
+@pytest.fixture
 def kernels(request, monkeypatch):
-    """Run a test once with the compiled kernels and once with the NumPy fallbacks.
+    """Run a test with the compiled kernels and with the NumPy fallbacks (the runs are
+    chosen by ``pytest_generate_tests`` above).
 
     The compiled ones include the register-tile products and the direct convolution
-    (``bpnn._kernels.gemm``), on any CPU: they are used only with AVX-512 but compute the
-    same numbers with narrower vectors."""
+    (``bpnn._kernels.gemm``) of each vector width, on any CPU (LLVM splits vectors wider
+    than the target's registers): "numba" runs the 512-bit tiles, "numba-256" and
+    "numba-128" the narrower ones, their products included (``PRODUCT_TILES``). The test
+    gets "numba" or "numpy"."""
     from bpnn import _kernels
     from bpnn._kernels import gemm
 
-    if request.param == "numba":
+    compiled = request.param.startswith("numba")
+    if compiled:
         pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
-        monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+        bits = int(request.param.partition("-")[2] or 512)
+        monkeypatch.setattr(gemm, "vector_bits", lambda: bits)
+        monkeypatch.setitem(gemm.PRODUCT_TILES, bits, True)  # the tile products too, wherever they run
     before = _kernels.enabled()
-    _kernels.set_enabled(request.param == "numba")
-    yield request.param
+    _kernels.set_enabled(compiled)
+    yield "numba" if compiled else "numpy"
     _kernels.set_enabled(before)
 
 

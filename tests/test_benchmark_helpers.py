@@ -51,3 +51,31 @@ def test_lenet5_epochs_to_target_and_summary():
     s = kfac_lenet5.summarize(rows)["sgd"]
     assert (s["seeds"], s["reached"], s["epochs_mean"], s["wall_s_mean"]) == (3, 2, 3.0, 10.0)
     assert abs(s["epochs_std"] - 2 ** 0.5) < 1e-12
+
+
+def test_the_kernel_path_of_each_layer_and_the_emulation_line(monkeypatch):
+    """benchmarks/_harness: which computation each layer took, and a header that says when
+    the instruction set is emulated."""
+    import numpy as np
+    import pytest
+
+    import _harness
+    import bpnn
+    from bpnn import _kernels, nn
+    from bpnn._kernels import gemm
+
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_enabled", True)
+    monkeypatch.setattr(gemm, "vector_bits", lambda: 256)
+    model = bpnn.Sequential([nn.Conv2D(16, 3, padding=1), nn.ReLU(), nn.Conv2D(32, 3, padding=1), nn.Flatten(),
+                             nn.Dense(3)], input_shape=(8, 5, 5), seed=0)
+    model.forward(np.zeros((2, 8, 5, 5), np.float32), training=True)
+    paths = [_harness.layer_paths(layer) for layer in model.layers]
+    assert paths == ["Direct (256-bit tiles)", "", "Im2col (products on BLAS)", "", "BLAS"]
+    assert _harness.layer_paths(model) == "Direct (256-bit tiles), Im2col (products on BLAS), BLAS"
+    line = _harness.kernel_line({"blas": {"library": "openblas", "version": "0.3", "core_type": "Haswell",
+                                          "threads": 1}, "kernel_path": gemm.path(),
+                                 "emulation": {"NUMBA_CPU_NAME": "haswell"}})
+    assert "core Haswell, 1 threads" in line and "tiles 256-bit (AVX2+FMA), products BLAS" in line
+    assert line.endswith("EMULATED by NUMBA_CPU_NAME='haswell'")
+    assert "EMULATED" not in _harness.kernel_line({"kernel_path": "BLAS (NumPy)"})

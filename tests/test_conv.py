@@ -12,6 +12,8 @@ from bpnn.nn import (
     BatchNorm, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Residual, Sequential, Tanh, layers,
 )
 
+pytestmark = pytest.mark.every_tile_width  # the kernels fixture runs every tile width
+
 
 def _built(layer, shape, dtype=np.float64, seed=0):
     layer.build(shape, seed, dtype)
@@ -142,9 +144,10 @@ def test_several_channels_keep_no_columns_and_share_one_block_temporary(kernels,
 
     monkeypatch.setattr(strategies, "KEEP_BYTES", 0)
 
-    a, b = _built(Conv2D(3, 3, padding=1), (2, 5, 5)), _built(Conv2D(2, 3, padding=1), (3, 5, 5))
+    # odd output channels: no vector width divides them, so the direct convolution never runs
+    a, b = _built(Conv2D(3, 3, padding=1), (2, 5, 5)), _built(Conv2D(5, 3, padding=1), (3, 5, 5))
     rng = np.random.default_rng(0)
-    x, ga, gb = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 2, 5, 5))
+    x, ga, gb = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 5, 5, 5))
     a.forward(x, training=True)
     dxa_alone = a.backward(ga).copy()
     dwa_alone = a.grads["weight"].copy()
@@ -183,7 +186,8 @@ def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_produ
     for keep in (1 << 40, 0):
         monkeypatch.setattr(strategies, "KEEP_BYTES", keep)
         monkeypatch.setattr(strategies, "FUSE_BYTES", 3000)  # blocks of a sample or two
-        conv = _built(Conv2D(4, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
+        # 5 output channels: no vector width divides them, so X_col is filled (no direct convolution)
+        conv = _built(Conv2D(5, 3, stride=stride, padding=padding, dilation=dilation), (3, 7, 6))
         y = conv.forward(x, training=True)
         assert (conv._strategy.cols is not None) == bool(keep)
         dx = conv.backward(np.cos(y))
@@ -356,22 +360,26 @@ def test_lenet5_learns_mnist_digits():
 
 
 # --------------------------------------------------------------------------- direct convolution
-@pytest.mark.parametrize("dtype,out,direct", [("float32", 16, True), ("float32", 24, False), ("float64", 8, True),
-                                              ("float64", 12, False)])
-def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, dtype, out, direct):
-    """With the register-tile kernels (AVX-512 and numba) and O a multiple of their
-    vector width, Conv2D reads its padded input in place instead of filling X_col."""
+@pytest.mark.parametrize("bits,dtype,out,direct", [
+    (512, "float32", 16, True), (512, "float32", 24, False), (512, "float64", 8, True), (512, "float64", 12, False),
+    (256, "float32", 16, True), (256, "float32", 20, False), (256, "float64", 8, True), (256, "float64", 6, False),
+    (256, "float32", 24, False), (256, "float64", 12, False),  # more than 2 vectors (DIRECT_MAX_VECTORS)
+    (128, "float32", 12, True), (128, "float64", 6, True), (128, "float64", 7, False)])
+def test_the_direct_convolution_runs_when_the_output_channels_fill_vectors(monkeypatch, bits, dtype, out, direct):
+    """With the register-tile kernels (numba) and O a multiple of their vector width (16
+    float32 at 512 bits, 8 at 256, 4 at 128), Conv2D reads its padded input in place
+    instead of filling X_col; without the compiled kernels it fills X_col."""
     from bpnn import _kernels
     from bpnn._kernels import gemm
     from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "vector_bits", lambda: bits)
     conv = _built(Conv2D(out, 3, padding=1), (8, 6, 5), dtype=np.dtype(dtype))
     x = np.random.default_rng(0).standard_normal((3, 8, 6, 5)).astype(dtype)
     conv.forward(x, training=True)
     assert isinstance(conv._strategy, Direct) == (direct and _kernels.enabled())
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
+    monkeypatch.setattr(_kernels, "_enabled", False)
     conv.forward(x, training=True)
     assert not isinstance(conv._strategy, Direct)
 
@@ -402,7 +410,7 @@ def test_the_direct_convolution_split_between_threads_equals_one_call(monkeypatc
     from bpnn.nn._conv_strategies import Direct
 
     pytest.importorskip("numba")
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+    monkeypatch.setattr(gemm, "vector_bits", lambda: 512)
     monkeypatch.setattr(parallel, "threads", lambda: 3)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 8, 7, 9))

@@ -16,6 +16,8 @@ from bpnn.nn import (
     Tanh,
 )
 
+pytestmark = pytest.mark.every_tile_width  # the kernels fixture runs every tile width
+
 torch = pytest.importorskip("torch")
 tnn = torch.nn
 F = torch.nn.functional

@@ -11,15 +11,17 @@ SHAPES = [  # (m, k, n): tile rows and their tails, one to several vectors of co
 ]
 
 
-@pytest.fixture
-def tiles(monkeypatch):
-    """The tile kernels, on any CPU (they are used only with AVX-512, but compute the
-    same numbers with narrower vectors)."""
+@pytest.fixture(params=[512, 256, 128], ids=lambda bits: f"{bits}bit")
+def tiles(request, monkeypatch):
+    """The tile kernels of each vector width, on any CPU (LLVM splits vectors wider than
+    the target's registers, so every width computes the same numbers everywhere), the
+    products included whatever ``PRODUCT_TILES`` says of the width."""
     pytest.importorskip("numba", reason="numba (bpnn[fast]) is not installed")
     before = _kernels.enabled()
     _kernels.set_enabled(True)
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
-    yield
+    monkeypatch.setattr(gemm, "vector_bits", lambda: request.param)
+    monkeypatch.setitem(gemm.PRODUCT_TILES, request.param, True)
+    yield request.param
     _kernels.set_enabled(before)
 
 
@@ -45,12 +47,14 @@ def test_products_equal_numpys(tiles, rng, dtype, transposed, m, k, n):
 
 def test_the_tile_kernels_run_for_whole_vectors_of_columns(tiles, rng, monkeypatch):
     calls = []
-    real = gemm.tiles().gemm
-    monkeypatch.setattr(gemm.tiles(), "gemm", lambda *args: calls.append(args[7:9]) or real(*args))
-    a, b = _operands(rng, 20, 9, 40, np.float32, False)
-    out = np.empty((20, 40), np.float32)
+    loops = gemm.tiles().kernels(tiles)
+    real = loops.gemm
+    monkeypatch.setattr(loops, "gemm", lambda *args: calls.append(args[7:9]) or real(*args))
+    a, b = _operands(rng, 20, 9, 44, np.float32, False)
+    out = np.empty((20, 44), np.float32)
     gemm.matmul(a, b, out)
-    assert calls == [(2, 16)]  # two vectors of 16 float32 columns; the last 8 columns by NumPy
+    lanes = tiles // 32
+    assert calls == [(44 // lanes, lanes)]  # whole vectors of float32 columns; the last ones by NumPy
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
 
 
@@ -76,8 +80,8 @@ def test_other_operands_go_to_numpy(tiles, rng, monkeypatch, case):
         a, b, out = a.astype(np.int64), b.astype(np.int64), out.astype(np.int64)
     elif case == "mixed_dtypes":
         a = a.astype(np.float32)
-    elif case == "narrow":
-        b, out = b[:, :7], out[:, :7]
+    elif case == "narrow":  # fewer columns than one vector holds
+        b, out = b[:, :tiles // 64 - 1], out[:, :tiles // 64 - 1]
     else:
         _kernels.set_enabled(False)
     gemm.matmul(a, b, out)
@@ -85,11 +89,70 @@ def test_other_operands_go_to_numpy(tiles, rng, monkeypatch, case):
     assert not calls
 
 
-def test_enabled_needs_avx512_and_the_compiled_kernels(monkeypatch):
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: False)
-    assert not gemm.enabled()
-    monkeypatch.setattr(gemm, "cpu_has_avx512", lambda: True)
+def test_enabled_needs_a_known_vector_width_and_the_compiled_kernels(monkeypatch):
+    monkeypatch.setattr(gemm, "vector_bits", lambda: 0)
+    assert not gemm.enabled() and gemm.path() == "BLAS (NumPy)"
+    monkeypatch.setattr(gemm, "vector_bits", lambda: 256)
     assert gemm.enabled() == _kernels.enabled()
+    if _kernels.enabled():
+        assert gemm.path() == "tiles 256-bit (AVX2+FMA), products BLAS"
+
+
+def test_products_take_the_tiles_only_at_the_widths_that_gain(monkeypatch, rng):
+    """PRODUCT_TILES: at a width without it the products go to BLAS (the direct
+    convolution still runs on the tiles)."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_enabled", True)
+    calls = []
+    monkeypatch.setattr(gemm, "tiles", lambda: calls.append(1) or pytest.fail("tile kernels used"))
+    a, b = _operands(rng, 10, 4, 32, np.float32, False)
+    for bits in (512, 256, 128):
+        monkeypatch.setattr(gemm, "vector_bits", lambda bits=bits: bits)
+        monkeypatch.setitem(gemm.PRODUCT_TILES, bits, False)
+        out = np.empty((10, 32), np.float32)
+        gemm.matmul(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+        assert gemm.conv_applies(np.float32, 16)
+    assert not calls
+
+
+@pytest.mark.parametrize("bits,out,direct", [(512, 64, True), (256, 16, True), (256, 32, False), (128, 32, True)])
+def test_the_direct_convolution_holds_to_each_widths_channel_limit(monkeypatch, bits, out, direct):
+    """DIRECT_MAX_VECTORS: with 256 bits at most 2 vectors of output channels."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_enabled", True)
+    monkeypatch.setattr(gemm, "vector_bits", lambda: bits)
+    assert gemm.conv_applies(np.float32, out) == direct
+
+
+@pytest.mark.parametrize("asm,bits", [
+    ("vfmadd213ps %zmm0, %zmm0, %zmm0", 512),
+    ("vfmadd213ps %ymm1, %ymm1, %ymm1\n vfmadd213ps %ymm0, %ymm0, %ymm0", 256),
+    ("vmulps %ymm0, %ymm0, %ymm1\n vaddps %ymm1, %ymm0, %ymm0", 128),  # AVX without FMA
+    ("movabsq $fmaf, %r14\n callq *%r14", 128),  # no vector FMA at all
+    ("fmla v0.4s, v0.4s, v0.4s", 128),  # NEON
+])
+def test_the_vector_width_is_read_from_the_generated_code(asm, bits):
+    assert gemm._vector_bits_of(asm) == bits
+
+
+def test_the_vector_width_follows_numbas_target_not_the_cpu_flags():
+    """numba compiles for NUMBA_CPU_NAME / NUMBA_CPU_FEATURES when they are set: an AVX2
+    target on an AVX-512 CPU must run the 256-bit tiles (and the probe must say so)."""
+    pytest.importorskip("numba")
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("an x86-64 target")
+    code = "from bpnn._kernels import gemm; print(gemm.target_vector_bits())"
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = {**os.environ, "PYTHONPATH": src, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "256", out.stderr
+    assert gemm.target_vector_bits() in (512, 256, 128)
 
 
 # --------------------------------------------------------------------------- direct convolution

@@ -199,7 +199,8 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     from bpnn._kernels import batchnorm, compiler, gemm, stats, windows  # noqa: F401 (their kernels register)
 
     tiles = {name: f for name, f in vars(gemm.tiles()).items() if isinstance(f, CPUDispatcher)}
-    assert {"gemm", "conv_rows", "conv_weight_grad"} <= set(tiles)
+    widths = gemm.tiles().WIDTHS
+    assert {f"{loop}_{bits}" for loop in ("gemm", "conv_rows", "conv_weight_grad") for bits in widths} <= set(tiles)
     kernels = {f"{k.py_func.__module__}.{k.__name__}": k.dispatcher for k in compiler.registered()}
     assert {f"bpnn._kernels.{name}" for name in ("windows._im2col", "windows._column_taps", "optim._adam",
                                                  "batchnorm._stats", "relu._relu", "stats.param", "stats.hist")
@@ -209,4 +210,4 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     # the tile product's driver alone is compiled in every process: loaded from the cache
     # it ran at about half the speed (see bpnn._kernels.gemm_tiles.gemm)
     uncached = {name for name, d in compiled.items() if d._cache.__class__.__name__ != "FunctionCache"}
-    assert uncached == {"gemm"}, "cache=True on every other kernel"
+    assert uncached == {f"gemm_{bits}" for bits in widths}, "cache=True on every other kernel"

@@ -14,8 +14,8 @@ Modules, by concept:
 - :mod:`.parallel` — one kernel call split over threads, and the thresholds that decide
   when a call is long enough to split;
 - :mod:`.gemm` — matrix products with few output columns and the direct convolution on
-  register tiles (CPUs with AVX-512), whose compiled loops and numba intrinsics are in
-  :mod:`.gemm_tiles`;
+  register tiles of the vector width numba compiles for (AVX-512, AVX2 with FMA,
+  128-bit), whose compiled loops and numba intrinsics are in :mod:`.gemm_tiles`;
 - :mod:`.windows` — im2col, col2im, max and average pooling;
 - :mod:`.optim` — the optimizer steps (Adam, SGD), ``axpy`` and the L1/L2 penalties;
 - :mod:`.batchnorm` — batch normalization over the rows of an (M, C) array;

@@ -6,8 +6,9 @@ per forward (``Conv2D._choose``); the strategy's instance keeps what its backwar
 - :class:`Pointwise` — a 1×1 kernel with stride 1 and no padding: X_col is x itself.
 - :class:`RowTiles` — few input channels: a product over tiles of input rows with a
   banded (Toeplitz) weight matrix, which moves far less data than X_col.
-- :class:`Direct` — register-tile kernels available (AVX-512, numba) and O a multiple
-  of their vector width: the padded input is convolved in place, no X_col at all.
+- :class:`Direct` — register-tile kernels available (numba, any vector width) and O a
+  multiple of their vector width (within the width's limit): the padded input is
+  convolved in place, no X_col at all.
 - :class:`Im2col` — otherwise: X_col W_mat, X_col filled and multiplied a few samples
   at a time while they are in cache.
 
@@ -475,7 +476,8 @@ class Direct(Strategy):
 
     @staticmethod
     def applies(dtype, out_channels: int) -> bool:
-        """Whether the register-tile kernels run here and O fills their vectors."""
+        """Whether the register-tile kernels run here and O fills their vectors (within
+        the limit of this vector width, :func:`bpnn._kernels.gemm.conv_applies`)."""
         return gemm.conv_applies(dtype, out_channels)
 
     def forward(self, layer, training):

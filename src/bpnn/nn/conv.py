@@ -118,8 +118,11 @@ class Conv2D(WindowedLayer):
           kw·C values; rows of input under tiles of outputs times a banded weight matrix
           move far less data for a few more multiplications;
         - :class:`~bpnn.nn._conv_strategies.Direct` when the register-tile kernels run
-          (numba, AVX-512) and O is a multiple of their vector width (16 float32, 8
-          float64): they convolve the zero-padded input in place, no X_col at all;
+          (numba) and O is a multiple of their vector width (float32: 16 with AVX-512, 8
+          with AVX2, 4 with 128-bit vectors), and, where the width has a limit
+          (``bpnn._kernels.gemm.DIRECT_MAX_VECTORS``: AVX2, at most 16 float32), not more
+          channels than one tile holds: they convolve the zero-padded input in place, no
+          X_col at all;
         - :class:`~bpnn.nn._conv_strategies.Im2col` otherwise: X_col W_mat, X_col filled
           and multiplied block by block while the block is in cache.
         """
