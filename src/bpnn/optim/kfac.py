@@ -81,59 +81,60 @@ def sampled_output_grad(loss, z, rng):
     return (-c / math.sqrt(c * s)) * eps
 
 
-def _trsm():
-    """SciPy's BLAS triangular solve getter, or None (no SciPy, or arrays not on the CPU)."""
-    if backend.xp is not np:
-        return None
-    try:
-        from scipy.linalg import blas
-    except ImportError:
-        return None
-    return blas.get_blas_funcs
+def _spd_inverse(m):
+    """The inverse of a symmetric positive definite float64 matrix on the host: Cholesky
+    and its inverse through LAPACK (``potrf`` + ``potri``, n³ flops against an LU
+    inverse's 8n³/3) when SciPy is there, else (and on CuPy) ``linalg.inv``. Raises
+    LinAlgError when m is not positive definite."""
+    xp = backend.xp
+    if xp is np:
+        try:
+            from scipy.linalg import lapack
+        except ImportError:
+            lapack = None
+        if lapack is not None:
+            c, info = lapack.dpotrf(m, lower=False, clean=False, overwrite_a=True)
+            if info == 0:
+                c, info = lapack.dpotri(c, lower=False, overwrite_c=True)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"the matrix is not positive definite (LAPACK info {info})")
+            inverse = np.triu(c)  # potri fills the upper triangle; mirror it
+            inverse += np.triu(c, 1).T
+            return inverse
+    return xp.linalg.inv(m)
 
 
 class _DampedFactor:
-    """(F + shift·I)⁻¹ of one Kronecker factor F, applied from either side.
+    """(F + shift·I)⁻¹ of one Kronecker factor F, applied from either side by a matrix
+    product in the model's dtype.
 
-    F + shift·I = L Lᵀ is factored in float64 once (Cholesky, n³/3 flops: a sixth of an
-    explicit inverse's 2n³); each product is then two triangular solves in the model's
-    dtype, which cost what one product with the inverse would. Without SciPy (whose
-    BLAS ``trsm`` this needs) or on CuPy the explicit inverse is formed instead and
-    applied by matrix products. A factor that is not positive definite after the shift
-    (non-finite entries) stops training with the layer and step named."""
+    The inverse is formed once per inverse update and change of λ, in float64 from F's
+    Cholesky factor (:func:`_spd_inverse`). The products go through NumPy's own BLAS:
+    SciPy brings a second OpenBLAS with its own thread pool, and a triangular solve in it
+    each step fought NumPy's threads (a LeNet-5 step 15× slower with two threads), so
+    SciPy is used only for the factorization. A factor that is not positive definite after
+    the shift, or a non-finite inverse, stops training with the layer and step named."""
 
     def __init__(self, m64, shift, dtype, what):
         xp = backend.xp
-        damped = m64 + shift * xp.eye(len(m64))
-        getter = _trsm()
+        damped = m64.copy()
+        damped[xp.diag_indices(len(damped))] += shift
         try:
-            if getter is not None:
-                self.upper = xp.linalg.cholesky(damped).T.astype(dtype)  # U = Lᵀ, F-contiguous
-                self.solve, self.inverse = getter("trsm", (self.upper,)), None
-                bad = not bool(xp.isfinite(self.upper).all())
-            else:
-                self.inverse, self.solve = xp.linalg.inv(damped).astype(dtype), None
-                bad = not bool(xp.isfinite(self.inverse).all())
-            problem = "non-finite entries" if bad else None
+            inverse = _spd_inverse(damped)
+            problem = None if bool(xp.isfinite(inverse).all()) else "non-finite entries"
         except (np.linalg.LinAlgError, ValueError) as exc:
             problem = str(exc)
         if problem is not None:
             raise NonFiniteCurvatureError(f"K-FAC: the damped inverse of {what} failed: {problem}")
+        self.inverse = inverse.astype(dtype)
 
-    def right(self, m, overwrite=False):
-        """m (F + shift·I)⁻¹ for a C-ordered m (k, n). Its Fortran view mᵀ is solved from
-        the left, (UᵀU)⁻¹ mᵀ by Uᵀ z = mᵀ then U y = z, and yᵀ is the answer (no copies)."""
-        if self.solve is None:
-            return m @ self.inverse
-        z = self.solve(1.0, self.upper, m.T, side=0, lower=0, trans_a=1, overwrite_b=overwrite)
-        return self.solve(1.0, self.upper, z, side=0, lower=0, trans_a=0, overwrite_b=True).T
+    def right(self, m):
+        """m (F + shift·I)⁻¹ for m (k, n)."""
+        return m @ self.inverse
 
-    def left(self, m, overwrite=False):
-        """(F + shift·I)⁻¹ m for a C-ordered m (n, k): mᵀ (UᵀU)⁻¹ by z U = mᵀ then y Uᵀ = z."""
-        if self.solve is None:
-            return self.inverse @ m
-        z = self.solve(1.0, self.upper, m.T, side=1, lower=0, trans_a=0, overwrite_b=overwrite)
-        return self.solve(1.0, self.upper, z, side=1, lower=0, trans_a=1, overwrite_b=True).T
+    def left(self, m):
+        """(F + shift·I)⁻¹ m for m (n, k)."""
+        return self.inverse @ m
 
 
 class _Block:
@@ -260,9 +261,9 @@ class KFAC(Optimizer):
     - ``damping_form="eigen"``: exactly vec(ΔW̄) = (A ⊗ G + λ I)⁻¹ vec(∇W̄),
       ΔW̄ = Q_A [V / (d_A d_Gᵀ + λ)] Q_Gᵀ (as kfac-pytorch's eigen method and EKFAC).
 
-    How the factored form is computed: the damped factors are Cholesky-factored in float64
-    at each inverse update (n³/3 flops each) and applied by triangular solves (SciPy's
-    BLAS ``trsm``; without SciPy, or on CuPy, by products with explicit inverses). For a
+    How the factored form is computed: the damped factors are inverted in float64 at each
+    inverse update (through their Cholesky factors when SciPy is installed) and applied by
+    products in the model's dtype. For a
     Dense layer whose batch has fewer rows than its widths make worthwhile, ∇W̄ = Āᵀ G_out
     (Ā the N input rows with their 1, G_out the output gradients of the real backward), so
     ΔW̄ = (Ā (A + π√λ I)⁻¹)ᵀ (G_out (G + √λ/π I)⁻¹): N·(a² + g² + a·g) multiply-adds
@@ -507,7 +508,7 @@ class KFAC(Optimizer):
         factors."""
         if self.damping_form != "eigen":
             a_inv, g_inv = self._damped_inverses(i, grad.dtype)
-            return g_inv.right(a_inv.left(grad), overwrite=True)
+            return g_inv.right(a_inv.left(grad))
         st = self._block_state(i)
         lam = float(self._kfac_state["damping"][0])
         qa, da, qg, dg = st["QA"], st["dA"], st["QG"], st["dG"]
@@ -616,7 +617,7 @@ class KFAC(Optimizer):
         if abar.shape[0] != g_out.shape[0] or not b.is_outer_product(grad, abar, g_out):
             return None
         a_inv, g_inv = self._damped_inverses(i, grad.dtype)
-        return a_inv.right(abar, overwrite=True).T @ g_inv.right(g_out, overwrite=True)
+        return a_inv.right(abar).T @ g_inv.right(g_out)
 
     def epoch_logs(self) -> dict:
         """The epoch's curvature record for ``History``: ``damping`` (λ at its end),
