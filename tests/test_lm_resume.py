@@ -201,3 +201,15 @@ def test_a_gradient_trainer_refuses_an_lm_checkpoint(tmp_path, lm_checkpoint):
     X, T = _data()
     with pytest.raises(CheckpointError, match="Levenberg–Marquardt run"):
         trainer.fit(X, T, epochs=5, resume_from=path, verbose=False)
+
+
+def test_resuming_past_the_last_epoch_stops_with_the_checkpoints_best_weights(tmp_path, lm_checkpoint):
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(lm_checkpoint)
+    arrays, _ = _parts(lm_checkpoint)
+    trainer = _lm()
+    trainer.epochs = 2  # the checkpoint is of epoch 3
+    record = _fit(trainer, resume_from=path)
+    assert record.stop == "Maximum epoch reached." and record.epoch == [0, 1, 2, 3]
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, arrays[f"best/{k}"], err_msg=k)  # the validation stop's, put back

@@ -18,7 +18,8 @@ class Callback:
       ``on_batch_begin(batch, logs)``, ``on_batch_end(batch, logs)``,
       ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)`` — Keras' hooks. ``logs`` at
       epoch end holds ``loss``, the metrics, their ``val_`` twins and ``lr``.
-    - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch.
+    - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch (for the
+      Levenberg–Marquardt trainer, after the epoch's step as well).
     - ``get_state()`` / ``set_state(state)`` — what a checkpoint stores and a resumed
       run restores (arrays go under the state's ``"arrays"`` key, ``{name: array}``).
     - ``restart_copy(run)`` / ``on_restarts_end(copies, best)`` — around

@@ -580,7 +580,8 @@ class ModelCheckpoint(Callback):
     starts.
     With ``save_best_only`` a checkpoint is written only when ``monitor`` improves
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
-    resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
+    resume with ``trainer.fit(..., resume_from=path)`` (:class:`bpnn.Trainer` or
+    :class:`~bpnn.train.LMTrainer`). ``last_path`` is the file
     written last.
 
     With ``Trainer.fit(n_restarts=...)`` each run writes its files under its own names
