@@ -191,3 +191,64 @@ def test_a_fresh_plateau_schedule_with_infinite_best_is_checkpointed_as_standard
                          optimizer=bpnn.optim.SGD(lr=bpnn.optim.ReduceOnPlateau(0.1)))
     again.fit(X, y, epochs=2, verbose=False, resume_from=path)
     assert again.optimizer.lr.best == float("inf")
+
+
+NONFINITE_SCRIPT = textwrap.dedent("""
+    import json, sys, warnings
+    import numpy as np
+    import bpnn
+
+    mode, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    y = X @ rng.normal(size=(4, 1)) + 0.1 * rng.normal(size=(80, 1))
+    model = bpnn.Sequential([bpnn.Dense(16), bpnn.Tanh(), bpnn.Dense(1)], input_shape=(4,), seed=2)
+    # lr 0.05, then 1.5 from epoch 2 (the validation loss rises), then 45 from epoch 4 (it diverges)
+    sched = bpnn.optim.schedules.get({"class_name": "multi_step",
+                                      "config": {"lr": 0.05, "milestones": [2, 4], "gamma": 30.0}})
+    trainer = bpnn.Trainer(model, loss="mse", optimizer=bpnn.optim.SGD(lr=sched), seed=0)
+    snapshots = {}
+
+    class Snap(bpnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.update({f"{epoch}/{k}": v.copy() for k, v in model.state_dict().items()})
+
+    kw = dict(batch_size=20, validation_data=(X[60:], y[60:]), verbose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if mode == "first":
+            h = trainer.fit(X[:60], y[:60], epochs=4, callbacks=[Snap(), bpnn.ModelCheckpoint(path)], **kw)
+        else:
+            h = trainer.fit(X[:60], y[:60], epochs=12, resume_from=path, **kw)
+    np.savez(out, **model.state_dict(), **{"snap/" + k: v for k, v in snapshots.items()})
+    with open(out + ".json", "w") as f:
+        json.dump({"history": h.history, "stopped": h.stopped_reason,
+                   "warnings": [str(w.message) for w in caught]}, f)
+""")
+
+
+def test_a_resumed_run_falls_back_to_the_best_epoch_before_the_checkpoint(tmp_path):
+    """The trainer's own best-epoch weights (what a non-finite loss restores) are in the
+    checkpoint: a run that diverges after a resume in a new process gets back the overall
+    best epoch's weights, not the best since the resume."""
+    script = tmp_path / "nonfinite.py"
+    script.write_text(NONFINITE_SCRIPT)
+    ckpt = str(tmp_path / "ckpt.safetensors")
+    for mode in ("first", "resume"):
+        subprocess.run([sys.executable, str(script), mode, ckpt, str(tmp_path / f"{mode}.npz")], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+    first, resumed = np.load(tmp_path / "first.npz"), np.load(tmp_path / "resume.npz")
+    log = json.loads((tmp_path / "resume.npz.json").read_text())
+    val = log["history"]["val_loss"]
+    best = int(np.argmin(val))
+    assert best < 3 and val[3] > val[best], "the best epoch must come before the checkpoint (of epoch 3)"
+    assert len(val) > 4 and min(val[4:]) > val[best], "no epoch after the resume may improve on it"
+    assert log["stopped"].startswith("non-finite loss") and f"weights restored from epoch {best}" in log["stopped"]
+    names = [k for k in resumed.files if not k.startswith("snap/")]
+    assert names
+    for k in names:
+        np.testing.assert_array_equal(resumed[k], first[f"snap/{best}/{k}"], err_msg=k)
+    assert not all(np.array_equal(resumed[k], first[f"snap/3/{k}"]) for k in names)
+    meta = read_checkpoint(ckpt)[1]
+    assert meta["best"]["epoch"] == best
+    assert {k for k in read_checkpoint(ckpt)[0] if k.startswith("best/")} == {f"best/{k}" for k in names}

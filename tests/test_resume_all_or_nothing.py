@@ -78,6 +78,7 @@ def _state(trainer):
         "callbacks": trainer.callbacks,
         "callback_states": [cb.get_state() for cb in trainer.callbacks],
         "stop_training": trainer.stop_training,
+        "best_weights": trainer.best_weights,
     }
 
 
@@ -193,6 +194,13 @@ CASES = {
     "running mean NaN": _array_case("model/3.running_mean", _with_nan),
     "optimizer state NaN": _array_case("optimizer/1/exp_avg_sq", _with_nan),
     "weights of another shape": _array_case("model/0.weight", lambda a: a[:, :4].copy()),
+    "trainer best weights NaN": _array_case("best/0.weight", _with_nan),
+    "trainer best weights missing": _array_case("best/0.weight", lambda a: _DELETE),
+    "trainer best weights float64": _array_case("best/3.running_var", lambda a: a.astype(np.float64)),
+    "trainer best weights of another shape": _array_case("best/4.bias", lambda a: a[:2].copy()),
+    "trainer best epoch after the checkpoint": _meta_case(["best", "epoch"], 99),
+    "trainer best value a string": _meta_case(["best", "value"], "x"),
+    "trainer best arrays without a best entry": _meta_case(["best"], None),
 }
 
 

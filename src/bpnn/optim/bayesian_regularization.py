@@ -97,3 +97,27 @@ class BayesianRegularization(LevenbergMarquardt):
 
     def state(self) -> dict:
         return {"gamk": self.gamma, "alpha": self.alpha, "beta": self.beta, "ssX": self.ssw}
+
+    def checkpoint_state(self) -> dict:
+        """μ, and γ, α, β, the sum of squared weights and whether the last step was
+        taken (the next linearization re-estimates α and β from them)."""
+        return {**super().checkpoint_state(), "gamma": self.gamma, "alpha": self.alpha, "beta": self.beta,
+                "ssw": self.ssw, "stepped": self._stepped}
+
+    def check_checkpoint_state(self, state) -> dict:
+        out = super().check_checkpoint_state(state)
+        for key in ("gamma", "alpha", "beta", "ssw"):
+            v = state[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0):
+                raise ValueError(f"solver state: {key}: got {v!r}; expected a finite number >= 0 or null")
+            out[key] = None if v is None else float(v)
+        if not isinstance(state["stepped"], bool):
+            raise ValueError(f"solver state: stepped: got {state['stepped']!r}; expected true or false")
+        out["stepped"] = state["stepped"]
+        return out
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        super().load_checkpoint_state(state)
+        self.gamma, self.alpha, self.beta, self.ssw = (state[k] for k in ("gamma", "alpha", "beta", "ssw"))
+        self._stepped = state["stepped"]

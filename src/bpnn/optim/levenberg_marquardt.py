@@ -227,6 +227,26 @@ class LevenbergMarquardt(Configurable):
         """Extra per-epoch quantities for the training record (BR adds γ, α, β)."""
         return {}
 
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        """What the next step depends on besides the weights (JSON data): μ."""
+        return {"mu": self._mu}
+
+    def check_checkpoint_state(self, state) -> dict:
+        """``state`` (from :meth:`checkpoint_state`) checked, as a new dict for
+        :meth:`load_checkpoint_state`; ValueError naming the entry otherwise."""
+        if not isinstance(state, dict) or set(state) != set(self.checkpoint_state()):
+            raise ValueError(f"solver state: got {str(state)[:80]}; expected the keys "
+                             f"{sorted(self.checkpoint_state())}")
+        mu = state["mu"]
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 < mu < math.inf:
+            raise ValueError(f"solver state: mu: got {mu!r}; expected a finite number > 0")
+        return {"mu": float(mu)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Take a state :meth:`check_checkpoint_state` returned (attached solvers only)."""
+        self._mu = state["mu"]
+
     def get_config(self):
         return {"mu": self.mu, "mu_dec": self.mu_dec, "mu_inc": self.mu_inc, "mu_max": self.mu_max,
                 "memory_limit": self.memory_limit}

@@ -18,7 +18,8 @@ class Callback:
       ``on_batch_begin(batch, logs)``, ``on_batch_end(batch, logs)``,
       ``on_epoch_end(epoch, logs)``, ``on_train_end(logs)`` — Keras' hooks. ``logs`` at
       epoch end holds ``loss``, the metrics, their ``val_`` twins and ``lr``.
-    - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch.
+    - ``flush(epoch)`` — after every callback's ``on_epoch_end`` of the epoch (for the
+      Levenberg–Marquardt trainer, after the epoch's step as well).
     - ``get_state()`` / ``set_state(state)`` — what a checkpoint stores and a resumed
       run restores (arrays go under the state's ``"arrays"`` key, ``{name: array}``).
     - ``restart_copy(run)`` / ``on_restarts_end(copies, best)`` — around
@@ -152,10 +153,17 @@ class CallbackList:
     def on_epoch_begin(self, epoch, logs=None):
         self._call("on_epoch_begin", epoch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None, flush: bool = True):
         """Every callback's ``on_epoch_end``, then every callback's ``flush`` (so that a
-        checkpoint written in ``flush`` holds what all of them decided this epoch)."""
+        checkpoint written in ``flush`` holds what all of them decided this epoch).
+        ``flush=False`` leaves the flush to the trainer (:meth:`flush`): the
+        Levenberg–Marquardt trainer flushes after the epoch's step, so that a checkpoint
+        holds the weights the next epoch starts from."""
         self._call("on_epoch_end", epoch, logs)
+        if flush:
+            self.flush(epoch)
+
+    def flush(self, epoch):
         self._call("flush", epoch)
 
     @contextlib.contextmanager
@@ -180,11 +188,14 @@ class CallbackHost:
 
     ``history`` (the current run's :class:`History`), ``stop_training`` (a callback sets
     it True to stop after the current epoch), ``initial_epoch`` (0, or the first epoch
-    after the checkpoint a run resumed from) and the read-only ``callbacks`` and
-    ``weight_snapshots``.
+    after the checkpoint a run resumed from), ``best_weights`` (the trainer's own
+    :class:`~bpnn.train.best_weights.BestWeights`, saved in checkpoints: the gradient
+    trainer's fallback on a non-finite loss, the Levenberg–Marquardt validation stop's
+    best-validation weights) and the read-only ``callbacks`` and ``weight_snapshots``.
     """
 
     history = None
+    best_weights = None
     stop_training = False
     #: the epoch the current run starts at: 0, or the epoch after a resumed checkpoint's
     initial_epoch = 0

@@ -2,9 +2,14 @@
 
 A checkpoint is one safetensors file: arrays under ``model/<name>`` (parameters and
 buffers), ``optimizer/<i>/<key>`` (each transform's state) and ``callbacks/<j>/<name>``
-(arrays in the j-th stateful callback's state, e.g. EarlyStopping's best weights), and a
+(arrays in the j-th stateful callback's state, e.g. EarlyStopping's best weights),
+``best/<name>`` (the trainer's own best-epoch weights: what a non-finite loss falls back
+to, or the Levenberg–Marquardt validation stop's best-validation weights), and a
 JSON document in the file's metadata under ``"bpnn"`` with the format version, the epoch just
-completed, the optimizer's step count and learning rate, the random generators'
+completed, the optimizer's step count and learning rate (for the Levenberg–Marquardt
+trainer, ``"optimizer"`` is null and ``"lm"`` holds the solver's μ and its counters, the
+validation stop's count and the training record), the epoch and value of the ``best/``
+weights, the random generators'
 states, the History and the state of callbacks that keep one, and a second metadata
 entry, ``"bpnn_sha256"``, with the SHA-256 of the document and of every array, checked
 when the file is read (:mod:`bpnn._tensorfile`). It is written atomically (temporary
@@ -37,11 +42,17 @@ class CheckpointError(ValueError):
 
 
 def _generators(trainer):
-    gens = [trainer.rng]
+    rng = getattr(trainer, "rng", None)  # the Levenberg–Marquardt trainer has none of its own
+    gens = [] if rng is None else [rng]
     model_rng = getattr(trainer.model, "rng", None)
-    if model_rng is not None and model_rng is not trainer.rng:
+    if model_rng is not None and model_rng is not rng:
         gens.append(model_rng)
     return gens
+
+
+def _optimizer(trainer):
+    """The gradient trainer's optimizer; None for the Levenberg–Marquardt trainer."""
+    return getattr(trainer, "optimizer", None)
 
 
 def _stateful(callbacks):
@@ -53,21 +64,32 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
     the SHA-256 of its document and of every array (see :mod:`bpnn._tensorfile`)."""
     model = trainer.model
     tensors = {f"model/{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    opt_state = trainer.optimizer.state_dict()
-    for i, entries in enumerate(opt_state["state"]):
-        for key, value in entries.items():
-            tensors[f"optimizer/{i}/{key}"] = np.ascontiguousarray(value)
+    opt = _optimizer(trainer)
+    opt_meta = None
+    if opt is not None:
+        opt_state = opt.state_dict()
+        for i, entries in enumerate(opt_state["state"]):
+            for key, value in entries.items():
+                tensors[f"optimizer/{i}/{key}"] = np.ascontiguousarray(value)
+        opt_meta = {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
+                    "state_keys": [sorted(entries) for entries in opt_state["state"]],
+                    "epoch": opt_state.get("epoch"),
+                    "schedule": json_safe(opt_state.get("schedule") or {}, nonfinite="string"),
+                    "lr": opt.lr if not callable(opt.lr) else None,
+                    "class": type(opt).__name__}
+    best = getattr(trainer, "best_weights", None)
+    best_arrays = None if best is None else best.arrays()
+    for name, value in (best_arrays or {}).items():
+        tensors[f"best/{name}"] = np.ascontiguousarray(value)
     history = trainer.history
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "epoch": int(epoch),
-        "optimizer": {"step_count": opt_state["step_count"], "n_transforms": len(opt_state["state"]),
-                      "state_keys": [sorted(entries) for entries in opt_state["state"]],
-                      "epoch": opt_state.get("epoch"),
-                      "schedule": json_safe(opt_state.get("schedule") or {}, nonfinite="string"),
-                      "lr": trainer.optimizer.lr if not callable(trainer.optimizer.lr) else None,
-                      "class": type(trainer.optimizer).__name__},
+        "optimizer": opt_meta,
+        "best": (None if best_arrays is None else
+                 {"epoch": best.epoch, "value": best.value if best.value is not None
+                  and math.isfinite(best.value) else None}),
         "model": {"class": type(model).__name__, "parameters": model.num_parameters(),
                   "architecture": layers.serialize(model),
                   "input_shape": list(model.input_shape) if model.built else None,
@@ -77,6 +99,8 @@ def save_checkpoint(path, trainer, epoch: int, callbacks=()) -> None:
                      "epoch": history.epoch} if history is not None else None),
         "callbacks": _callback_states(callbacks, tensors),
     }
+    if opt is None:
+        meta["lm"] = json_safe(trainer._checkpoint_state(), nonfinite="string")
     data = encode(tensors, json.dumps(meta, allow_nan=False))
     with atomic_write(path) as handle:
         handle.write(data)
@@ -131,7 +155,7 @@ def _parse_meta(path: str, text) -> dict:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r}; "
                               f"this bpnn reads version {VERSION}")
-    for key in ("optimizer", "model"):
+    for key in ("optimizer", "model") if not isinstance(meta.get("lm"), dict) else ("model",):
         if not isinstance(meta.get(key), dict):
             raise CheckpointError(f"{path}: its '{key}' entry is {meta.get(key)!r:.80}; expected a JSON object")
     return meta
@@ -158,16 +182,23 @@ def _check_specs(path: str, tf: TensorFile, meta: dict) -> dict:
             opt_specs[(int(parts[1]), parts[2])] = spec
         elif parts[0] == "callbacks" and indexed and int(parts[1]) < n_callbacks:
             pass  # an array of the state of stateful callback <index> (EarlyStopping's best weights)
+        elif parts[0] == "best" and len(parts) == 2 and parts[1] and isinstance(meta.get("best"), dict):
+            pass  # the trainer's best-epoch weights, checked against the model on restore
         else:
             raise CheckpointError(f"{path}: unexpected array {name!r}; a checkpoint names its arrays "
-                                  f"'model/<name>', 'optimizer/<index>/<key>' or 'callbacks/<index>/<name>' "
+                                  f"'model/<name>', 'optimizer/<index>/<key>', 'best/<name>' (with a 'best' "
+                                  f"entry) or 'callbacks/<index>/<name>' "
                                   f"(index below the {n_callbacks} callback states it holds)")
     dtypes = sorted({spec.dtype.name for spec in model_specs.values()})
     declared = meta["model"].get("dtype")
     if len(dtypes) > 1 or (declared is not None and dtypes and dtypes != [declared]):
         raise CheckpointError(f"{path}: the model arrays have dtypes {dtypes}; the checkpoint declares the "
                               f"model's dtype {declared!r} (one of float32, float64)")
-    _check_transforms(path, meta["optimizer"], opt_specs)
+    if isinstance(meta.get("optimizer"), dict):
+        _check_transforms(path, meta["optimizer"], opt_specs)
+    elif opt_specs:
+        raise CheckpointError(f"{path}: optimizer arrays such as 'optimizer/{min(opt_specs)[0]}/"
+                              f"{min(opt_specs)[1]}' in a checkpoint without an optimizer")
     if meta["model"].get("input_shape") is not None:
         _check_architecture(path, meta["model"], model_specs)
     return dict(tf.arrays)
@@ -275,6 +306,8 @@ class _Plan:
     gen_states: list
     history: tuple
     callbacks: list
+    best: object  # a BestWeights, or None when the file holds no best weights
+    lm: object  # the Levenberg–Marquardt trainer's checked state (its ``_plan_checkpoint_state``)
 
 
 def _integer(what, value, low=0, high=None) -> int:
@@ -426,17 +459,56 @@ def _plan_callbacks(arrays, meta, callbacks) -> list:
         entries.append((name, state))
     expected = {f"callbacks/{j}/{a}" for j, (_, s) in enumerate(entries)
                 if isinstance(s, dict) and isinstance(s.get("arrays"), dict) for a in s["arrays"]}
-    stray = sorted(k for k in arrays if not k.startswith(("model/", "optimizer/")) and k not in expected)
+    stray = sorted(k for k in arrays if not k.startswith(("model/", "optimizer/", "best/")) and k not in expected)
     if stray:
         raise ValueError(f"array '{stray[0]}' belongs to no part of a checkpoint")
     return _match_callbacks(_stateful(callbacks), entries)
+
+
+def _plan_best(arrays, meta, trainer, epoch):
+    """The trainer's best-epoch weights (``best/<name>`` arrays and the ``best`` entry)
+    as a new BestWeights; None when the file holds none (older files)."""
+    from .best_weights import BestWeights
+
+    given = {k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
+    info = meta.get("best")
+    if info is None:
+        if given:
+            raise ValueError(f"array 'best/{min(given)}' without a 'best' entry")
+        return None
+    info = _dict("best", info)
+    best_epoch = info.get("epoch")
+    if best_epoch is not None:
+        best_epoch = _integer("best.epoch", best_epoch, 0, epoch)
+    value = info.get("value")
+    if value is None:
+        value = math.inf
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"best.value: got {_short(value)}; expected a finite number or null")
+    for name, v in given.items():
+        if v.dtype.kind in "fc" and not np.isfinite(v).all():
+            raise ValueError(f"array 'best/{name}' holds NaN or inf")
+    weights = BestWeights()
+    weights.load(trainer.model, best_epoch, float(value), given)  # names, shapes, dtypes: the model's
+    return weights
 
 
 def _plan(arrays, meta, trainer, callbacks) -> _Plan:
     plan = _Plan()
     plan.epoch = _integer("epoch", meta.get("epoch"), 0)
     plan.model_state = _plan_model(arrays, trainer)
-    plan.opt_state, plan.lr = _plan_optimizer(arrays, meta, trainer.optimizer)
+    opt = _optimizer(trainer)
+    if opt is not None:
+        if not isinstance(meta.get("optimizer"), dict):
+            raise ValueError(f"optimizer: got {_short(meta.get('optimizer'))}; this trainer's checkpoint holds "
+                             f"its optimizer state (the file is of a Levenberg–Marquardt run?)")
+        plan.opt_state, plan.lr = _plan_optimizer(arrays, meta, opt)
+        plan.lm = None
+    else:
+        if meta.get("optimizer") is not None or "lm" not in meta:
+            raise ValueError("lm: the file holds no Levenberg–Marquardt state (it is of a gradient-descent run?)")
+        plan.lm = trainer._plan_checkpoint_state(meta["lm"], plan.epoch)
+    plan.best = _plan_best(arrays, meta, trainer, plan.epoch)
     plan.gen_states = _plan_generators(meta, trainer)
     plan.history = _plan_history(meta, plan.epoch)
     plan.callbacks = _plan_callbacks(arrays, meta, callbacks)
@@ -469,7 +541,11 @@ def restore_checkpoint(path, trainer, history, callbacks=()) -> int:
     learning rate, generator state, History and callback state), and only then swapped
     in. A checkpoint that fails any check raises :class:`CheckpointError` and leaves the
     weights, the optimizer, the random generators, ``history`` and the callbacks as they
-    were. Returns the epoch to start from.
+    were. Returns the epoch to start from. ``trainer.best_weights`` becomes the file's
+    best-epoch weights (a BestWeights; None for a file without them). A
+    Levenberg–Marquardt trainer (no ``optimizer``) checks its own state with
+    ``trainer._plan_checkpoint_state(state, epoch)`` and takes it with
+    ``trainer._load_checkpoint_state(plan)``.
     """
     arrays, meta = read_checkpoint(path)
     try:
@@ -479,10 +555,14 @@ def restore_checkpoint(path, trainer, history, callbacks=()) -> int:
         raise CheckpointError(f"{path}: does not fit this training run: {exc}") from None
     # Everything below was checked above and cannot fail.
     trainer.model.load_state_dict(plan.model_state)
-    opt = trainer.optimizer
-    opt.load_state_dict(plan.opt_state)
-    if plan.lr is not None and not callable(opt.lr):
-        opt.lr = plan.lr
+    opt = _optimizer(trainer)
+    if opt is not None:
+        opt.load_state_dict(plan.opt_state)
+        if plan.lr is not None and not callable(opt.lr):
+            opt.lr = plan.lr
+    else:
+        trainer._load_checkpoint_state(plan.lm)
+    trainer.best_weights = plan.best
     for gen, state in zip(_generators(trainer), plan.gen_states):
         gen.bit_generator.state = state
     history.history, history.epoch = plan.history
@@ -500,7 +580,8 @@ class ModelCheckpoint(Callback):
     starts.
     With ``save_best_only`` a checkpoint is written only when ``monitor`` improves
     (``mode`` min/max/auto). Every ``save_freq`` epochs otherwise. Writes are atomic;
-    resume with ``trainer.fit(..., resume_from=path)``. ``last_path`` is the file
+    resume with ``trainer.fit(..., resume_from=path)`` (:class:`bpnn.Trainer` or
+    :class:`~bpnn.train.LMTrainer`). ``last_path`` is the file
     written last.
 
     With ``Trainer.fit(n_restarts=...)`` each run writes its files under its own names

@@ -155,6 +155,17 @@ class ValidationStop:
     def stopped(self) -> bool:
         return self.max_fail is not None and self.val_fail >= self.max_fail
 
+    @property
+    def best_weights(self) -> BestWeights:
+        """The kept weights of the best validation epoch."""
+        return self._best_weights
+
+    def load(self, best: float, val_fail: int, weights: BestWeights | None) -> None:
+        """Continue from a checkpoint: the best error, the failure count and the best
+        weights (None: none kept), all checked by the caller."""
+        self.best, self.val_fail = best, val_fail
+        self._best_weights = weights if weights is not None else BestWeights()
+
     def restore(self) -> bool:
         """Put back the weights of the best validation epoch, if any were kept."""
         return self._best_weights.restore()

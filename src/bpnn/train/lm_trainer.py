@@ -44,6 +44,14 @@ def _blas_threads(n_params: int):
     return _controller[0].limit(limits=1, user_api="blas")
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 class TrainingRecord:
     """Per-epoch record of a Levenberg–Marquardt run — MATLAB's ``tr``.
 
@@ -168,7 +176,7 @@ class LMTrainer(CallbackHost):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, T, validation_data=None, test_data=None, callbacks=(), verbose: bool = False,
-            division=None) -> TrainingRecord:
+            division=None, resume_from=None) -> TrainingRecord:
         """Train on (X, T); return the :class:`TrainingRecord` (also ``self.record``).
 
         ``validation_data`` and ``test_data`` are (X, T) pairs, or None. To divide one
@@ -178,6 +186,16 @@ class LMTrainer(CallbackHost):
         ``callbacks`` get the hooks of :class:`bpnn.Callback`; epoch logs hold ``loss``,
         ``val_loss``, ``test_loss`` (MSE), ``mu``, ``gradient``, ``val_fail`` and the
         solver's extras (γ as ``gamk`` for BR). ``verbose`` shows a progress bar (tqdm).
+
+        ``resume_from`` names a checkpoint written by :class:`~bpnn.ModelCheckpoint` during
+        an LM run with the same model, solver and data: the weights, μ (and BR's γ, α, β),
+        the validation stop's best error, failure count and best weights, the training
+        record, the History, the random generators and the callbacks' states are restored
+        and training continues with the next epoch, exactly as if it had not stopped
+        (the record's ``time`` continues from the checkpoint's). A checkpoint is written
+        after the epoch's step, so it holds the weights the next epoch starts from; one
+        written at the epoch that ended training resumes to the same end. A refused
+        checkpoint (:class:`~bpnn.train.CheckpointError`) leaves the trainer as it was.
         """
         record = TrainingRecord()
         if division is not None:
@@ -188,6 +206,7 @@ class LMTrainer(CallbackHost):
         test = None if test_data is None else self._prepare(*test_data, name_x="test_data[0]",
                                                             name_t="test_data[1]")
         model, solver = self.model, self.solver
+        previous = (self._run_state(), self.record, self._run, self.best_weights, dict(solver.__dict__))
         solver.attach(model)
         flat = model.flat_parameters()
         record.num_params = len(flat)
@@ -196,16 +215,40 @@ class LMTrainer(CallbackHost):
         cbs = self._start_run(callbacks)
         n_err = train[1].size
         validation = ValidationStop(self.max_fail)
+        self._run = (record, validation)
+        self.best_weights = validation.best_weights
         stop_on_val = val is not None and self.max_fail is not None
+        start_epoch = 0
+        if resume_from is not None:
+            from .checkpoint import restore_checkpoint
+
+            try:
+                start_epoch = restore_checkpoint(resume_from, self, self.history, self.callbacks)
+            except BaseException:  # a refused checkpoint leaves the trainer as it was
+                run_state, self.record, self._run, self.best_weights, solver_dict = previous
+                self._restore_run_state(run_state)
+                solver.__dict__.clear()
+                solver.__dict__.update(solver_dict)
+                raise
+            record = self.record  # the checkpoint's, continued
+            validation.load(validation.best, validation.val_fail, self.best_weights)
+            self.best_weights = validation.best_weights
+            self.initial_epoch = start_epoch
         bar = contextlib.nullcontext()
         if verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True)
-        start = _time.perf_counter()
+        start = _time.perf_counter() - (record.time[-1] if record.time else 0.0)
         # Exits run in reverse: the bar closes, BLAS threads come back, then on_train_end.
         with cbs.running({}), _blas_threads(len(flat)), bar:
-            for epoch in range(self.epochs + 1):
+            if start_epoch > self.epochs and not record.stop:
+                record.stop = "Maximum epoch reached."  # resumed past this run's last epoch
+            for epoch in range(start_epoch, self.epochs + 1):
+                if record.stop or self.stop_training:
+                    if not record.stop:
+                        record.stop = "Stopped by a callback."
+                    break  # resumed from the checkpoint of the epoch that ended the run
                 cbs.on_epoch_begin(epoch, {})
                 sse, jj, je = solver.linearize(*train)
                 record.jacobian_blocks = max(record.jacobian_blocks, solver.jacobian_blocks)
@@ -227,7 +270,7 @@ class LMTrainer(CallbackHost):
                     logs["val_loss"] = vperf
                 if tperf is not None:
                     logs["test_loss"] = tperf
-                cbs.on_epoch_end(epoch, logs)
+                cbs.on_epoch_end(epoch, logs, flush=False)  # the flush follows the step
                 if verbose:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if isinstance(v, float)},
                                     refresh=False)
@@ -236,12 +279,95 @@ class LMTrainer(CallbackHost):
                 stop = self._stop_reason(epoch, perf, gradient, validation, elapsed)
                 if stop:
                     record.stop = stop
+                    cbs.flush(epoch)
                     break
                 solver.update(*train, sse, jj, je)
                 record.num_epochs = epoch + 1
+                cbs.flush(epoch)
             validation.restore()
             self.history.stopped_reason = record.stop
         return record
+
+    # ------------------------------------------------------------------ checkpoints
+    _run = None  # (record, validation stop) of the current run
+
+    def _checkpoint_state(self) -> dict:
+        """This trainer's part of a checkpoint (JSON data; see :mod:`bpnn.train.checkpoint`):
+        the solver's state, the validation stop's best error and failure count, and the
+        training record. The best-validation weights are ``best_weights``."""
+        record, validation = self._run
+        data = record.to_dict()
+        for key in ("train_ind", "val_ind", "test_ind", "solver"):
+            del data[key]  # given again to the resumed fit
+        return {"solver": self.solver.checkpoint_state(),
+                "validation": {"best": validation.best if math.isfinite(validation.best) else None,
+                               "val_fail": validation.val_fail},
+                "record": data}
+
+    def _plan_checkpoint_state(self, state, epoch: int):
+        """``state`` (from :meth:`_checkpoint_state`, as read back) checked against this run,
+        into new objects for :meth:`_load_checkpoint_state`; ValueError naming the entry."""
+        if not isinstance(state, dict) or not {"solver", "validation", "record"} <= set(state):
+            raise ValueError(f"lm: got {str(state)[:80]}; expected an object with solver, validation and record")
+        solver = self.solver.check_checkpoint_state(state["solver"])
+        v = state["validation"]
+        if not isinstance(v, dict):
+            raise ValueError(f"lm.validation: got {str(v)[:80]}; expected an object")
+        best, val_fail = v.get("best"), v.get("val_fail")
+        if best is None:
+            best = math.inf
+        elif not _number(best) or not math.isfinite(best):
+            raise ValueError(f"lm.validation.best: got {best!r}; expected a finite number or null")
+        if not (_integer(val_fail) and val_fail >= 0):
+            raise ValueError(f"lm.validation.val_fail: got {val_fail!r}; expected an integer >= 0")
+        record = self._plan_record(state["record"], epoch)
+        return solver, float(best), val_fail, record
+
+    def _plan_record(self, data, epoch: int) -> TrainingRecord:
+        from .checkpoint import _NONFINITE
+
+        if not isinstance(data, dict):
+            raise ValueError(f"lm.record: got {str(data)[:80]}; expected an object")
+        record = TrainingRecord()
+        for key in TrainingRecord.STATES:
+            values = data.get(key)
+            if not isinstance(values, list) or len(values) != epoch + 1:
+                raise ValueError(f"lm.record.{key}: expected a list of {epoch + 1} entries (epochs 0 to {epoch})")
+            values = [_NONFINITE.get(x, x) if isinstance(x, str) else x for x in values]
+            if not all(x is None or _number(x) for x in values):
+                raise ValueError(f"lm.record.{key}: expected numbers or null")
+            setattr(record, key, values)
+        if record.epoch != list(range(epoch + 1)):
+            raise ValueError(f"lm.record.epoch: expected the epochs 0 to {epoch}")
+        for key in ("best_perf", "best_vperf", "best_tperf"):
+            x = data.get(key)
+            x = _NONFINITE.get(x, x) if isinstance(x, str) else x
+            if not (x is None or _number(x)):
+                raise ValueError(f"lm.record.{key}: got {x!r}; expected a number or null")
+            setattr(record, key, x)
+        for key, low, high in (("best_epoch", 0, epoch), ("num_epochs", 0, epoch + 1),
+                               ("num_params", 0, None), ("jacobian_blocks", 1, None)):
+            x = data.get(key)
+            if not (_integer(x) and low <= x and (high is None or x <= high)):
+                raise ValueError(f"lm.record.{key}: got {x!r}; expected an integer in [{low}, {high or 'inf'}]")
+            setattr(record, key, x)
+        if not isinstance(data.get("stop"), str):
+            raise ValueError(f"lm.record.stop: got {data.get('stop')!r}; expected a string")
+        record.stop = data["stop"]
+        if record.num_params != self.record.num_params:
+            raise ValueError(f"lm.record.num_params: {record.num_params}; this model has {self.record.num_params}")
+        return record
+
+    def _load_checkpoint_state(self, plan) -> None:
+        """Take what :meth:`_plan_checkpoint_state` returned (cannot fail)."""
+        solver_state, best, val_fail, record = plan
+        current, validation = self._run
+        self.solver.load_checkpoint_state(solver_state)
+        record.train_ind, record.val_ind, record.test_ind = current.train_ind, current.val_ind, current.test_ind
+        record.solver = current.solver
+        self.record = record
+        self._run = (record, validation)
+        validation.load(best, val_fail, None)  # the best weights follow (``best_weights``)
 
     def _stop_reason(self, epoch, perf, gradient, validation, elapsed) -> str:
         if not math.isfinite(perf):

@@ -170,8 +170,12 @@ class Trainer(CallbackHost):
         self.initial_epoch = start_epoch
         # The best epoch by validation loss (training loss without validation data), so
         # that a non-finite loss falls back to it; before any epoch, the starting weights.
-        best = BestWeights()
-        best.save(self, None, math.inf)
+        # A resumed run continues the checkpoint's (older files hold none: the resumed weights).
+        best = self.best_weights if resume_from is not None else None
+        if best is None:
+            best = BestWeights()
+            best.save(self, None, math.inf)
+        self.best_weights = best
         n_batches = len(batches)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
         # picks the last batch of an epoch).
