@@ -110,9 +110,9 @@ class _DampedFactor:
 
     The inverse is formed once per inverse update and change of λ, in float64 from F's
     Cholesky factor (:func:`_spd_inverse`). The products go through NumPy's own BLAS:
-    SciPy brings a second OpenBLAS with its own thread pool, and a triangular solve in it
-    each step fought NumPy's threads (a LeNet-5 step 15× slower with two threads), so
-    SciPy is used only for the factorization. A factor that is not positive definite after
+    SciPy brings a second OpenBLAS with its own thread pool, whose calls each step would
+    compete with NumPy's threads (see ``benchmarks/README.md``), so SciPy is used only
+    for the factorization. A factor that is not positive definite after
     the shift, or a non-finite inverse, stops training with the layer and step named."""
 
     def __init__(self, m64, shift, dtype, what):
@@ -163,9 +163,10 @@ class _Block:
         return not self.conv and rows * (a * a + g * g + a * g) < a * g * (a + g)
 
     def rows_with_ones(self, x):
-        """Ā = [x, 1] (rows, dim_a): the inputs with the bias's 1 appended (a new array)."""
+        """Ā = [x, 1] (rows, dim_a): the inputs with the bias's 1 appended (x itself when
+        the layer has no bias)."""
         if self.b_slice is None:
-            return x.copy()
+            return x
         abar = backend.xp.empty((x.shape[0], self.dim_a), dtype=x.dtype)
         abar[:, :-1] = x
         abar[:, -1] = 1
