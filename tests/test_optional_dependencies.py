@@ -60,3 +60,18 @@ def test_the_cli_prints_the_reason_in_one_line(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bpnn: error: the HTML report needs matplotlib, which could "
                                                    "not be imported (ModuleNotFoundError"), lines
+
+
+@pytest.mark.parametrize("backend, blocked, package", [("dask", ("dask.distributed",), "dask.distributed"),
+                                                       ("ray", ("ray",), "ray")])
+def test_study_backends_name_the_reason(monkeypatch, backend, blocked, package):
+    from bpnn.experiment import StudySpec
+    from bpnn.experiment.backends import open_backend
+
+    _blocked(monkeypatch, *blocked)
+    spec = StudySpec(inits=["he_normal"], optimizers=["sgd"], lrs=[0.05], seeds=[0], epochs=1, hidden=[4],
+                     backend=backend)
+    with pytest.raises(ImportError, match=rf"backend '{backend}' needs {package}, which could not be imported "
+                                          rf"\(.*; install it with: pip install 'bpnn\[{backend}\]'"):
+        with open_backend(spec, 2):
+            pass

@@ -39,8 +39,8 @@ PRODUCT_TILES = {512: True, 256: False, 128: False}
 #: Per vector width (bits): the most vectors of output channels for which the direct
 #: convolution runs (0: no limit). With 256 bits a tile holds at most 2 vectors (16
 #: float32) of columns, so for more output channels every tile reads W again for a third
-#: of the multiply-adds per byte of a 512-bit tile: 32 output channels ran 1.5-2x slower
-#: than im2col with OpenBLAS, 16 ran 1.6x faster (AVX2 emulated, benchmarks/README.md).
+#: of the multiply-adds per byte of a 512-bit tile; past 2 vectors im2col with BLAS wins
+#: (measured per width with bench_conv_paths.py: benchmarks/README.md).
 DIRECT_MAX_VECTORS = {512: 0, 256: 2, 128: 0}
 
 #: The ISA names of the tile widths (bits), for messages and benchmark headers.

@@ -38,6 +38,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from .._checks import missing_dependency
+
 #: Environment variables that set a process's BLAS / OpenMP / numba threads at start-up.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -210,7 +212,7 @@ class Backend:
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
-            raise ImportError("backend 'dask' needs dask.distributed: pip install 'bpnn[dask]'") from exc
+            raise missing_dependency("backend 'dask'", "dask.distributed", "'bpnn[dask]'", exc) from exc
         spec, timeout = self.spec, self.spec.timeout
         if spec.address:
             if spec.n_jobs != -1:
@@ -248,7 +250,7 @@ class Backend:
         try:
             import ray
         except ImportError as exc:
-            raise ImportError("backend 'ray' needs ray: pip install 'bpnn[ray]'") from exc
+            raise missing_dependency("backend 'ray'", "ray", "'bpnn[ray]'", exc) from exc
         spec, timeout = self.spec, self.spec.timeout
         if spec.address:
             if spec.n_jobs != -1:
