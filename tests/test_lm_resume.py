@@ -13,7 +13,9 @@ import pytest
 import bpnn
 from bpnn.train import CheckpointError, LMTrainer
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
+pytest.importorskip("safetensors.numpy")
+# a checkpoint's bytes taken apart and written back without its checksums, as for the Trainer
+from test_resume_all_or_nothing import _parts, _write  # noqa: E402
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -109,16 +111,6 @@ def lm_checkpoint(tmp_path_factory):
     return (folder / "c-3.safetensors").read_bytes()
 
 
-def _parts(data):
-    arrays = safetensors_numpy.load(data)
-    header_len = int.from_bytes(data[:8], "little")
-    meta = json.loads(json.loads(data[8:8 + header_len])["__metadata__"]["bpnn"])
-    return arrays, meta
-
-
-def _write(path, arrays, meta):
-    # without the checksums (read as an older file), so that the check under test is the restore's own
-    path.write_bytes(safetensors_numpy.save(arrays, metadata={"bpnn": json.dumps(meta)}))
 
 
 def _state(trainer):
