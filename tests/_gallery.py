@@ -33,3 +33,8 @@ def load_example(number: int):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# The MNIST lessons read the IDX files named by $BPNN_MNIST_DIR (and fall back to the
+# bundled 8×8 digits without them); the tests point it at the shared copy when present.
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
