@@ -17,6 +17,10 @@ import numpy
 
 from ._checks import missing_dependency
 
+__all__ = ["xp", "set_backend", "backend_name", "as_dtype", "default_dtype", "set_default_dtype", "rng",
+           "to_device", "to_numpy"]
+
+#: The active array module: ``numpy`` by default, ``cupy`` after ``set_backend("cupy")``.
 xp = numpy
 _default_dtype = numpy.dtype(numpy.float32)
 _FLOAT_DTYPES = ("float32", "float64")

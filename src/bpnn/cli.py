@@ -8,6 +8,8 @@ import time
 
 from . import __version__
 
+__all__ = ["build_parser", "main"]
+
 
 def _train(args) -> int:
     import bpnn

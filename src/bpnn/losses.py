@@ -13,6 +13,8 @@ from ._registry import Configurable, Registry
 
 losses = Registry("loss")
 
+__all__ = ["Loss", "MSE", "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "get", "losses"]
+
 
 class Loss(Configurable):
     """Base class of losses."""

@@ -13,6 +13,8 @@ from ._registry import Configurable, Registry
 
 registry = Registry("metric")
 
+__all__ = ["accuracy", "binary_accuracy", "Metric", "Accuracy", "BinaryAccuracy", "get", "serialize", "registry"]
+
 
 def _labels(target):
     return target if target.ndim == 1 else target.argmax(axis=1)

@@ -8,12 +8,12 @@ from .. import _checks
 
 class MinMaxScaler:
     r"""Scale every feature (column) linearly to [ymin, ymax], default [−1, 1] — MATLAB's
-    ``mapminmax`` with samples in rows (MATLAB puts samples in columns).
+    ``mapminmax`` with samples in rows (MATLAB puts samples in columns)::
 
-    Fit:        x_min, x_max per column;  gain = (ymax − ymin) / (x_max − x_min).
-    Transform:  y = gain · (x − x_min) + ymin.
-    Inverse:    x = (y − ymin) / gain + x_min   (applied to a network's outputs, it
-                gives predictions in the targets' units).
+        Fit:        x_min, x_max per column;  gain = (ymax − ymin) / (x_max − x_min).
+        Transform:  y = gain · (x − x_min) + ymin.
+        Inverse:    x = (y − ymin) / gain + x_min   (applied to a network's outputs, it
+                    gives predictions in the targets' units).
 
     A constant column (x_max = x_min) gets gain 1 and offset ymin, so it passes through
     unchanged, as in MATLAB. Values outside the fitted range map outside [ymin, ymax]

@@ -13,8 +13,8 @@ from .. import _checks, backend
 class GradcheckResult:
     """Worst relative error per parameter and for the input (or prediction, for a loss).
 
-    The error of one entry is |a − n| / max(|a|, |n|, 1e-3 · s), with a the analytic
-    (backprop) and n the numerical derivative and s the largest |a| or |n| over every
+    The error of one entry is ``|a − n| / max(|a|, |n|, 1e-3 · s)``, with a the analytic
+    (backprop) and n the numerical derivative and s the largest ``|a|`` or ``|n|`` over every
     array of the check: entries far smaller than that scale are compared to the scale,
     so finite-difference noise on near-zero derivatives is not mistaken for a bug —
     including an array whose derivatives are all zero (the bias of a Dense layer

@@ -44,7 +44,7 @@ from .stats import describe, epoch_label
 
 @dataclass
 class Thresholds:
-    """Thresholds of the health rules (see :mod:`bpnn.diagnostics.health`)."""
+    """Thresholds of the health rules (see ``bpnn.diagnostics.health``)."""
 
     vanishing_ratio: float = 1e-2
     exploding_ratio: float = 1e2

@@ -3,9 +3,9 @@
 :func:`run_one` builds the network of one run, trains it with
 :class:`~bpnn.diagnostics.LayerStats` attached, evaluates it and diagnoses its health;
 it returns plain data (JSON-ready). :func:`run_study` maps it over the runs of a
-:class:`~bpnn.experiment.StudySpec` on a backend (:mod:`bpnn.experiment.backends`:
+:class:`~bpnn.experiment.StudySpec` on a backend (``bpnn.experiment.backends``:
 local processes by default, a Dask or Ray cluster on request) and records each run in
-the run folder as it ends (:mod:`bpnn.experiment.rundir`), so a study killed at any
+the run folder as it ends (``bpnn.experiment.rundir``), so a study killed at any
 moment resumes where it stopped.
 """
 from __future__ import annotations
@@ -88,11 +88,11 @@ def run_study(spec: StudySpec, data=None, progress: bool = True, *, backend: str
     """Run the runs of ``spec`` and return a :class:`~bpnn.experiment.StudyResult`.
 
     ``backend``, ``address``, ``n_jobs``, ``timeout`` and ``out`` override the spec's fields
-    of the same names (see :mod:`bpnn.experiment.backends` for the backends). ``progress``
+    of the same names (see ``bpnn.experiment.backends`` for the backends). ``progress``
     shows a tqdm bar over the runs.
 
     With an output folder (``out`` or ``spec.out``) the folder is checked and locked
-    before the first run starts (:mod:`bpnn.experiment.rundir`), ``config.toml`` is
+    before the first run starts (``bpnn.experiment.rundir``), ``config.toml`` is
     written, each run is written to ``runs/`` the moment it ends, and ``results.json``,
     ``results.csv`` and ``summary.csv`` are built from the folder at the end;
     ``finish(result)`` (e.g. writing the report) is called while the folder is still

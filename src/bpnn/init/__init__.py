@@ -4,7 +4,7 @@
 or an instance; ``bpnn.init.serialize(initializer)`` writes the config dict that ``get``
 reads back; ``bpnn.init.registry`` is the name → class table (register a new
 initializer with ``@bpnn.init.registry.register("my_init")``). The classes live in
-:mod:`bpnn.init.initializers`.
+``bpnn.init.initializers``.
 """
 from .fans import calculate_gain, compute_fans
 from .initializers import (

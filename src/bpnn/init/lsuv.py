@@ -11,7 +11,7 @@ class LSUV(Initializer):
 
     1. Pre-initialize each weight orthogonally (Saxe et al. 2014).
     2. Going from the first layer to the last, forward a batch of data and rescale the
-       layer's weight, W ← W / √Var(output), until |Var(output) − 1| < ``tol`` or
+       layer's weight, W ← W / √Var(output), until ``|Var(output) − 1| < tol`` or
        ``max_iter`` rescalings; the output is the layer's own (pre-activation) output.
 
     As a layer's ``init`` this draws the orthogonal pre-initialization; step 2 needs

@@ -169,10 +169,10 @@ def to_torch_module(model: Module):
     """The equivalent ``torch.nn`` module (needs PyTorch), weights and buffers copied.
 
     ``Sequential`` → ``torch.nn.Sequential``, ``Residual`` →
-    :class:`bpnn.io.torch_modules.TorchResidual`, ``Dense`` → ``nn.Linear``, ``BatchNorm`` →
+    ``bpnn.io.torch_modules.TorchResidual``, ``Dense`` → ``nn.Linear``, ``BatchNorm`` →
     ``nn.BatchNorm1d/2d/3d`` (by input rank), ``Conv2D`` → ``nn.Conv2d``, ``MaxPool2D`` /
     ``AvgPool2D`` → ``nn.MaxPool2d`` / ``nn.AvgPool2d``, ``GlobalAvgPool2D`` →
-    :class:`bpnn.io.torch_modules.TorchGlobalAvgPool2d`, activations, ``Dropout``,
+    ``bpnn.io.torch_modules.TorchGlobalAvgPool2d``, activations, ``Dropout``,
     ``Flatten`` and ``Softmax(dim=-1)`` to their namesakes. Parameter names equal bpnn's
     (``"0.weight"``), and the module's dtype is the model's (float32 or float64). Like
     every new torch module it is in training mode: call ``.eval()`` for inference.

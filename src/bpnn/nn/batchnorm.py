@@ -33,14 +33,16 @@ class BatchNorm(Module):
 
     Notes
     -----
-    Training:  μ = mean(x), σ² = mean((x − μ)²) (biased), x̂ = (x − μ)/√(σ² + ε),
-               y = γ x̂ + β; running statistics r ← (1 − momentum) r + momentum · s with
-               the *unbiased* variance σ² m/(m − 1), as PyTorch.
-    Evaluation: x̂ = (x − r_mean)/√(r_var + ε).
-    Backward (training), G = ∂L/∂y:
-        ∂L/∂γ = Σ G x̂,   ∂L/∂β = Σ G,
-        ∂L/∂x = γ / (m √(σ² + ε)) · (m G − ∂L/∂β − x̂ ∂L/∂γ).
-    Backward (evaluation): ∂L/∂x = G γ / √(r_var + ε).
+    ::
+
+      Training:  μ = mean(x), σ² = mean((x − μ)²) (biased), x̂ = (x − μ)/√(σ² + ε),
+                 y = γ x̂ + β; running statistics r ← (1 − momentum) r + momentum · s with
+                 the unbiased variance σ² m/(m − 1), as PyTorch.
+      Evaluation: x̂ = (x − r_mean)/√(r_var + ε).
+      Backward (training), G = ∂L/∂y:
+          ∂L/∂γ = Σ G x̂,   ∂L/∂β = Σ G,
+          ∂L/∂x = γ / (m √(σ² + ε)) · (m G − ∂L/∂β − x̂ ∂L/∂γ).
+      Backward (evaluation): ∂L/∂x = G γ / √(r_var + ε).
 
     Implementation: the layer works on the channels-last (M, C) matrix of its input —
     free for the output of the image layers, which is stored channels-last, and for

@@ -29,14 +29,17 @@ class Conv2D(WindowedLayer):
 
     Notes
     -----
-    Forward, with x̃ the zero-padded input:
-        y[n, o, i, j] = b[o] + Σ_{c, p, q} W[o, c, p, q] · x̃[n, c, i·s_h + p·d_h, j·s_w + q·d_w].
-    As one matrix product over the im2col matrix X_col (rows (n, i, j), columns (p, q, c)):
-        Y = X_col W_mat + b,   W_mat = W rearranged to (kh·kw·C, O).
-    Backward, with G = ∂L/∂y arranged as (N·H_out·W_out, O):
-        ∂L/∂W_mat = X_colᵀ G,   ∂L/∂b = Σ_rows G,   ∂L/∂X_col = G W_matᵀ,
-        ∂L/∂x = col2im(∂L/∂X_col) (the adjoint of im2col: every entry of x gets the sum
-        over the windows that read it; padding entries are dropped).
+    ::
+
+      Forward, with x̃ the zero-padded input:
+          y[n, o, i, j] = b[o] + Σ_{c, p, q} W[o, c, p, q] · x̃[n, c, i·s_h + p·d_h, j·s_w + q·d_w].
+      As one matrix product over the im2col matrix X_col (rows (n, i, j), columns (p, q, c)):
+          Y = X_col W_mat + b,   W_mat = W rearranged to (kh·kw·C, O).
+      Backward, with G = ∂L/∂y arranged as (N·H_out·W_out, O):
+          ∂L/∂W_mat = X_colᵀ G,   ∂L/∂b = Σ_rows G,   ∂L/∂X_col = G W_matᵀ,
+          ∂L/∂x = col2im(∂L/∂X_col) (the adjoint of im2col: every entry of x gets the sum
+          over the windows that read it; padding entries are dropped).
+
     The weight is shared by every window (weight sharing inherent in convolution), so its
     gradient sums over all of them. For curvature methods (K-FAC, KFC) the two factors are
     exposed: ``input_rows()`` is X_col without the bias column ((N·H_out·W_out, kh·kw·C),
@@ -161,8 +164,10 @@ class Conv2D(WindowedLayer):
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
         """Per-sample gradients for the Jacobian. With G (T, N, O, H_out, W_out) the
-        cotangents and X_col,n the n-th sample's rows of X_col:
+        cotangents and X_col,n the n-th sample's rows of X_col::
+
             ∂/∂W_mat [n, t] = X_col,nᵀ G_{t,n},   ∂/∂b [n, t] = Σ_{i,j} G_{t,n}[:, i, j],
+
         input cotangents col2im(G_t W_matᵀ) for each t."""
         xp, last = backend.xp, self._strategy
         win, o, n = last.win, self.out_channels, last.n

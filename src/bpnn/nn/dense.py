@@ -19,8 +19,10 @@ class Dense(Module):
     Notes
     -----
     Forward:  y = x W + b.
-    Backward, with G = ∂L/∂y:
+    Backward, with G = ∂L/∂y::
+
         ∂L/∂W = xᵀ G,   ∂L/∂b = Σ_n G_n,   ∂L/∂x = G Wᵀ.
+
     For curvature methods (K-FAC) the two factors are exposed: ``input_rows()`` is x
     (N, n_in) and, with ``keep_output_grad`` set, ``output_grad`` is a copy of G (N, n_out).
 
@@ -35,7 +37,7 @@ class Dense(Module):
     use_bias : bool, default True.
     trainable : bool, default True. False freezes W and b (fine-tuning).
     regularizer : penalty on W added to the loss, e.g. ``bpnn.optim.L2(1e-4)`` (name, config
-        or instance of :mod:`bpnn.nn.regularizers`); default None. Stored in
+        or instance of ``bpnn.nn.regularizers``); default None. Stored in
         ``self.regularizers["weight"]``.
     """
 

@@ -23,12 +23,12 @@ def jacobian(model, x, out=None):
     model : a :class:`~bpnn.nn.Module` whose layers implement ``backward_per_sample``
         (Dense, Conv2D, the pooling layers, activations, Dropout, Flatten, BatchNorm in
         evaluation mode, Sequential, Residual).
-    x : array (N, *input_shape) on the active backend.
+    x : array ``(N, *input_shape)`` on the active backend.
     out : optional array of N·K·P entries to fill (reused between calls).
 
     Returns
     -------
-    y : (N, *output_shape), the outputs ``model.forward(x, training=False)``.
+    y : ``(N, *output_shape)``, the outputs ``model.forward(x, training=False)``.
     J : (N·K, P) with K = prod(output_shape) and P the number of trainable parameters:
         J[n·K + k, j] = ∂y_{n,k}/∂θ_j, the columns in the order of
         ``model.flat_parameters()`` (so J δ changes ``flat.params`` by δ), the rows in

@@ -10,7 +10,7 @@
 Parameters and gradients are arrays owned by the module and are updated **in place**
 (never rebound): optimizers, clipping, checkpoints and histograms then all walk one
 structure, and a model may pack them into one flat buffer (see
-:meth:`bpnn.nn.Sequential.flat_parameters`). Shapes exclude the batch axis.
+:meth:`bpnn.nn.Module.flat_parameters`). Shapes exclude the batch axis.
 
 Layers that are one matrix product Y = X̄ W̄ (``Dense``, ``Conv2D``) also expose the two
 factors of their weight gradient ∂L/∂W̄ = X̄ᵀ G, for curvature methods such as K-FAC
@@ -119,7 +119,7 @@ class Module(Configurable):
 
     def named_regularizers(self, prefix: str = "", trainable_only: bool = True):
         """Yield ``(name, regularizer, value, grad)`` for every parameter given a penalty in
-        a module's ``regularizers`` dict (see :mod:`bpnn.nn.regularizers`)."""
+        a module's ``regularizers`` dict (see ``bpnn.nn.regularizers``)."""
         for m, pre in _walk(self, prefix):
             if trainable_only and not m._trainable:
                 continue
@@ -185,11 +185,11 @@ class Module(Configurable):
 
         Second-order trainers need it: Levenberg–Marquardt builds the per-sample
         Jacobian J of the outputs from it (:func:`bpnn.nn.jacobian`). ``grad_out`` has
-        shape (T, N, *output_shape): T cotangents for each of the N samples of the last
+        shape ``(T, N, *output_shape)``: T cotangents for each of the N samples of the last
         ``forward``. For each trainable parameter ``key`` the layer asks ``sink(prefix +
-        key)`` for an array of shape (N, T, *param_shape) (None: not wanted, e.g. frozen)
+        key)`` for an array of shape ``(N, T, *param_shape)`` (None: not wanted, e.g. frozen)
         and writes ∂(g_{t,n} · y_n)/∂θ into entry [n, t]. Returns the input cotangents,
-        shape (T, N, *input_shape), or None when ``input_grad`` is False. The layers do
+        shape ``(T, N, *input_shape)``, or None when ``input_grad`` is False. The layers do
         not know which trainer asks. A layer without an implementation says so here.
         """
         raise NotImplementedError(
@@ -224,7 +224,7 @@ class Module(Configurable):
         """Convert parameters, gradients and buffers to ``dtype`` in this module tree.
 
         This rebinds the arrays, so any packed flat buffer is dropped (see
-        :meth:`bpnn.nn.Sequential.flat_parameters`).
+        :meth:`bpnn.nn.Module.flat_parameters`).
         """
         dtype = backend.as_dtype(dtype)
         for m in self.modules():

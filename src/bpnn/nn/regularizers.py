@@ -67,7 +67,7 @@ class L2(Regularizer):
 
 @regularizers.register("l1")
 class L1(Regularizer):
-    """L1 penalty R(w) = λ Σ |w|, ∂R/∂w = λ sign(w) (0 at w = 0, torch's subgradient of |w|);
+    """L1 penalty ``R(w) = λ Σ |w|``, ∂R/∂w = λ sign(w) (0 at w = 0, torch's subgradient of ``|w|``);
     λ = ``l1``, default 0.01 as Keras. It drives weights to exactly zero only with a
     proximal method; with gradient steps they hover around it (Tibshirani 1996).
     """
@@ -89,7 +89,7 @@ class L1(Regularizer):
 
 @regularizers.register("l1_l2", "elastic_net")
 class L1L2(Regularizer):
-    """Both: R(w) = λ₁ Σ |w| + (λ₂/2) Σ w² (elastic net, Zou & Hastie 2005); defaults 0, as Keras."""
+    """Both: ``R(w) = λ₁ Σ |w| + (λ₂/2) Σ w²`` (elastic net, Zou & Hastie 2005); defaults 0, as Keras."""
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         self._l1, self._l2 = L1(l1), L2(l2)

@@ -13,7 +13,7 @@ clipping and constraints.
   :class:`InverseTimeDecay`, :class:`PolynomialDecay`, :class:`CosineAnnealing`,
   :class:`CosineWarmRestarts`, :class:`LinearWarmup`, :class:`ReduceOnPlateau`.
 - L1/L2 penalties belong to the loss: :class:`L1`, :class:`L2`, :class:`L1L2` (from
-  :mod:`bpnn.nn.regularizers`), given to a layer: ``Dense(128, regularizer=L2(1e-4))``.
+  ``bpnn.nn.regularizers``), given to a layer: ``Dense(128, regularizer=L2(1e-4))``.
 """
 from ..nn.regularizers import L1, L1L2, L2, Regularizer, regularizers
 from .adagrad import AdaGrad, ScaleByAdagrad
@@ -44,7 +44,7 @@ __all__ = [
     "Schedule", "schedules", "Constant", "StepDecay", "MultiStepDecay", "ExponentialDecay",
     "InverseTimeDecay", "PolynomialDecay", "CosineAnnealing", "CosineWarmRestarts", "LinearWarmup",
     "ReduceOnPlateau", "Regularizer", "regularizers", "L1", "L2", "L1L2", "get", "NonFiniteCurvatureError",
-    "KFAC",
+    "KFAC", "LevenbergMarquardt", "least_squares_solvers", "BayesianRegularization",
 ]
 
 

@@ -23,7 +23,7 @@ class Adam(Optimizer):
         m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,   θ ← θ − η m / (√v + ε).
 
     Since m and v start at 0, the first steps are shorter than the corrected ones: at
-    t = 1, m = (1 − β₁) g and √v = √(1 − β₂) |g|, so the step is
+    t = 1, m = (1 − β₁) g and ``√v = √(1 − β₂) |g|``, so the step is
     η (1 − β₁)/√(1 − β₂) ≈ 3.16 η per coordinate with the default betas, instead of
     η. A NumPy script written that way trains to the same weights with the same lr.
     Chain: [AddWeightDecay(λ), ScaleByAdam] (or [ScaleByAdam, AddDecoupledWeightDecay(λ)]),

@@ -217,9 +217,9 @@ class KFAC(Optimizer):
     kernel is taken as W_mat = W.transpose(2, 3, 1, 0).reshape(kh·kw·C, O), the im2col
     layout), bias folded in as an appended 1 in the inputs ā = [a; 1]. Every other
     parameter (BatchNorm, ...) takes the same lr, momentum and weight decay on its plain
-    gradient. With N samples in the batch, |T| output positions per sample (1 for Dense;
+    gradient. With N samples in the batch, ``|T|`` output positions per sample (1 for Dense;
     H_out·W_out for Conv2D, one row of X_col per position) and g the gradient of the
-    batch loss L w.r.t. the layer's pre-activation outputs:
+    batch loss L w.r.t. the layer's pre-activation outputs::
 
         A = (1/N) Σ_{n,t} ā_{n,t} ā_{n,t}ᵀ,      G = (s/|T|) Σ_{n,t} g_{n,t} g_{n,t}ᵀ,
 

@@ -42,7 +42,7 @@ class Optimizer(Configurable):
     anything else, as torch's ``clip_grad_*_`` called before ``step()`` — and
     ``max_norm`` (:class:`MaxNorm`, applied to the weights after the step). L1/L2
     penalties are not optimizer pieces but part of the loss: give a layer a
-    ``regularizer`` (:mod:`bpnn.nn.regularizers`).
+    ``regularizer`` (``bpnn.nn.regularizers``).
 
     The optimizer works on the model's flat parameter and gradient vectors
     (:meth:`bpnn.nn.Module.flat_parameters`), so each transform is a handful of

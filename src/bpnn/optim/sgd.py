@@ -9,9 +9,11 @@ from .transforms import AddWeightDecay, Momentum
 class SGD(Optimizer):
     """Gradient descent with optional momentum and Nesterov momentum — ``torch.optim.SGD``.
 
-    With g the gradient, λ ``weight_decay``, μ ``momentum``, τ ``dampening``, η ``lr``:
+    With g the gradient, λ ``weight_decay``, μ ``momentum``, τ ``dampening``, η ``lr``::
+
         g ← g + λ θ;   b₁ = g, b_t = μ b_{t−1} + (1 − τ) g;
         d = g + μ b_t (Nesterov) or d = b_t;   θ ← θ − η d.
+
     Plain gradient descent (μ = 0) is θ ← θ − η g; whether it is full-batch, stochastic
     or mini-batch is the Trainer's ``batch_size``. Defaults: lr = 0.01 (torch's is
     1e-3), momentum = dampening = weight_decay = 0, nesterov = False.

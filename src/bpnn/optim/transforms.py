@@ -102,13 +102,17 @@ class Momentum(Transform):
 
     μ ``momentum``, τ ``dampening``, η the learning rate of this step.
 
-    ``form="torch"`` (default), the buffer b holds gradients:
+    ``form="torch"`` (default), the buffer b holds gradients::
+
         b₁ = u₁;  b_t = μ b_{t−1} + (1 − τ) u_t;   u ← b_t, or with Nesterov u ← u_t + μ b_t;
         the facade then applies θ ← θ − η_t u.
+
     ``form="classic"`` (the BP articles: Rumelhart, Hinton & Williams 1986; Plaut et al.
-    1986), the velocity v holds steps:
+    1986), the velocity v holds steps::
+
         v₁ = η₁ u₁;  v_t = μ v_{t−1} + (1 − τ) η_t u_t;   u ← v_t, or with Nesterov
         u ← η_t u_t + μ v_t (Sutskever et al. 2013); then θ ← θ − u.
+
     With a constant η both give the same iterates (v = η b). When η changes they part
     ways: the torch form rescales the whole accumulated step at once, the classic form
     only the new gradient's share (the old velocity decays with μ).

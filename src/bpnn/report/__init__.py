@@ -1,6 +1,6 @@
 """The report of a study: one self-contained HTML file (matplotlib figures embedded as
 PNG), written by ``bpnn compare`` and re-rendered from saved results by ``bpnn report``.
-The MATLAB-style plots of one training run are in :mod:`bpnn.report.plotting`
+The MATLAB-style plots of one training run are in :mod:`bpnn.plotting`
 (also importable as ``bpnn.plotting``)."""
 from __future__ import annotations
 

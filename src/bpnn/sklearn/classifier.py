@@ -69,7 +69,7 @@ class BPNNClassifier(ClassifierMixin, BaseBPNN):
     dropout : float or list (one per hidden layer), default 0 — inverted dropout after
         each hidden activation (gradient solvers).
     n_restarts : int, default 1 — train from this many seeds and keep one network, by
-        the rule of :mod:`bpnn.train.restarts` (the same as ``Trainer.fit``'s): the
+        the rule of ``bpnn.train.restarts`` (the same as ``Trainer.fit``'s): the
         lowest loss of the weights each run keeps on the validation data (with early
         stopping), else on the training data; a non-finite loss never wins.
     scaling : "auto" (default: min-max to [−1, 1] for "lm"/"br", as MATLAB's
@@ -83,7 +83,7 @@ class BPNNClassifier(ClassifierMixin, BaseBPNN):
     (per epoch, with early stopping), best_loss_, best_validation_loss_, n_iter_, t_
     (samples seen), out_activation_, restart_scores_, restart_seeds_ and best_restart_
     (each run's score and seed, and the index of the kept run, set by ``fit``); with
-    "lm"/"br": training_record_ (:class:`bpnn.train.TrainingRecord`), mu_, and gamma_
+    "lm"/"br": ``training_record_`` (:class:`bpnn.train.TrainingRecord`), ``mu_``, and ``gamma_``
     (effective number of parameters, "br").
     """
 

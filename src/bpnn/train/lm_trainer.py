@@ -108,7 +108,19 @@ class TrainingRecord:
 class LMTrainer(CallbackHost):
     """Trains a model by Levenberg–Marquardt or Bayesian regularization on the squared error.
 
-    Parameters (MATLAB ``net.trainParam`` names and defaults)
+    The loop, per epoch (MATLAB's order): linearize at the current weights (training
+    MSE, JᵀJ, Jᵀr), evaluate validation and test MSE, record, check the stopping
+    criteria (goal, epochs, time, min_grad, μ > mu_max, validation stop, a callback's
+    ``stop_training``), then let the solver take one step. With validation stopping
+    (validation data and ``max_fail``; ``bpnn.train.early_stopping.ValidationStop``)
+    the weights of the best validation epoch are restored at the end; otherwise the last
+    ones are kept (as MATLAB: BR reports the validation error but keeps its last weights).
+    Callbacks run as in :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`,
+    ``flush`` included).
+
+    The parameters have MATLAB's ``net.trainParam`` names and defaults.
+
+    Parameters
     ----------
     model : a :class:`~bpnn.nn.Module` whose layers support the per-sample Jacobian
         (Dense, activations, Sequential, Residual, BatchNorm in evaluation mode). float64
@@ -122,16 +134,6 @@ class LMTrainer(CallbackHost):
         validation error is above the best so far; default the solver's (6 for LM, none
         for BR, as MATLAB). Only with validation data.
     time : float, default inf — stop after this many seconds.
-
-    The loop, per epoch (MATLAB's order): linearize at the current weights (training
-    MSE, JᵀJ, Jᵀr), evaluate validation and test MSE, record, check the stopping
-    criteria (goal, epochs, time, min_grad, μ > mu_max, validation stop, a callback's
-    ``stop_training``), then let the solver take one step. With validation stopping
-    (validation data and ``max_fail``; :class:`~bpnn.train.early_stopping.ValidationStop`)
-    the weights of the best validation epoch are restored at the end; otherwise the last
-    ones are kept (as MATLAB: BR reports the validation error but keeps its last weights).
-    Callbacks run as in :class:`bpnn.Trainer` (every hook of :class:`bpnn.Callback`,
-    ``flush`` included).
     """
 
     def __init__(self, model, solver="lm", epochs: int = 1000, goal: float = 0.0, min_grad: float = 1e-7,

@@ -108,7 +108,7 @@ class Trainer(CallbackHost):
 
         ``n_restarts=k`` trains k copies of the model from different seeds (drawn from
         the trainer's generator; in parallel with ``n_jobs`` > 1 through joblib) and keeps
-        one in ``self.model`` by the rule of :mod:`bpnn.train.restarts`: the lowest loss
+        one in ``self.model`` by the rule of ``bpnn.train.restarts``: the lowest loss
         of a run's final weights on the validation data (on the training data without
         validation data); a non-finite loss never wins. Every run's History, score and
         seed are kept in ``self.restart_histories``, ``restart_scores``,
