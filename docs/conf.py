@@ -1,0 +1,132 @@
+"""Sphinx configuration of bpnn's documentation site.
+
+Build it (from the repository root)::
+
+    .venv/bin/pip install -e ".[docs]"
+    .venv/bin/python -m sphinx -W -b html docs docs/_build/html
+
+Why Sphinx rather than MkDocs: the API reference is generated from the docstrings
+(autodoc + autosummary, numpydoc sections through napoleon, cross-references checked
+with ``nitpicky``); the gallery is executed at build time by sphinx-gallery, so every
+figure comes from the code as it is; code can be checked with ``sphinx.ext.doctest``;
+and gettext catalogs (``-b gettext`` + ``language``) give the translated builds.
+
+Nothing is fetched at build time or when a page is read: no intersphinx, MathJax is
+served from the site itself (sphinx-mathjax-offline), and the furo theme uses the
+system fonts.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+if SRC.is_dir():  # document the tree next to this file, installed or not
+    sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(HERE / "_ext"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import bpnn  # noqa: E402
+
+project = "bpnn"
+author = "the bpnn developers"
+copyright = "the bpnn developers"
+version = release = bpnn.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",
+    "sphinx_gallery.gen_gallery",
+    "bpnn_api",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+# gallery/ holds the scripts (sphinx-gallery renders them into auto_examples/); _ext is
+# code, not pages
+exclude_patterns = ["_build", "gallery", "_ext", "**/sg_execution_times.rst",
+                    "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
+
+# -- strictness ---------------------------------------------------------------------
+# Every cross-reference to a bpnn object must resolve. References to other libraries
+# (numpy, typing, the words of a numpydoc type field) cannot, without intersphinx, which
+# would need the network: those are ignored, and nothing else. Private objects
+# (a path component with a leading underscore) have no pages by design.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(?!bpnn\b).*"),
+    (r"py:.*", r"bpnn(\.\w+)*\._\w*.*"),
+]
+
+# -- MyST ---------------------------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# -- API reference ------------------------------------------------------------------
+# the pages are written by _ext/bpnn_api.py; autosummary draws the tables
+autosummary_generate = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+
+# -- gallery ------------------------------------------------------------------------
+# Each lesson runs as a script in its fast mode (BPNN_GALLERY_FULL unset; =1 runs the
+# full experiments). Without $BPNN_MNIST_DIR the MNIST lessons fall back to the bundled
+# digits, so the build needs no data files and no network.
+sphinx_gallery_conf = {
+    "examples_dirs": "gallery",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "abort_on_example_error": True,
+    "image_scrapers": ("matplotlib",),
+    "matplotlib_animations": False,
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "show_signature": False,
+    "within_subsection_order": "FileNameSortKey",
+}
+
+# -- HTML ---------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"bpnn {release}"
+html_static_path: list[str] = []
+html_last_updated_fmt = None
+html_show_sourcelink = False
+
+
+def _drop_empty_globs(app, docname, source):
+    """Drop a toctree's glob entry that matches no page yet (``formulas*``, the guide's
+    ``*``), so that pages written later slot in and the site builds before they exist.
+    Sphinx would warn about such an entry, and its warning cannot be suppressed."""
+    from sphinx.util.matching import patfilter
+    from sphinx.util import docname_join
+
+    lines, in_toctree, is_glob = [], False, False
+    for line in source[0].splitlines(keepends=True):
+        text = line.strip()
+        if text.startswith("```{toctree}"):
+            in_toctree, is_glob = True, False
+        elif in_toctree and text.startswith("```"):
+            in_toctree = False
+        elif in_toctree and text == ":glob:":
+            is_glob = True
+        elif (in_toctree and is_glob and text and not text.startswith(":") and any(c in text for c in "*?[")
+              and not patfilter(app.env.found_docs - {docname}, docname_join(docname, text))):
+            continue
+        lines.append(line)
+    source[0] = "".join(lines)
+
+
+def setup(app):
+    # served from the site, as SVG: no web fonts to load (file:// pages may not load them)
+    app.config.mathjax_path = "mathjax/tex-svg.js"
+    app.connect("source-read", _drop_empty_globs)
