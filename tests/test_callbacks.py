@@ -95,6 +95,17 @@ def test_csv_logger_writes_one_row_per_epoch_and_appends(tmp_path, rng):
     assert len(list(csv.reader(path.open()))) == 5
 
 
+def test_a_trainer_after_a_csv_logger_still_pickles(tmp_path, rng):
+    """Parallel restarts (``n_jobs`` > 1) send the trainer, with the callbacks of its last
+    fit, to joblib's workers (pickled with cloudpickle): a finished CSVLogger must hold no
+    open file or writer."""
+    cloudpickle = pytest.importorskip("cloudpickle", reason="joblib's workers receive tasks pickled by cloudpickle")
+
+    trainer, X, y = _setup(rng)
+    trainer.fit(X, y, epochs=1, verbose=False, callbacks=[bpnn.CSVLogger(tmp_path / "log.csv")])
+    cloudpickle.dumps(trainer)
+
+
 def test_model_checkpoint_save_best_only_and_epoch_in_the_name(tmp_path, rng):
     trainer, X, y = _setup(rng)
     ckpt = bpnn.ModelCheckpoint(tmp_path / "best.safetensors", save_best_only=True)

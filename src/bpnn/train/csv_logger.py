@@ -26,6 +26,7 @@ class CSVLogger(Callback):
         self.append = bool(append)
         self._keys = None
         self._file = None
+        self._writer = None  # open between on_train_begin and on_train_end only
 
     def on_train_begin(self, logs=None):
         remove_stale_temps(self.path)
@@ -62,3 +63,5 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+        # a finished logger holds nothing open, so the trainer still pickles (parallel restarts)
+        self._writer = None
