@@ -55,3 +55,27 @@ def conv_product(request, monkeypatch):
 
     monkeypatch.setattr(_conv_strategies, "ROW_MAX_CHANNELS", 0 if request.param == "im2col" else 1 << 30)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory):
+    """The documentation site, built once per session by ``tests/_docs.py`` (strict:
+    ``sphinx -W``); skipped when the docs extra is not installed, failed when the build is."""
+    import _docs
+
+    absent = _docs.missing()
+    if absent:
+        pytest.skip(f"the docs build needs {', '.join(absent)} (pip install -e '.[docs]')")
+    site = _docs.build(tmp_path_factory.mktemp("docs-site"))
+    _docs.BUILT.append(site)
+    if site.returncode != 0:
+        pytest.fail(f"sphinx -W failed (exit {site.returncode}):\n{site.log[-6000:]}", pytrace=False)
+    return site
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The docs build's time and each gallery example's, when a test built the site."""
+    _docs = __import__("sys").modules.get("_docs")
+    for site in getattr(_docs, "BUILT", ()):
+        terminalreporter.write_sep("-", "documentation site")
+        terminalreporter.write_line(site.summary())
