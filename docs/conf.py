@@ -50,7 +50,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 # gallery/ holds the scripts (sphinx-gallery renders them into auto_examples/); _ext is
 # code, not pages
-exclude_patterns = ["_build", "gallery", "_ext", "**/sg_execution_times.rst",
+exclude_patterns = ["_build", "gallery", "_ext", "sg_execution_times.rst", "**/sg_execution_times.rst",
                     "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
 
 # -- strictness ---------------------------------------------------------------------
