@@ -49,7 +49,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 # gallery/ holds the scripts (sphinx-gallery renders them into auto_examples/); _ext is
-# code, not pages
+# code, not pages; sphinx-gallery's time reports stay files (read by tests/_docs.py), not
+# pages: their page would load DataTables from a CDN
 exclude_patterns = ["_build", "gallery", "_ext", "sg_execution_times.rst", "**/sg_execution_times.rst",
                     "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
 
