@@ -170,3 +170,13 @@ def test_an_alias_and_its_home_both_resolve(docs_site, name):
     if name == "bpnn.Dense":
         page = (docs_site.html / entries[name]).read_text(encoding="utf-8")
         assert f'href="../generated/{entries["bpnn.nn.Dense"].split("/")[-1]}#bpnn.nn.Dense"' in page
+
+
+def test_values_are_described_by_their_comments_not_their_types(docs_site):
+    """A documented value (``bpnn.io.OPSET``, a registry) shows the ``#:`` comment where it
+    is assigned, not the docstring of ``int``, ``list`` or the registry class."""
+    generic = ["int([x]) -&gt; integer", "str(object=", "Built-in mutable sequence", "dict() -&gt; new empty",
+               "Name → class table for one family"]
+    found = [f"{page.name}: {text}" for page in sorted((docs_site.html / "api").rglob("*.html"))
+             for text in generic if text in page.read_text(encoding="utf-8")]
+    assert not found, "\n".join(found)

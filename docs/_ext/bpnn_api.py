@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import itertools
 import pkgutil
 import types
 from pathlib import Path
@@ -205,6 +206,38 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _attribute_docs(modname: str) -> dict:
+    from sphinx.pycode import ModuleAnalyzer, PycodeError
+
+    try:
+        return ModuleAnalyzer.for_module(modname).find_attr_docs()
+    except PycodeError:
+        return {}
+
+
+def _data_docstring(app, what, name, obj, options, lines: list) -> None:
+    """A re-exported value (``bpnn.io.OPSET``, a registry) gets the ``#:`` comment written
+    where it is assigned (a module of the package that exports it, else the module of
+    bpnn that holds it), instead of the docstring of its type (``int``, ``Registry``)."""
+    if what != "data":
+        return
+    modname, _, attr = name.rpartition(".")
+    package = importlib.import_module(modname)
+    near = [modname, *(f"{modname}.{m.name}" for m in pkgutil.iter_modules(getattr(package, "__path__", [])))]
+    # then any module of bpnn that holds this very object under that name
+    root = importlib.import_module(PACKAGE)
+    anywhere = (m.name for m in pkgutil.walk_packages(root.__path__, PACKAGE + ".")
+                if getattr(importlib.import_module(m.name), attr, None) is obj)
+    for candidate in itertools.chain(near, anywhere):
+        comment = _attribute_docs(candidate).get(("", attr))
+        if comment:
+            lines[:] = [*comment]
+            return
+    if getattr(obj, "__doc__", None) == getattr(type(obj), "__doc__", None):
+        lines[:] = []  # the type's docstring says nothing about the value
+
+
 _ALIASES: dict[str, str] = {}
 
 
@@ -232,5 +265,6 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("autodoc-process-bases", _process_bases)
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _data_docstring)
     app.connect("missing-reference", _resolve_alias)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

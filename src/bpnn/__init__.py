@@ -20,6 +20,7 @@ from .train import (
 from . import io
 from .io import load, save
 
+#: The version of bpnn.
 __version__ = "0.1.0"
 
 __all__ = [

@@ -11,6 +11,7 @@ import numpy as np
 from . import _checks, backend
 from ._registry import Configurable, Registry
 
+#: The losses by name (``"mse"``, ``"softmax_cross_entropy"``, ...); :func:`bpnn.losses.get` looks them up.
 losses = Registry("loss")
 
 __all__ = ["Loss", "MSE", "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "get", "losses"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._deprecation import warn_renamed
 from ._registry import Configurable, Registry
 
+#: The metrics by name (``"accuracy"``, ``"binary_accuracy"``); :func:`bpnn.metrics.get` looks them up.
 registry = Registry("metric")
 
 __all__ = ["accuracy", "binary_accuracy", "Metric", "Accuracy", "BinaryAccuracy", "get", "serialize", "registry"]

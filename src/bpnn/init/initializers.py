@@ -19,6 +19,7 @@ from .._deprecation import warn_renamed
 from .._registry import Configurable, Registry
 from .fans import calculate_gain, compute_fans
 
+#: The initializers by name (``"he_normal"``, ``"xavier_uniform"``, ...); :func:`bpnn.init.get` looks them up.
 registry = Registry("initializer")
 
 # std of a standard normal truncated to [-2, 2]: used to rescale truncated draws.

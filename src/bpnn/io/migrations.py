@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+#: The version of the model-file format that :func:`bpnn.io.save` writes; older files are migrated on load.
 FORMAT_VERSION = 1
 
 #: from-version -> function (document, arrays) -> (document of from-version + 1, arrays)

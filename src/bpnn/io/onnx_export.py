@@ -47,6 +47,7 @@ from .atomic import write_bytes_atomic
 
 __all__ = ["export_onnx", "OPSET", "ONNX_CONVERTERS"]
 
+#: The ONNX opset of the exported graphs.
 OPSET = 17
 
 

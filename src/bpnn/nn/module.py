@@ -29,6 +29,7 @@ import inspect
 from .. import backend
 from .._registry import Configurable, Registry
 
+#: The layers by name (``"dense"``, ``"conv2d"``, ...); model files name their layers through it.
 layers = Registry("layer")
 
 

@@ -19,6 +19,7 @@ from .. import _checks, backend
 from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
 
+#: The weight penalties by name (``"l1"``, ``"l2"``, ``"l1_l2"``).
 regularizers = Registry("regularizer")
 
 

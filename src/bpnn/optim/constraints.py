@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import _checks, backend
 from .._registry import Configurable, Registry
 
+#: The weight constraints by name (``"max_norm"``).
 constraints = Registry("constraint")
 
 

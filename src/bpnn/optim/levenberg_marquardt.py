@@ -19,6 +19,7 @@ from .. import _checks, backend
 from .._registry import Configurable, Registry
 from ..nn.jacobian import jacobian
 
+#: The second-order solvers of :class:`bpnn.train.LMTrainer` by name (``"lm"``/``"trainlm"``, ``"br"``/``"trainbr"``).
 least_squares_solvers = Registry("least-squares solver")
 
 #: Rows of the error vector evaluated per forward pass when only the error is needed.

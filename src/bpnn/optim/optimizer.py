@@ -9,6 +9,7 @@ from .constraints import MaxNorm
 from .schedules import Schedule, schedules
 from .transforms import AddDecoupledWeightDecay, AddWeightDecay, Transform, transforms as transform_registry
 
+#: The optimizers by name (``"sgd"``, ``"adam"``, ...); :func:`bpnn.optim.get` looks them up.
 optimizers = Registry("optimizer")
 
 

@@ -23,6 +23,7 @@ import math
 from .. import _checks
 from .._registry import Configurable, Registry
 
+#: The learning-rate schedules by name (``"exponential_decay"``, ``"cosine_annealing"``, ...).
 schedules = Registry("schedule")
 UNITS = ("epoch", "step")
 

@@ -23,6 +23,7 @@ from .. import _checks, backend
 from .._kernels import optim as kernels
 from .._registry import Configurable, Registry
 
+#: The gradient transforms by name, the pieces an :class:`~bpnn.optim.Optimizer` chains.
 transforms = Registry("transform")
 
 
