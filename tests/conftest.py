@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,7 @@ def docs_site(tmp_path_factory):
 
 def pytest_terminal_summary(terminalreporter):
     """The docs build's time and each gallery example's, when a test built the site."""
-    _docs = __import__("sys").modules.get("_docs")
+    _docs = sys.modules.get("_docs")  # imported only by a test that built the site
     for site in getattr(_docs, "BUILT", ()):
         terminalreporter.write_sep("-", "documentation site")
         terminalreporter.write_line(site.summary())
