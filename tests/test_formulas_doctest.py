@@ -18,10 +18,12 @@ PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "formulas.md"
 # the topics the page covers, by heading (case-insensitive, exact)
 REQUIRED = [
     "the forward pass",
+    "activations and their derivatives",
     "output delta: squared error and sigmoid",
     "output delta: softmax and cross-entropy",
     "delta backwards through w and f′",
     "weight gradients",
+    "residual connections",
     "the articles' numpy network",
     "gradient descent",
     "momentum, in both forms",
@@ -31,6 +33,7 @@ REQUIRED = [
     "adam",
     "adam without bias correction",
     "adamw",
+    "gradient clipping",
     "zero and constant",
     "small random numbers",
     "xavier / glorot",
