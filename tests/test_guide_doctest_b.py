@@ -15,6 +15,7 @@ def test_the_pages_are_there():
     assert [p.name[:2] for p in PAGES] == ["08", "09", "10", "11", "12", "13"]
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # the estimators' short max_iter, on purpose
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_guide_page_examples(page):
     result = doctest.testfile(str(page), module_relative=False, globs={}, report=True,
