@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import pathlib
+import tempfile
 
 import pytest
 
@@ -17,7 +18,8 @@ def test_the_pages_are_there():
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # the estimators' short max_iter, on purpose
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
-def test_guide_page_examples(page):
+def test_guide_page_examples(page, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the pages' tempfile.mkdtemp() folders land here
     result = doctest.testfile(str(page), module_relative=False, globs={}, report=True,
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0, f"{page.name} has no >>> examples"
