@@ -2,9 +2,10 @@
 
 Each page's ```` ```pycon ```` blocks are one doctest, run with the standard library's
 :mod:`doctest` (``ELLIPSIS | NORMALIZE_WHITESPACE``) in one namespace per page, so a
-block may use the names an earlier block of the same page defined. Lines outside those
-blocks are blanked rather than removed, so a failure reports the page's own line
-number.
+block may use the names an earlier block of the same page defined, once with the
+compiled kernels and once with the NumPy fallbacks (the ``kernels`` fixture), which must
+print the same. Lines outside those blocks are blanked rather than removed, so a failure
+reports the page's own line number.
 
 The pages are found by globbing (``index.md`` aside), one parametrized test each: the
 pages 01-07 (backpropagation by hand to CNNs) and the later ones (08-13:
@@ -16,7 +17,7 @@ another language (which would silently not run) are refused.
 
 Writing examples for a page: show exact outputs where they are deterministic (a seeded
 model gives the same weights on every run; print floats rounded, e.g. ``f"{x:.4f}"``, so
-the compiled kernels and the NumPy fallbacks, ``BPNN_DISABLE_NUMBA=1``, print the same),
+both runs print the same),
 use ``...`` with ELLIPSIS for the rest, pass ``verbose=False`` to ``fit``, and keep a
 page's examples to a few seconds.
 """
@@ -70,7 +71,7 @@ def test_blanking_keeps_only_pycon_blocks_and_line_numbers():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_guide_page_examples_run(page):
+def test_guide_page_examples_run(page, kernels):
     source = page.read_text(encoding="utf-8")
     misplaced = [f"line {first}" for language, first, lines in fenced_blocks(source)
                  if language != "pycon" and any(line.lstrip().startswith(">>>") for line in lines)]
