@@ -221,7 +221,7 @@ def _fit(digits, epochs, callbacks, verbose=False):
 def test_live_plot_redraws_one_output_every_epoch(digits, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     fake = fake_notebook(monkeypatch)
-    plot = bpnn.LiveLossPlot()
+    plot = bpnn.LiveLossPlot(min_interval=0)
     trainer = _fit(digits, 4, [plot])
     assert plot.mode == "notebook"
     assert len(fake.shown) == 1 and len(fake.updates) == 3  # displayed once, then updated in place
@@ -238,8 +238,15 @@ def test_live_plot_redraws_one_output_every_epoch(digits, monkeypatch, capsys):
 def test_live_plot_every_n_epochs_and_the_last(digits, monkeypatch):
     pytest.importorskip("matplotlib")
     fake = fake_notebook(monkeypatch, shell_name="Shell", config={"IPKernelApp": {}})
-    _fit(digits, 5, [bpnn.LiveLossPlot(panels=["loss"], every=2)])
+    _fit(digits, 5, [bpnn.LiveLossPlot(panels=["loss"], every=2, min_interval=0)])
     assert len(fake.shown) == 1 and len(fake.updates) == 2  # epochs 2, 4 and the end (5)
+
+
+def test_live_plot_waits_min_interval_between_redraws(digits, monkeypatch):
+    pytest.importorskip("matplotlib")
+    fake = fake_notebook(monkeypatch)
+    _fit(digits, 5, [bpnn.LiveLossPlot(min_interval=1e6)])
+    assert len(fake.shown) == 1 and len(fake.updates) == 1  # the first epoch, then the last
 
 
 def test_notebook_detection():
@@ -275,7 +282,8 @@ def test_live_plot_in_a_notebook_without_matplotlib_says_what_to_install(digits,
 
 @pytest.mark.parametrize("kwargs, match", [({"every": 0}, r"every: got 0"),
                                            ({"panels": "loss"}, r"panels: got 'loss'; expected a list"),
-                                           ({"panels": []}, r"panels: got an empty list")])
+                                           ({"panels": []}, r"panels: got an empty list"),
+                                           ({"min_interval": -1}, r"min_interval: got -1; expected a number")])
 def test_live_plot_checks_its_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bpnn.LiveLossPlot(**kwargs)
@@ -294,7 +302,7 @@ def test_live_plot_under_the_levenberg_marquardt_trainer(monkeypatch, capsys):
         model = bpnn.Sequential([bpnn.Dense(6), bpnn.Tanh(), bpnn.Dense(1)], input_shape=(1,), seed=0,
                                 dtype="float64")
         trainer = LMTrainer(model, epochs=4)
-        trainer.fit(x, t, validation_data=(x[::3], t[::3]), callbacks=[bpnn.LiveLossPlot()])
+        trainer.fit(x, t, validation_data=(x[::3], t[::3]), callbacks=[bpnn.LiveLossPlot(min_interval=0)])
         return trainer
 
     fake = fake_notebook(monkeypatch)

@@ -150,7 +150,8 @@ def history_figure(history: dict, panels=None, title: str | None = None,
     width, height = 4.2 * ncols, 3.0 * nrows + (0.3 if title else 0)
     fig = Figure(figsize=(width, height))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    # fixed margins in inches: half the drawing time of a constrained layout (redrawn every epoch)
+    # fixed margins in inches, not a layout engine: LiveLossPlot redraws this figure while
+    # training runs, and a constrained layout makes each frame markedly dearer (benchmarks/README.md)
     fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, bottom=0.5 / height,
                         top=1 - (0.6 if title else 0.3) / height, wspace=0.3, hspace=0.5)
     for ax, name in zip(axes, panels):

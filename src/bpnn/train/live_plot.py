@@ -2,7 +2,9 @@
 livelossplot draws it); outside a notebook, a tqdm bar over the epochs."""
 from __future__ import annotations
 
+import math
 import sys
+import time
 
 from .. import _checks
 from .._figures import history_figure, png_bytes, require_matplotlib
@@ -33,13 +35,16 @@ def in_notebook() -> bool:
 class LiveLossPlot(Callback):
     """The curves of the loss and metrics, redrawn in place after every epoch.
 
-    In a Jupyter notebook the first epoch displays the figure (one panel per quantity,
+    In a Jupyter notebook the first drawing displays the figure (one panel per quantity,
     training and validation together, the History's own figure:
-    :func:`bpnn._figures.history_figure`) with a display id, and every later epoch
-    replaces that one output (``DisplayHandle.update``), so the cell holds one image
-    however long training runs; the last epoch is always drawn. The figure is a PNG
-    drawn without pyplot: the notebook's matplotlib backend is left as it was. Pass
-    ``verbose=False`` to ``fit`` to see the plot without the trainer's progress bar.
+    :func:`bpnn._figures.history_figure`) with a display id, and later ones replace
+    that one output (``DisplayHandle.update``), so the cell holds one image however long
+    training runs. A redraw waits for ``every`` epochs and ``min_interval`` seconds since
+    the last one (a frame costs about a tenth of a second of CPU, far more than an
+    epoch of a small model: see ``benchmarks/README.md``); the last epoch is always
+    drawn. The figure is a PNG drawn without pyplot: the notebook's matplotlib backend is
+    left as it was. Pass ``verbose=False`` to ``fit`` to see the plot without the
+    trainer's progress bar.
 
     Outside a notebook (a script, a terminal) it falls back to a tqdm bar over the
     epochs with the last epoch's logs, unless the trainer already shows its own bar
@@ -54,11 +59,12 @@ class LiveLossPlot(Callback):
         without their ``val_`` / ``test_`` prefix (``"loss"``, ``"accuracy"``, ``"lr"``).
         Default: ``loss``, then every other logged quantity except the trainer's state
         (``lr``, ``penalty``, the Levenberg–Marquardt and K-FAC values).
-    every : int, default 1 — redraw every ``every`` epochs (a figure takes a few tens of
-        milliseconds; many short epochs may want fewer).
+    every : int, default 1 — redraw at most every ``every`` epochs.
+    min_interval : float, default 1.0 — seconds from the end of one redraw to the next at
+        least (0: every ``every`` epochs, however short).
     """
 
-    def __init__(self, panels=None, every: int = 1):
+    def __init__(self, panels=None, every: int = 1, min_interval: float = 1.0):
         if panels is not None:
             if isinstance(panels, str) or not all(isinstance(p, str) for p in panels):
                 raise ValueError(f"panels: got {panels!r}; expected a list of History keys such as "
@@ -67,8 +73,10 @@ class LiveLossPlot(Callback):
             if not panels:
                 raise ValueError("panels: got an empty list; expected at least one History key, or None")
         _checks.positive("every", every, integer=True)
+        _checks.in_range("min_interval", min_interval, 0.0, math.inf, high_open=True)
         self.panels = panels
         self.every = int(every)
+        self.min_interval = float(min_interval)
         self.mode: str | None = None  # "notebook", "bar", or None (the trainer's own bar shows)
         self._handle = None  # the notebook output the figure is redrawn in
         self._image = None  # IPython.display.Image
@@ -76,11 +84,12 @@ class LiveLossPlot(Callback):
         self._bar = None
         self._logs: dict = {}  # the epochs' logs when no trainer's History is at hand
         self._undrawn = False
+        self._drawn_at = None  # time.monotonic() at the end of the last redraw
 
     def on_train_begin(self, logs=None):
         logs = logs or {}
         self.close()
-        self._handle, self._logs, self._undrawn = None, {}, False
+        self._handle, self._logs, self._undrawn, self._drawn_at = None, {}, False, None
         if in_notebook():
             try:
                 from IPython.display import Image, display
@@ -105,7 +114,8 @@ class LiveLossPlot(Callback):
             self._logs.setdefault(key, []).append(value)
         if self.mode == "notebook":
             self._undrawn = True
-            if (epoch + 1) % self.every == 0:
+            due = self._drawn_at is None or time.monotonic() - self._drawn_at >= self.min_interval
+            if (epoch + 1) % self.every == 0 and due:
                 self.draw()
         elif self.mode == "bar":
             self._bar.update(1)
@@ -128,6 +138,7 @@ class LiveLossPlot(Callback):
         else:
             self._handle.update(image)
         self._undrawn = False
+        self._drawn_at = time.monotonic()
 
     def close(self) -> None:
         """Close the fallback bar, if one is open."""
