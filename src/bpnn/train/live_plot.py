@@ -116,17 +116,17 @@ class LiveLossPlot(Callback):
             self._undrawn = True
             due = self._drawn_at is None or time.monotonic() - self._drawn_at >= self.min_interval
             if (epoch + 1) % self.every == 0 and due:
-                self.draw()
+                self._draw()
         elif self.mode == "bar":
             self._bar.update(1)
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, (int, float))})
 
     def on_train_end(self, logs=None):
         if self.mode == "notebook" and self._undrawn:
-            self.draw()
+            self._draw()
         self.close()
 
-    def draw(self) -> None:
+    def _draw(self) -> None:
         """Draw the curves so far into the notebook output (the first call displays it,
         later ones replace it)."""
         trainer = self.trainer
