@@ -45,9 +45,12 @@ def executed(tmp_path_factory):
     path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "bpnn test", "language": "python", "env": {"PYTHONPATH": path}}))
+        "display_name": "bpnn test", "language": "python",
+        # IPython's history database in the temporary folder, not in the home directory
+        "env": {"PYTHONPATH": path, "IPYTHONDIR": str(tmp / "ipython")}}))
     km = KernelManager(kernel_name="bpnn-test",
-                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp / "kernels")]))
+                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp / "kernels")]),
+                       connection_file=str(tmp / "kernel-connection.json"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(tmp)}})
     client.execute()
