@@ -23,7 +23,8 @@ SRC = ROOT / "src" / "bpnn"
 # and the layers below it. Root helper modules (backend, _checks, _registry, _atomic, ...)
 # form the bottom layer; ``bpnn/__init__.py`` re-exports the public API and is exempt.
 LAYERS = [
-    {"backend", "_checks", "_registry", "_atomic", "_json", "_tensorfile", "_geometry", "_deprecation"},
+    {"backend", "_checks", "_registry", "_atomic", "_json", "_tensorfile", "_geometry", "_deprecation", "_html",
+     "_figures"},
     {"_kernels"},
     {"init", "losses", "data", "metrics"},
     {"nn"},

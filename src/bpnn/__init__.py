@@ -13,7 +13,7 @@ from .nn import (
 )
 from .nn import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .train import (
-    CSVLogger, Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
+    CSVLogger, Callback, EarlyStopping, History, LearningRateScheduler, LiveLossPlot, ModelCheckpoint,
     NonFiniteLossWarning, ReduceLROnPlateau, Trainer,
 )
 
@@ -29,6 +29,6 @@ __all__ = [
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax", "MSE",
     "SoftmaxCrossEntropy", "BinaryCrossEntropyWithLogits", "Trainer", "Callback", "History",
     "NonFiniteLossWarning", "io", "save", "load", "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
-    "ModelCheckpoint", "CSVLogger", "__version__",
+    "LiveLossPlot", "ModelCheckpoint", "CSVLogger", "__version__",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._atomic import atomic_write, write_text_atomic
+from .._html import esc, img, num, table
 from .spec import StudySpec
 
 FORMAT = "bpnn-compare-results"
@@ -197,6 +198,56 @@ class StudyResult:
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
 
+    # ------------------------------------------------------------------ html
+    def html_table(self) -> str:
+        """The results table as HTML (the report's, and a notebook's): one row per group,
+        best first (``class="best"``), every user string escaped."""
+        cls = self.task == "classification"
+        rows, classes = [], []
+        for row in self.summary_rows():
+            cells = [(esc(row["rank"]), True), (esc(row["group"]), False)]
+            if cls:
+                cells += [(esc(format_mean_std(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True)), True),
+                          (esc(num(row["test_accuracy_best"], pct=True)), True),
+                          (esc(format_mean_std(row["best_test_accuracy_mean"], row["best_test_accuracy_std"],
+                                               pct=True)), True)]
+            cells += [(esc(format_mean_std(row["test_loss_mean"], row["test_loss_std"])), True)]
+            if not cls:
+                cells += [(esc(num(row["test_loss_best"])), True)]
+            failed = (f' <span class="bad">({esc(row["failed"])} failed)</span>' if row["failed"] else "")
+            cells += [(esc(format_mean_std(row["train_loss_mean"], row["train_loss_std"])), True),
+                      (esc(num(row["seconds_mean"], digits=2)), True),
+                      (esc(row["seeds"] - row["failed"]) + failed, True),
+                      (_health_cell(row["health"]), False)]
+            rows.append(cells)
+            classes.append("best" if row["rank"] == 1 else "")
+        if cls:
+            head = ["#", "configuration", "held-out accuracy, mean ± std", "best seed", "best epoch, mean ± std",
+                    "held-out loss, mean ± std", "training loss", "s / run", "seeds", "health"]
+        else:
+            head = ["#", "configuration", "held-out loss, mean ± std", "best seed", "training loss", "s / run",
+                    "seeds", "health"]
+        return table(head, rows, classes)
+
+    def _repr_html_(self) -> str:
+        """How a notebook shows the result: the results table and the curves per
+        configuration (mean ± std over seeds, the report's figure) as an inline PNG; the
+        table alone when matplotlib is missing. Self-contained: no style sheet, no script."""
+        from .._figures import study_curves
+
+        groups = self.ranked()
+        seeds = len(self.spec.seeds)
+        head = (f"<p><b>{esc(self.spec.name)}</b>: {len(groups)} configuration{'s' * (len(groups) != 1)} × "
+                f"{seeds} seed{'s' * (seeds != 1)} = {len(self.runs)} runs, {esc(self.spec.epochs)} epochs each; "
+                "best first.</p>")
+        try:
+            alt, b64 = study_curves(groups, self.task, "a StudyResult's curves", "'bpnn[notebook]'")
+        except ImportError as exc:
+            figure = f"<p>No curves: {esc(exc)}</p>"
+        else:
+            figure = img(alt, b64)
+        return f'<div class="bpnn-study-result">{head}{self.html_table()}{figure}</div>'
+
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": FORMAT_VERSION, "spec": self.spec.to_dict(),
@@ -296,6 +347,12 @@ def _check_layout(path: str, data: dict) -> None:
             bad(f"{where}: 'history'", r["history"], "an object of lists")
         if any(not (isinstance(v, dict) and isinstance(v.get("kind"), str)) for v in r.get("verdicts") or []):
             bad(f"{where}: 'verdicts'", r["verdicts"], "a list of {'kind': ..., 'message': ...}")
+
+
+def _health_cell(text) -> str:
+    if not text:
+        return '<span class="ok">no problems found</span>'
+    return f'<span class="warn">{esc(text)}</span>'
 
 
 def format_mean_std(mean, std, pct=False) -> str:

@@ -173,10 +173,12 @@ def _nothing():
 
 def _progress(results, total: int, initial: int, show: bool):
     """Results passed through, with a tqdm bar over the runs of the study."""
+    if not show:  # no bar, no tqdm.auto import (in a notebook without ipywidgets the import warns)
+        yield from results
+        return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, initial=initial, desc="bpnn compare", unit="run", disable=not show,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=total, initial=initial, desc="bpnn compare", unit="run", dynamic_ncols=True) as bar:
         for result in results:
             yield result
             bar.update(1)

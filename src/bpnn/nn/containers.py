@@ -110,16 +110,6 @@ class Sequential(Module):
             g = self.layers[i].backward_per_sample(g, sink, f"{prefix}{i}.", input_grad or i > first)
         return g if input_grad else None
 
-    def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts."""
-        rows = [("#", "layer", "output shape", "params")]
-        for i, layer in enumerate(self.layers):
-            rows.append((str(i), type(layer).__name__, str(layer.output_shape), str(layer.num_parameters())))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-        lines.append(f"total parameters: {self.num_parameters()}")
-        return "\n".join(lines)
-
     def get_config(self):
         with sharing_scope():
             cfg = {"layers": [serialize_child(layer) for layer in self.layers]}

@@ -141,6 +141,87 @@ class Module(Configurable):
     def num_parameters(self) -> int:
         return sum(int(v.size) for _, v, _ in self.named_parameters())
 
+    # ----------------------------------------------------------------- the layer table
+    def layer_table(self) -> list[dict]:
+        """One row per layer: the direct children of a container (a plain layer is its
+        own one row), each a dict with
+
+        - ``name`` (the prefix ``named_parameters`` gives it: ``"0"``, ``"block"``; ``""``
+          for a plain layer), ``type`` (the class name) and ``inner`` (the class names of
+          the layers inside a container, depth first, else empty);
+        - ``output_shape`` (None while the layer is not built);
+        - ``params`` and ``trainable_params``: the parameters this row adds to the model
+          (a module used at several places, weights shared, counts at its first place
+          only, so the rows add up to :meth:`num_parameters`);
+        - ``shared_with``: the name of the earlier row that is the same object, or None.
+        """
+        children = self.children() or [("", self)]
+        seen: set = set()
+        first: dict = {}
+        rows = []
+        for name, child in children:
+            new = [m for m in child.modules() if id(m) not in seen]
+            seen.update(id(m) for m in new)
+            sizes = [(int(v.size), m.trainable) for m in new for v in m.params.values()]
+            inner = [type(m).__name__ for m in child.modules() if m is not child and not m.children()]
+            rows.append({"name": name, "type": type(child).__name__, "inner": inner,
+                         "output_shape": child.output_shape if child.built else None,
+                         "params": sum(n for n, _ in sizes), "trainable_params": sum(n for n, t in sizes if t),
+                         "shared_with": first.get(id(child))})
+            first.setdefault(id(child), name)
+        return rows
+
+    def summary(self) -> str:
+        """The layer table as text: layers, output shapes and parameter counts."""
+        rows = [("#", "layer", "output shape", "params")]
+        for row in self.layer_table():
+            shape = "not built" if row["output_shape"] is None else str(row["output_shape"])
+            kind = row["type"] + (f" (shared with {row['shared_with']})" if row["shared_with"] else "")
+            rows.append((row["name"], kind, shape, str(row["params"]) if self.built else "—"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        lines.append(f"total parameters: {self.num_parameters()}" if self.built else
+                     "not built: shapes and parameter counts are known once the model sees data "
+                     "(or is given input_shape)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """How a notebook shows the model: its layer table (name, type, output shape,
+        parameters, trainable or frozen) under a line with the input and output shapes
+        and the totals. Every name is escaped; no style sheet, no script."""
+        from .._html import esc, table
+
+        rows = self.layer_table()
+        cells = []
+        for row in rows:
+            kind = esc(row["type"])
+            if row["inner"]:
+                kind += f' ({esc(", ".join(row["inner"]))})'
+            if row["shared_with"] is not None:
+                kind += f" — the same layer as {esc(row['shared_with'])} (weights shared)"
+            shape = "not built" if row["output_shape"] is None else esc(row["output_shape"])
+            if not self.built:
+                count, state = "—", "—"
+            else:
+                count = f"{row['params']:,}"
+                state = ("—" if not row["params"] else "yes" if row["trainable_params"] == row["params"]
+                         else "frozen" if not row["trainable_params"] else
+                         f"partly ({row['trainable_params']:,} trainable)")
+            cells.append([(esc(row["name"]), False), (kind, False), (shape, False), (count, True),
+                          (state, False)])
+        name = esc(type(self).__name__)
+        if self.built:
+            total = sum(row["params"] for row in rows)
+            trainable = sum(row["trainable_params"] for row in rows)
+            dtype = "" if self.dtype is None else f", {esc(self.dtype.name)}"
+            head = (f"<p><b>{name}</b>: input {esc(self.input_shape)} → output {esc(self.output_shape)}{dtype}; "
+                    f"{total:,} parameters ({trainable:,} trainable, {total - trainable:,} frozen)</p>")
+        else:
+            head = (f"<p><b>{name}</b>: not built — shapes and parameter counts are known once the model sees "
+                    "data (or is given <code>input_shape</code>)</p>")
+        body = table(["#", "layer", "output shape", "parameters", "trainable"], cells)
+        return f'<div class="bpnn-model">{head}{body}</div>'
+
     # ----------------------------------------------------------------- building
     def build(self, input_shape, rng=None, dtype=None) -> tuple:
         """Create parameters for inputs of ``input_shape`` (no batch axis); return the output shape."""

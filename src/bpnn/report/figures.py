@@ -1,4 +1,6 @@
 """The report's figures: matplotlib (Agg backend) rendered to PNG, returned as base64.
+The training curves and the pieces they share with the notebook views (colours, the
+band over seeds, PNG encoding) are in :mod:`bpnn._figures`.
 
 Every function takes the plain data of a :class:`~bpnn.experiment.StudyResult` (runs
 as written to ``results.json``) and returns ``(alt text, base64 PNG)``; the HTML embeds
@@ -6,15 +8,13 @@ it as a ``data:`` URI, so the report needs nothing but the file.
 """
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 
 from .._checks import missing_dependency
-
-_DPI = 96
-
+from .._figures import band as _band
+from .._figures import colors as _colors
+from .._figures import png_base64, study_curves, text
+from .._figures import stack as _stack
 
 def require_matplotlib():
     """matplotlib's pyplot on the Agg backend; an ImportError that says which extra to
@@ -29,73 +29,18 @@ def require_matplotlib():
     return plt
 
 
-def text(s) -> str:
-    """A user string made safe for matplotlib labels (no mathtext: ``$`` is literal)."""
-    return str(s).replace("$", r"\$")
-
-
 def _png(fig) -> str:
     plt = require_matplotlib()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    b64 = png_base64(fig)
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _colors(n):
-    plt = require_matplotlib()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _stack(series):
-    """Pad lists of unequal length with NaN into a 2-d array (runs × epochs)."""
-    series = [[np.nan if v is None else v for v in s] for s in series if s]
-    if not series:
-        return np.empty((0, 0))
-    n = max(len(s) for s in series)
-    return np.array([s + [np.nan] * (n - len(s)) for s in series], dtype=float)
-
-
-def _band(ax, x, rows, color, label, log=False):
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a run stopped early)
-        mean = np.nanmean(rows, axis=0)
-        std = np.nanstd(rows, axis=0, ddof=1) if rows.shape[0] > 1 else np.zeros_like(mean)
-    std = np.nan_to_num(std)
-    ax.plot(x, mean, color=color, lw=1.6, label=label)
-    lo, hi = mean - std, mean + std
-    if log:
-        lo = np.where(lo > 0, lo, mean / 10)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    return b64
 
 
 def curves(groups, task: str):
-    """Training loss, held-out loss and held-out accuracy per epoch: mean ± std over seeds."""
-    plt = require_matplotlib()
-    keys = [("loss", "training loss", True), ("val_loss", "held-out loss", True)]
-    if task == "classification":
-        keys.append(("val_accuracy", "held-out accuracy", False))
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6))
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.86, wspace=0.22)
-    colors = _colors(len(groups))
-    for g, color in zip(groups, colors):
-        for ax, (key, _, log) in zip(axes, keys):
-            rows = _stack([r.get("history", {}).get(key, []) for r in g.runs if not r.get("error")])
-            if rows.size == 0:
-                continue
-            _band(ax, np.arange(1, rows.shape[1] + 1), rows, color, text(g.label), log=log)
-    for ax, (key, title, log) in zip(axes, keys):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        if log:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, loc="best")
-    fig.suptitle("mean ± std over seeds", fontsize=9)
-    return "Loss and accuracy curves per configuration, mean and spread over seeds", _png(fig)
+    """Training loss, held-out loss and held-out accuracy per epoch: mean ± std over seeds
+    (:func:`bpnn._figures.study_curves`, the figure a StudyResult shows in a notebook too)."""
+    require_matplotlib()  # the report checks matplotlib as a whole, pyplot included
+    return study_curves(groups, task)
 
 
 # History keys of a curvature optimizer (K-FAC's ``epoch_logs``): key, title, log scale

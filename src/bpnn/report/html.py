@@ -6,9 +6,10 @@ error messages, the configuration — passes through :func:`html.escape`.
 """
 from __future__ import annotations
 
-import html
-import math
-
+from .._html import esc
+from .._html import img as _img
+from .._html import num as _num
+from .._html import table as _table
 from ..experiment.results import format_mean_std as mean_std  # one format for table and report
 from . import figures
 
@@ -38,65 +39,10 @@ _KIND_TEXT = {
 }
 
 
-def esc(value) -> str:
-    """HTML-escape any value (quotes too: safe in text and in attribute values)."""
-    return html.escape(str(value), quote=True)
-
-
-def _num(v, pct=False, digits=4):
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    return f"{100 * v:.1f} %" if pct else f"{v:.{digits}g}"
-
-
-def _img(alt, b64) -> str:
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">'
-
-
-def _table(head, rows, classes=None) -> str:
-    """``rows``: lists of (already escaped html, is_numeric) cells."""
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>" for c, num in row)
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
 def results_table(result) -> str:
-    cls = result.task == "classification"
-    rows, classes = [], []
-    for row in result.summary_rows():
-        cells = [(esc(row["rank"]), True), (esc(row["group"]), False)]
-        if cls:
-            cells += [(esc(mean_std(row["test_accuracy_mean"], row["test_accuracy_std"], pct=True)), True),
-                      (esc(_num(row["test_accuracy_best"], pct=True)), True),
-                      (esc(mean_std(row["best_test_accuracy_mean"], row["best_test_accuracy_std"], pct=True)),
-                       True)]
-        cells += [(esc(mean_std(row["test_loss_mean"], row["test_loss_std"])), True)]
-        if not cls:
-            cells += [(esc(_num(row["test_loss_best"])), True)]
-        cells += [(esc(mean_std(row["train_loss_mean"], row["train_loss_std"])), True),
-                  (esc(_num(row["seconds_mean"], digits=2)), True),
-                  (esc(row["seeds"] - row["failed"]) + (f' <span class="bad">({esc(row["failed"])} failed)</span>'
-                                                        if row["failed"] else ""), True),
-                  (_health_cell(row["health"]), False)]
-        rows.append(cells)
-        classes.append("best" if row["rank"] == 1 else "")
-    if cls:
-        head = ["#", "configuration", "held-out accuracy, mean ± std", "best seed", "best epoch, mean ± std",
-                "held-out loss, mean ± std", "training loss", "s / run", "seeds", "health"]
-    else:
-        head = ["#", "configuration", "held-out loss, mean ± std", "best seed", "training loss", "s / run",
-                "seeds", "health"]
-    return _table(head, rows, classes)
-
-
-def _health_cell(text) -> str:
-    if not text:
-        return '<span class="ok">no problems found</span>'
-    return f'<span class="warn">{esc(text)}</span>'
+    """The results table (:meth:`~bpnn.experiment.StudyResult.html_table`, the table a
+    StudyResult shows in a notebook too)."""
+    return result.html_table()
 
 
 def health_section(result) -> str:

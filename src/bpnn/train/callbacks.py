@@ -59,8 +59,9 @@ class Callback:
         return state
 
     def on_train_begin(self, logs=None):
-        """Training starts. The gradient trainer's ``logs`` hold Keras' ``params``:
-        ``epochs``, ``steps_per_epoch``, ``batch_size``, ``samples``."""
+        """Training starts. ``logs`` hold Keras' ``params``: ``verbose`` (whether the
+        trainer shows its own progress bar) and, from the gradient trainer, ``epochs``,
+        ``steps_per_epoch``, ``batch_size``, ``samples``."""
 
     def on_train_end(self, logs=None):
         """Training ended normally, or stopped (early stopping, a non-finite loss)."""
@@ -259,3 +260,38 @@ class History(Callback):
     def __repr__(self):
         last = {k: v[-1] for k, v in self.history.items()}
         return f"History(epochs={len(self.epoch)}, last={last})"
+
+    #: how many of the last epochs :meth:`_repr_html_` lists
+    HTML_EPOCHS = 10
+
+    def _repr_html_(self) -> str:
+        """How a notebook shows the History: a table of the last epochs (every logged key,
+        epochs counted from 1), why training stopped early if it did, and the curves (one
+        panel per quantity, training and validation together:
+        :func:`bpnn._figures.history_figure`) as an inline PNG; the table alone when
+        matplotlib is missing. Self-contained: no style sheet, no script."""
+        from .._figures import history_figure, png_base64
+        from .._html import esc, img, num, table
+
+        n = len(next(iter(self.history.values()), []))
+        if not n:
+            return '<div class="bpnn-history"><p><b>History</b>: no epoch recorded yet</p></div>'
+        keys = list(self.history)
+        first = max(n - self.HTML_EPOCHS, 0)
+        rows = []
+        for i in range(first, n):
+            values = [self.history[k][i] if i < len(self.history[k]) else None for k in keys]
+            rows.append([(str(i + 1), True)] + [(esc(num(v if isinstance(v, (int, float)) else None)), True)
+                                                for v in values])
+        shown = f"the last {n - first} of {n} epochs" if first else f"{n} epoch{'s' * (n != 1)}"
+        parts = [f"<p><b>History</b>: {shown}</p>"]
+        if self.stopped_reason:
+            parts.append(f"<p>Stopped early: {esc(self.stopped_reason)}</p>")
+        parts.append(table(["epoch", *keys], rows))
+        try:
+            fig = history_figure(self.history, feature="a History's curves", install="'bpnn[notebook]'")
+        except ImportError as exc:
+            parts.append(f"<p>No curves: {esc(exc)}</p>")
+        else:
+            parts.append(img("Loss and metrics per epoch, training and validation", png_base64(fig)))
+        return f'<div class="bpnn-history">{"".join(parts)}</div>'

@@ -243,7 +243,7 @@ class LMTrainer(CallbackHost):
             bar = tqdm(total=self.epochs, unit="epoch", dynamic_ncols=True)
         start = _time.perf_counter() - (record.time[-1] if record.time else 0.0)
         # Exits run in reverse: the bar closes, BLAS threads come back, then on_train_end.
-        with cbs.running({}), _blas_threads(len(flat)), bar:
+        with cbs.running({"verbose": bool(verbose)}), _blas_threads(len(flat)), bar:
             if start_epoch > self.epochs and not record.stop:
                 record.stop = "Maximum epoch reached."  # resumed past this run's last epoch
             for epoch in range(start_epoch, self.epochs + 1):

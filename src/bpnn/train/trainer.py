@@ -178,8 +178,10 @@ class Trainer(CallbackHost):
         self.best_weights = best
         n_batches = len(batches)
         # Keras' `params`: what a callback needs to plan its work (e.g. LayerStats
-        # picks the last batch of an epoch).
-        params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n}
+        # picks the last batch of an epoch; LiveLossPlot leaves the bar to the trainer
+        # when it shows its own).
+        params = {"epochs": epochs, "steps_per_epoch": n_batches, "batch_size": bs, "samples": n,
+                  "verbose": bool(verbose)}
         with cbs.running(params), _ProgressBar(verbose, epochs, n_batches) as progress:
             global_step = opt.step_count if resume_from is not None else 0  # a resumed run counts on
             for epoch in range(start_epoch, epochs):
