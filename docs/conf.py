@@ -96,6 +96,12 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
 }
 
+# -- translations -------------------------------------------------------------------
+# The Chinese edition is this site built with ``-D language=zh_CN``: one gettext catalog
+# per page under locale/zh_CN/LC_MESSAGES/<docname>.po.
+locale_dirs = ["locale/"]
+gettext_compact = False
+
 # -- HTML ---------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"bpnn {release}"
@@ -127,7 +133,14 @@ def _drop_empty_globs(app, docname, source):
     source[0] = "".join(lines)
 
 
+def _language_pages(app, config):
+    """Pages written in Chinese only (zh_CN/, the glossary) belong to the Chinese edition."""
+    if not (config.language or "en").startswith("zh"):
+        config.exclude_patterns.append("zh_CN/**")
+
+
 def setup(app):
     # served from the site, as SVG: no web fonts to load (file:// pages may not load them)
     app.config.mathjax_path = "mathjax/tex-svg.js"
     app.connect("source-read", _drop_empty_globs)
+    app.connect("config-inited", _language_pages)

@@ -10,7 +10,10 @@ An object exported by several modules (``bpnn.Dense`` is ``bpnn.nn.Dense``) gets
 page once, at its home: the exporting module that its ``__module__`` lies in
 (``bpnn.nn`` for ``bpnn.nn.dense.Dense``), else the first module that exports it. The
 other modules list it as an alias, an entry of its own (so ``bpnn.Dense`` resolves as a
-cross-reference and is in the objects inventory) that links to the home page.
+cross-reference and is in the objects inventory) that links to the home page. A
+reference through an alias (``bpnn.Trainer.fit``) resolves to the home's member; one to a
+public object without a page of its own (``bpnn.io.migrations``) links to the nearest
+documented module; one to a name that does not exist stays an error.
 
 Pages are rewritten only when their text changes, so an incremental build stays
 incremental. Both folders are build products (git-ignored).
@@ -252,12 +255,36 @@ def _resolve_alias(app, env, node, contnode):
     if node.get("refdomain") != "py":
         return None
     target = node.get("reftarget", "")
+    domain = env.domains["py"]
     for alias in sorted(_ALIASES, key=len, reverse=True):
         if target.startswith(alias + "."):
             new = _ALIASES[alias] + target[len(alias):]
-            domain = env.domains["py"]
             return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], new, node, contnode)
+    # a public object that exists but has no page of its own (a function of a module under
+    # a package, ``bpnn.init.nguyen_widrow.nguyen_widrow``): the nearest documented module
+    parts = target.split(".")
+    if parts[0] == PACKAGE and not any(p.startswith("_") for p in parts) and _exists(target):
+        for end in range(len(parts) - 1, 0, -1):
+            found = domain.resolve_xref(env, node["refdoc"], app.builder, "mod", ".".join(parts[:end]), node, contnode)
+            if found is not None:
+                return found
     return None
+
+
+def _exists(dotted: str) -> bool:
+    """Whether ``dotted`` names a module of bpnn or an attribute of one."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:end]))
+        except ImportError:
+            continue
+        for attr in parts[end:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
 
 
 def setup(app):
