@@ -134,7 +134,8 @@ def _drop_empty_globs(app, docname, source):
 
 
 def _language_pages(app, config):
-    """Pages written in Chinese only (zh_CN/, the glossary) belong to the Chinese edition."""
+    """Pages written in Chinese only (zh_CN/, the glossary) belong to the Chinese edition
+    (the index's ``zh_CN/*`` entry then matches nothing in the English one, and is dropped)."""
     if not (config.language or "en").startswith("zh"):
         config.exclude_patterns.append("zh_CN/**")
 
