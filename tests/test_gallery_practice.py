@@ -10,6 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from _gallery import SHARED_MNIST, load_example  # noqa: E402
 
+import bpnn  # noqa: E402
+
 pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-learn (bpnn[datasets])")
 
 
@@ -57,3 +59,29 @@ def test_16_restarts_escape_local_minima():
         flat = study["curves"][stuck][:, half:]
         assert np.all(flat.max(axis=1) - flat.min(axis=1) < 0.01)
     _check_figure_and_summary(example, result, f"{100 * result['stuck_mean']:.0f}")
+
+
+# --------------------------------------------------------------------------- 18
+def test_18_gradcheck_passes_the_correct_layer_and_catches_the_planted_bug():
+    example = load_example(18)
+    result = example.run(fast=True)
+    tol = result["tol"]
+    assert len(result["seeds"]) >= 3
+    good, bad = result["correct"], result["buggy"]
+    assert max(good["layer_max"] + good["net_max"]) < 1e-3 * tol, "the correct layer passes with a margin"
+    for layer, net in zip(bad["layer"], bad["net"]):
+        assert layer["input"] > 1e3 * tol, "the missing factor is caught"
+        assert layer["beta"] < tol, "the parameter gradient, whose formula is right, still passes"
+        assert net["input"] > tol and net["0.weight"] > tol, "the wrong gradient reaches the layers below"
+        assert net["2.weight"] < tol, "the layer above the bug is untouched"
+    # the custom layer is a real Module: it trains inside a network like bpnn's own layers
+    model = bpnn.Sequential([bpnn.Dense(8), example.Swish(), bpnn.Dense(1)], input_shape=(2,), seed=0,
+                            dtype="float64")
+    beta0 = model[1].params["beta"].copy()
+    X = np.random.default_rng(0).uniform(-1, 1, (64, 2))
+    y = (X[:, :1] * X[:, 1:])
+    trainer = bpnn.Trainer(model, loss="mse", optimizer=bpnn.optim.Adam(lr=0.02), metrics=[])
+    history = trainer.fit(X, y, epochs=30, batch_size=16, verbose=False)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert not np.array_equal(model[1].params["beta"], beta0)
+    _check_figure_and_summary(example, result, f"{max(good['layer_max'] + good['net_max']):.1e}")
