@@ -85,3 +85,25 @@ def test_18_gradcheck_passes_the_correct_layer_and_catches_the_planted_bug():
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert not np.array_equal(model[1].params["beta"], beta0)
     _check_figure_and_summary(example, result, f"{max(good['layer_max'] + good['net_max']):.1e}")
+
+
+# --------------------------------------------------------------------------- 14
+def test_14_weight_sharing_counts_toeplitz_and_shift():
+    example = load_example(14)
+    result = example.run(fast=True)
+    for row in result["counts"]:
+        C, H, W, O, k = row["geometry"]
+        n_out = O * (H - k + 1) * (W - k + 1)
+        assert row["conv"] == O * C * k * k + O                      # independent of the image size
+        assert row["dense"] == C * H * W * n_out + n_out
+        assert row["conv"] * 100 < row["dense"]
+    assert len(result["seeds"]) >= 3
+    assert max(result["output_diff"]) < 1e-5, "Dense with the shared (Toeplitz) weights = the convolution"
+    assert max(result["grad_diff"]) < 1e-5, "the shared weight's gradient = the sum over its copies"
+    assert max(result["conv_shift_error"]) < 1e-6, "shift the input, the output shifts"
+    assert min(result["dense_shift_error"]) > 0.1, "an unshared Dense layer is not equivariant"
+    # each kernel entry appears once per output position of its filter
+    tap = result["tap"]
+    C, H, W, O, k = result["counts"][0]["geometry"]
+    np.testing.assert_array_equal(np.bincount(tap[tap >= 0]), np.full(O * C * k * k, (H - k + 1) * (W - k + 1)))
+    _check_figure_and_summary(example, result, "156", "2,712,960")
