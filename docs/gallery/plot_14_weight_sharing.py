@@ -181,8 +181,9 @@ def plot(result):
     axes[1].set(xlabel="output (o, i, j)", ylabel="input pixel (c, h, w)",
                 title="Dense weight built from the kernel")
     vmax = np.abs(result["output"]).max()
+    moved = "digit shifted down {}, right {}".format(*result["shift"])
     for ax, img, title in ((axes[2], result["output"], "feature map of a digit"),
-                           (axes[3], result["shifted_output"], "digit shifted down {}, right {}".format(*result["shift"]))):
+                           (axes[3], result["shifted_output"], moved)):
         ax.imshow(img, cmap="coolwarm", vmin=-vmax, vmax=vmax)
         ax.set(title=title, xticks=[], yticks=[])
     fig.tight_layout()
@@ -194,8 +195,8 @@ def summary(result) -> str:
     return (f"LeNet-5's first convolution has {lenet['conv']} parameters where a Dense layer of the same sizes "
             f"has {lenet['dense']:,}; the Dense layer built from the shared kernel gives the Conv2D's outputs "
             f"(largest relative difference {max(result['output_diff']):.1e}) and, summed over the copies, its "
-            f"gradients ({max(result['grad_diff']):.1e}); shifting the input shifts the conv's output exactly (relative "
-            f"error {max(result['conv_shift_error']):.1e}) but not an unshared Dense layer's "
+            f"gradients ({max(result['grad_diff']):.1e}); shifting the input shifts the conv's output exactly "
+            f"(relative error {max(result['conv_shift_error']):.1e}) but not an unshared Dense layer's "
             f"({min(result['dense_shift_error']):.2f}), over {len(result['seeds'])} seeds.")
 
 
