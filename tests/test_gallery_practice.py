@@ -107,3 +107,21 @@ def test_14_weight_sharing_counts_toeplitz_and_shift():
     C, H, W, O, k = result["counts"][0]["geometry"]
     np.testing.assert_array_equal(np.bincount(tap[tap >= 0]), np.full(O * C * k * k, (H - k + 1) * (W - k + 1)))
     _check_figure_and_summary(example, result, "156", "2,712,960")
+
+
+# --------------------------------------------------------------------------- 17
+def test_17_lm_beats_gradient_descent_and_br_generalizes():
+    example = load_example(17)
+    result = example.run(fast=True)
+    fit, br = result["fit"], result["br"]
+    n = len(result["seeds"])
+    assert n >= 3 and fit["lm"].shape == (n, fit["epochs"])
+    # in the same epochs LM reaches an error two orders of magnitude below the best GD, seed by seed
+    best_gd = np.minimum(fit["sgd"]["loss"][:, -1], fit["adam"]["loss"][:, -1])
+    assert np.all(fit["lm"][:, -1] < 1e-2 * best_gd), (fit["lm"][:, -1], best_gd)
+    assert np.all(fit["lm"][:, -1] < 1e-5)                        # near the noise floor σ² = 4e-6
+    # BR: fewer effective parameters than weights, and a better fit to the true function, every seed
+    assert all(0 < g < br["n_weights"] for g in br["gamma"]), br["gamma"]
+    assert np.all(np.array(br["br_error"]) <= np.array(br["lm_error"])), (br["br_error"], br["lm_error"])
+    assert np.mean(br["br_error"]) < 0.2 * np.mean(br["lm_error"])
+    _check_figure_and_summary(example, result, f"{np.mean(fit['lm'][:, -1]):.1e}", f"{np.mean(br['gamma']):.1f}")
