@@ -22,7 +22,8 @@ def _check_figure_and_summary(example, result, *numbers):
         assert isinstance(fig, matplotlib.figure.Figure)
         drawn = sum(len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images) for ax in fig.axes)
         assert drawn > 0, "the figure has no data"
-        assert all(ax.get_title() for ax in fig.axes if ax.get_visible() and ax.has_data()), "an untitled axes"
+        plots = [ax for ax in fig.axes if ax.has_data() and getattr(ax, "_colorbar", None) is None]
+        assert plots and all(ax.get_title() for ax in plots), "an untitled plot"
     finally:
         plt.close(fig)
     text = example.summary(result)
@@ -128,3 +129,30 @@ def test_17_lm_beats_gradient_descent_and_br_generalizes():
     assert np.all(np.array(br["br_error"]) <= np.array(br["lm_error"])), (br["br_error"], br["lm_error"])
     assert np.mean(br["br_error"]) < 0.2 * np.mean(br["lm_error"])
     _check_figure_and_summary(example, result, f"{np.mean(fit['lm'][:, -1]):.1e}", f"{np.mean(br['gamma']):.1f}")
+
+
+# --------------------------------------------------------------------------- 20
+def test_20_random_search_draws_log_uniformly_and_finds_a_narrow_good_band():
+    example = load_example(20)
+    result = example.run(fast=True)
+    trials, seeds = result["trials"], result["seeds"]
+    (lr_low, lr_high), (wd_low, wd_high) = result["lr_range"], result["weight_decay_range"]
+    assert len(trials) == result["n_trials"] and [t["trial"] for t in trials] == list(range(len(trials)))
+    assert result["n_runs"] == len(trials) * len(seeds) and len(seeds) >= 3
+    assert all(len(t["values"]) == len(seeds) for t in trials)
+    assert all(lr_low <= t["lr"] < lr_high and wd_low <= t["weight_decay"] < wd_high for t in trials)
+    # the lesson's spec draws log-uniformly: each decade of the lr range holds its share of many draws,
+    # and the trials that ran are the first draws of that same seeded sequence
+    many = example.search_spec(fast=True).replace(n_trials=4000, seeds=[0]).runs()
+    lrs = np.log10([r["lr"] for r in many])
+    share = np.histogram(lrs, bins=np.arange(np.log10(lr_low), np.log10(lr_high) + 1))[0] / len(lrs)
+    np.testing.assert_allclose(share, 1 / len(share), atol=0.03)
+    assert [r["lr"] for r in many[:len(trials)]] == [t["lr"] for t in trials]
+    # the best trial is the one with the highest mean accuracy, clearly above chance
+    best = trials[result["best"]]
+    assert best["accuracy"] == max(t["accuracy"] for t in trials) and best["accuracy"] > 0.75
+    assert best["accuracy"] == pytest.approx(np.mean(best["values"]))
+    # the good region is narrower than the search: the five best lrs span under a quarter of the decades
+    assert result["search_lr_span"] == pytest.approx(np.log10(lr_high / lr_low))
+    assert result["top5_lr_span"] < 0.25 * result["search_lr_span"]
+    _check_figure_and_summary(example, result, f"{100 * best['accuracy']:.1f}", f"{result['top5_lr_span']:.2f}")
