@@ -156,3 +156,23 @@ def test_20_random_search_draws_log_uniformly_and_finds_a_narrow_good_band():
     assert result["search_lr_span"] == pytest.approx(np.log10(lr_high / lr_low))
     assert result["top5_lr_span"] < 0.25 * result["search_lr_span"]
     _check_figure_and_summary(example, result, f"{100 * best['accuracy']:.1f}", f"{result['top5_lr_span']:.2f}")
+
+
+# --------------------------------------------------------------------------- 15
+def test_15_transfer_beats_scratch_with_few_samples_and_frozen_layers_stay_bit_exact():
+    example = load_example(15)
+    result = example.run(fast=True)
+    assert len(result["seeds"]) >= 3
+    acc = result["parity"]["accuracy"]
+    few = {name: a[:, 0] for name, a in acc.items()}                 # one labelled image per digit
+    assert result["sizes"][0] == 1
+    assert np.mean(few["frozen"]) > np.mean(few["scratch"]) + 0.03, few
+    assert np.mean(few["finetuned"]) > np.mean(few["scratch"]) + 0.03, few
+    assert np.all(few["frozen"] >= few["scratch"]), "transfer wins on every seed"
+    assert all(result["parity"]["frozen_unchanged"]) and all(result["classes"]["frozen_unchanged"])
+    assert len(result["parity"]["frozen_unchanged"]) == len(result["seeds"]) * len(result["sizes"])
+    # the counter-example the lesson shows: features of 0-4 do not help with 5-9 on these images
+    counter = result["classes"]["accuracy"]
+    assert np.mean(counter["frozen"]) < np.mean(counter["scratch"]), counter
+    _check_figure_and_summary(example, result, f"{100 * np.mean(few['frozen']):.1f}",
+                              f"{100 * np.mean(few['scratch']):.1f}")
