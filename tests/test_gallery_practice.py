@@ -1,6 +1,8 @@
 """The gallery's practice lessons (14-20) run in their fast mode and assert what they teach."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,6 +13,7 @@ import pytest  # noqa: E402
 from _gallery import SHARED_MNIST, load_example  # noqa: E402
 
 import bpnn  # noqa: E402
+import bpnn.data  # noqa: E402
 
 pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-learn (bpnn[datasets])")
 
@@ -22,8 +25,10 @@ def _check_figure_and_summary(example, result, *numbers):
         assert isinstance(fig, matplotlib.figure.Figure)
         drawn = sum(len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images) for ax in fig.axes)
         assert drawn > 0, "the figure has no data"
+        # every axes with data has a title, or overlays one that has (a twin axis); colorbars aside
         plots = [ax for ax in fig.axes if ax.has_data() and getattr(ax, "_colorbar", None) is None]
-        assert plots and all(ax.get_title() for ax in plots), "an untitled plot"
+        titled = {tuple(ax.get_position().bounds) for ax in plots if ax.get_title()}
+        assert plots and all(tuple(ax.get_position().bounds) in titled for ax in plots), "an untitled plot"
     finally:
         plt.close(fig)
     text = example.summary(result)
@@ -176,3 +181,44 @@ def test_15_transfer_beats_scratch_with_few_samples_and_frozen_layers_stay_bit_e
     assert np.mean(counter["frozen"]) < np.mean(counter["scratch"]), counter
     _check_figure_and_summary(example, result, f"{100 * np.mean(few['frozen']):.1f}",
                               f"{100 * np.mean(few['scratch']):.1f}")
+
+
+# --------------------------------------------------------------------------- 19
+def test_19_lenet5_beats_the_baselines_and_its_confusion_matrix_counts_the_test_set(mnist_dir):
+    example = load_example(19)
+    result = example.run(fast=True)
+    assert result["data"] in ("mnist", "digits")
+    assert len(result["seeds"]) >= 3 and len(result["test_accuracy"]) == len(result["seeds"])
+    acc, logistic = result["test_accuracy"], result["logistic_accuracy"]
+    assert acc.min() > 8 * result["chance"], "far above chance on every seed"
+    assert acc.mean() > logistic.mean() + 0.01, (acc, logistic)
+    confusion = result["confusion"]
+    assert confusion.shape == (10, 10) and confusion.sum() == result["n_test"]
+    assert np.trace(confusion) == round(acc[0] * result["n_test"])
+    assert result["misclassified"]["count"] == result["n_test"] - np.trace(confusion)
+    wrong = result["misclassified"]
+    assert np.all(wrong["true"] != wrong["predicted"])
+    for curve in result["curves"]:
+        assert len(curve["loss"]) == result["epochs"] and curve["loss"][-1] < curve["loss"][0]
+    text = _check_figure_and_summary(example, result, f"{100 * acc.mean():.1f}", f"{100 * logistic.mean():.1f}")
+    assert ("MNIST" in text) == (result["data"] == "mnist")
+
+
+def test_examples_lenet5_mnist_runs(tmp_path, capsys):
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"no local MNIST at {SHARED_MNIST} (the example would download it)")
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "lenet5_mnist.py"
+    spec = importlib.util.spec_from_file_location("lenet5_mnist_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "lenet5.bpnn"
+    error = module.main(["--data-dir", str(SHARED_MNIST), "--samples", "300", "--test-samples", "200",
+                         "--epochs", "1", "--batch-size", "16", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert f"test error {error:.2f} %" in printed and "after 1 epochs" in printed
+    assert 0 <= error < 60, "one epoch on 300 images is already far better than chance (90 % error)"
+    model = bpnn.load(out)
+    X, y, X_test, y_test = bpnn.data.load_mnist(data_dir=SHARED_MNIST, download=False, flatten=False)
+    assert 100 * np.mean(model.predict(X_test[:200]).argmax(axis=1) != y_test[:200]) == pytest.approx(error)
