@@ -53,7 +53,7 @@ def xor_net(seed):
 
 
 def run(fast: bool = True) -> dict:
-    n_restarts, epochs = (16, 600) if fast else (100, 2000)
+    n_restarts, epochs = (16, 600) if fast else (50, 1000)
     master_seeds = [0, 1, 2] if fast else [0, 1, 2, 3, 4]
     studies = []
     for master in master_seeds:
