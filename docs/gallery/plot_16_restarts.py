@@ -22,9 +22,11 @@ import bpnn
 # XOR's four points are not linearly separable, so the net needs its hidden layer:
 # 2 inputs → 2 sigmoid units → 1 sigmoid output, trained on the mean squared error
 # :math:`L = \frac{1}{4}\sum_n (y_n - t_n)^2` by full-batch gradient descent with
-# momentum. Two hidden units are just enough; with so few, some starts end in a
-# local minimum where the net gets three points right and answers 0.5 on the other two,
-# :math:`L = \frac{1}{4}(0.5^2 + 0.5^2) = 0.125`, and no later step leaves it.
+# momentum. Two hidden units are just enough; with so few, some starts end where the
+# net gets two points right and answers 0.5 on the other two,
+# :math:`L = \frac{1}{4}(0.5^2 + 0.5^2) = 0.125` (or one right and 2/3 on the other
+# three, :math:`L = 1/6`): a local minimum, or a plateau so flat that no later step
+# leaves it.
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 T = np.array([[0], [1], [1], [0]], dtype=np.float64)
