@@ -164,9 +164,9 @@ def summary(result):
     orth = np.array([result["epochs"]["orthogonal", d].mean() for d in result["depths"]])
     gauss = "scaled Gaussian N(0, 1/n)"
     n = len(result["seeds"])
-    counts = ", ".join(f"{int(np.isfinite(result['epochs'][gauss, d]).sum())}/{n} at depth {d}"
+    counts = ", ".join(f"{int(np.isfinite(result['epochs'][gauss, d]).sum())} at depth {d}"
                        for d in result["depths"])
-    gauss_text = f"learned within {result['caps'][gauss]} epochs in {counts}"
+    gauss_text = f"learned within {result['caps'][gauss]} epochs in (runs out of {n}) {counts}"
     return (f"With orthogonal initialization the epochs to learn stay flat from depth {d0} to {d1} "
             f"({', '.join(f'{t:.0f}' for t in orth)}; largest / smallest = {orth.max() / orth.min():.2f}), "
             f"while the scaled Gaussian nets {gauss_text}, their loss after {result['caps'][gauss]} epochs "
