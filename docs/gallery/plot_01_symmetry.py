@@ -66,7 +66,7 @@ def unit_spread(W):
 # --------------
 # Each initializer is trained from the same seeds (the seed drives the random
 # initializers and the shuffling). After training we take the two hidden layers'
-# weight matrices, measure :func:`unit_spread`, and ask
+# weight matrices, measure ``unit_spread``, and ask
 # :func:`bpnn.diagnostics.diagnose` what it sees in the :class:`~bpnn.diagnostics.LayerStats`
 # records: its "unbroken symmetry" verdict is the same test done on the layers' outputs.
 
