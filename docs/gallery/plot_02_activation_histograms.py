@@ -30,7 +30,8 @@ from bpnn.diagnostics import Probe
 # * a normal with std 0.01 (``"small_normal"``, the BP texts' "small random
 #   numbers"): :math:`s \approx 0`, every sigmoid outputs about
 #   :math:`\sigma(0) = 0.5`: no saturation, but the units hardly differ — the network
-#   has little to express and the gradients, multiplied by 0.01 at every layer, shrink;
+#   has little to express, and the backpropagated error, scaled by about
+#   :math:`\sqrt{n}\cdot 0.01\cdot\sigma'(0) = 0.025` per layer, fades away;
 # * Xavier (``"xavier_normal"``, :class:`bpnn.init.XavierNormal`):
 #   :math:`\operatorname{Var} W = 2/(n_\text{in} + n_\text{out})`. Here every layer is
 #   100 → 100, so this is also :math:`1/n_\text{in}`, the std

@@ -37,14 +37,17 @@ from bpnn.diagnostics import diagnose, layer_statistics
 # * **ReLU, He init**: :math:`f' \in \{0, 1\}` passes half the units, and He's
 #   :math:`\operatorname{Var} W = 2/n` doubles the variance back: factor ≈ 1;
 # * **sigmoid + batch norm** (Dense → :class:`bpnn.BatchNorm` → Sigmoid): the
-#   normalization divides by the batch std of :math:`s`, which rescales the small
-#   sigmoid slopes back to order one;
+#   normalization divides :math:`s` by its batch std :math:`\sigma_B`, so backward the
+#   error is multiplied by :math:`\gamma/\sigma_B`. Sigmoid outputs vary little (std
+#   ≈ 0.2), so :math:`\sigma_B` is small and :math:`1/\sigma_B \approx 5` undoes the
+#   sigmoid's factor ≈ 1/5 at every layer;
 # * **ReLU + residual** (:class:`bpnn.Residual`, :math:`h^{(l)} = h^{(l-1)} +
 #   \mathrm{ReLU}(h^{(l-1)} W^{(l)} + b^{(l)})`): the identity path adds the error
 #   unchanged, :math:`\delta^{(l-1)} = \delta^{(l)} + \dots`, so it cannot vanish.
-#   The branch weights get :math:`\operatorname{Var} W = 2/(n L)` for depth *L*, so the
-#   *L* branches together add only about as much as one layer and the forward signal
-#   does not blow up either.
+#   The branch weights get :math:`\operatorname{Var} W = 2/(n L)` for depth *L*: each
+#   branch adds about :math:`1/L` of the signal's second moment, so the *L* branches
+#   together grow it by a bounded factor (about :math:`(1 + 1/L)^L < e`) and the
+#   forward signal does not blow up either.
 
 WIDTH = 64
 ARCHS = ("sigmoid", "ReLU (He)", "sigmoid + BatchNorm", "ReLU + residual")
