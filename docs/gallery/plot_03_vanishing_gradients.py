@@ -41,13 +41,14 @@ from bpnn.diagnostics import diagnose, layer_statistics
 #   error is multiplied by :math:`\gamma/\sigma_B`. Sigmoid outputs vary little (std
 #   ≈ 0.2), so :math:`\sigma_B` is small and :math:`1/\sigma_B \approx 5` undoes the
 #   sigmoid's factor ≈ 1/5 at every layer;
-# * **ReLU + residual** (:class:`bpnn.Residual`, :math:`h^{(l)} = h^{(l-1)} +
-#   \mathrm{ReLU}(h^{(l-1)} W^{(l)} + b^{(l)})`): the identity path adds the error
-#   unchanged, :math:`\delta^{(l-1)} = \delta^{(l)} + \dots`, so it cannot vanish.
-#   The branch weights get :math:`\operatorname{Var} W = 2/(n L)` for depth *L*: each
-#   branch adds about :math:`1/L` of the signal's second moment, so the *L* branches
-#   together grow it by a bounded factor (about :math:`(1 + 1/L)^L < e`) and the
-#   forward signal does not blow up either.
+# * **ReLU + residual** (:class:`bpnn.Residual` blocks in the "pre-activation" form
+#   of He et al. 2016, :math:`h^{(l)} = h^{(l-1)} + \mathrm{ReLU}(h^{(l-1)})\, W^{(l)} +
+#   b^{(l)}`): the identity path adds the error unchanged,
+#   :math:`\delta^{(l-1)} = \delta^{(l)} + \dots`, so it cannot vanish. The branch
+#   weights get :math:`\operatorname{Var} W = 2/(n L)` for depth *L*: each branch adds
+#   a zero-mean term with about :math:`1/L` of the signal's second moment, so the *L*
+#   branches together grow it by a bounded factor, about :math:`(1 + 1/L)^L \approx e`,
+#   and the forward signal does not blow up either.
 
 WIDTH = 64
 ARCHS = ("sigmoid", "ReLU (He)", "sigmoid + BatchNorm", "ReLU + residual")
@@ -68,7 +69,7 @@ def make_net(arch, depth, seed):
         else:
             branch = {"class_name": "variance_scaling",
                       "config": {"scale": 2.0 / depth, "mode": "fan_in", "distribution": "normal"}}
-            layers.append(bpnn.Residual([bpnn.Dense(WIDTH, init=branch), bpnn.ReLU()]))
+            layers.append(bpnn.Residual([bpnn.ReLU(), bpnn.Dense(WIDTH, init=branch)]))
     layers.append(bpnn.Dense(10, init="xavier_normal"))
     return bpnn.Sequential(layers, input_shape=(64,), seed=seed)
 
