@@ -58,16 +58,16 @@ def make_net(init, seed):
 # --------------
 # For each seed and initialization we take the std of every ReLU layer's output on a
 # batch of 256 digits at initialization (:func:`bpnn.diagnostics.layer_statistics`),
-# then train with SGD + momentum (:class:`bpnn.optim.SGD`, lr 0.005, momentum 0.9,
+# then train with SGD + momentum (:class:`bpnn.optim.SGD`, lr 0.002, momentum 0.9,
 # mini-batches of 32) while :class:`bpnn.diagnostics.LayerStats` watches, and ask
 # :func:`bpnn.diagnostics.diagnose` for its verdicts. The fast mode trains on 768
-# digits for 6 epochs; the full mode on all 1797 for 20.
+# digits for 6 epochs; the full mode on all 1797 for 12.
 
 
 def run(fast: bool = True) -> dict:
     X, y = load_digits()
     seeds = [0, 1, 2] if fast else list(range(6))
-    n_train, epochs = (768, 6) if fast else (len(X), 20)
+    n_train, epochs = (768, 6) if fast else (len(X), 12)
     out = {"seeds": seeds, "epochs": epochs, "n_train": n_train, "inits": list(INITS), "act_std": {},
            "loss": {}, "accuracy": {}, "verdicts": {}}
     for label, init in INITS.items():
@@ -80,7 +80,7 @@ def run(fast: bool = True) -> dict:
             stds.append([at_init["record"]["layers"][d["name"]]["out_std"]
                          for d in at_init["layers"] if d["kind"] == "relu"])
             stats = LayerStats(every=2, bins=0)
-            trainer = bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=0.005, momentum=0.9))
+            trainer = bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=0.002, momentum=0.9))
             history = trainer.fit(X[train], y[train], epochs=epochs, batch_size=32, callbacks=[stats],
                                   verbose=False)
             losses.append([at_init["record"]["loss"], *history["loss"]])
