@@ -46,11 +46,12 @@ def test_01_zero_and_constant_init_leave_units_identical():
     result = example.run(fast=True)
     assert len(result["seeds"]) >= 3
     for label in ("zeros", "constant 0.1"):
-        # every hidden unit's weight column is the same, to the last bit of float64
-        assert result["spread"][label].max() <= 1e-12, (label, result["spread"][label])
+        # every hidden unit's weight column is the same, to float64 precision (0 here; a
+        # BLAS that sums some output columns in another order could leave ~1e-15)
+        assert result["spread"][label].max() <= 1e-9, (label, result["spread"][label])
         assert all("unbroken_symmetry" in kinds for kinds in result["verdicts"][label])
         W = result["first_weights"][label]
-        np.testing.assert_array_equal(W, W[:, :1].repeat(W.shape[1], axis=1))
+        np.testing.assert_allclose(W, W[:, :1].repeat(W.shape[1], axis=1), rtol=0, atol=1e-9 * np.abs(W).max())
     for label in ("Xavier (uniform)", "He (normal)"):
         assert result["spread"][label].min() > 0.5, (label, result["spread"][label])
         assert not any("unbroken_symmetry" in kinds for kinds in result["verdicts"][label])

@@ -33,7 +33,7 @@ from bpnn.diagnostics import LayerStats, diagnose
 #
 # The network is 64 → 32 → 32 → 10 with sigmoid hidden units, trained with
 # :class:`bpnn.optim.SGD` (momentum 0.9) on softmax cross-entropy, in float64 so that
-# "identical" can be checked to the last bit. The initializers come from
+# "identical" can be checked to machine precision. The initializers come from
 # :mod:`bpnn.init` by name: ``"zeros"``, ``{"class_name": "constant", ...}``,
 # ``"xavier_uniform"`` and ``"he_normal"``.
 
