@@ -149,8 +149,8 @@ def summary(result):
     return (f"From layer 1 to layer {DEPTH} the activation std falls to {ratio(xav):.1e}× with the Xavier "
             f"scale and stays at {ratio(he):.2f}× with He's; in {result['epochs']} epochs the He net's loss "
             f"drops by {drop(he):.2f} (to {result['loss'][he][:, -1].mean():.2f}, training accuracy "
-            f"{result['accuracy'][he].mean():.0%}) while the Xavier net's drops by {drop(xav):.3f} and stays "
-            f"at ln 10 ≈ 2.30 (bpnn's verdicts: vanishing gradients or plateau in {stalled}/"
+            f"{result['accuracy'][he].mean():.0%}) while the Xavier net's stays at ln 10 ≈ 2.30 (it changes by "
+            f"{-drop(xav):+.3f}; bpnn's verdicts: vanishing gradients or plateau in {stalled}/"
             f"{len(result['seeds'])} seeds).")
 
 

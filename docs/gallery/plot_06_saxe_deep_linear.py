@@ -169,9 +169,9 @@ def summary(result):
     gauss_text = f"learned within {result['caps'][gauss]} epochs in (runs out of {n}) {counts}"
     return (f"With orthogonal initialization the epochs to learn stay flat from depth {d0} to {d1} "
             f"({', '.join(f'{t:.0f}' for t in orth)}; largest / smallest = {orth.max() / orth.min():.2f}), "
-            f"while the scaled Gaussian nets {gauss_text}, their loss after {result['caps'][gauss]} epochs "
-            f"rising with depth from {np.mean([c[-1] for c in result['curves'][gauss, d0]]):.2f} to "
-            f"{np.mean([c[-1] for c in result['curves'][gauss, d1]]):.2f} of the targets' mean square.")
+            f"while the scaled Gaussian nets {gauss_text}; at depth {d1} their loss is still "
+            f"{np.mean([c[-1] for c in result['curves'][gauss, d1]]):.2f} of the targets' mean square when "
+            f"they stop.")
 
 
 if __name__ == "__main__":
