@@ -207,4 +207,4 @@ def test_07_batch_stochastic_and_minibatch_descent():
     # the same seeds start from the same weights in every mode
     starts = np.array([result["loss"][label][:, 0] for label in result["modes"]])
     np.testing.assert_allclose(starts, starts[:1].repeat(3, axis=0), rtol=1e-6)
-    _check_figure_and_summary(example, result, f"{end[batch].mean():.2f}", f"{end[sgd].mean():.2f}")
+    _check_figure_and_summary(example, result, f"{end[batch].mean():.3g}", f"{end[sgd].mean():.3g}")

@@ -89,7 +89,9 @@ def make_net(arch, depth, seed):
 def run(fast: bool = True) -> dict:
     X, y = load_digits()
     seeds = [0, 1, 2] if fast else list(range(8))
-    depths = [5, 10, 20] if fast else [5, 10, 20, 40]
+    # (at depth 40 the sigmoid net's first-layer gradient, ~0.2⁴⁰ of the last one's,
+    # underflows float32 to exactly 0: 30 is as deep as the ratio can be printed)
+    depths = [5, 10, 20] if fast else [5, 10, 20, 30]
     batch = np.random.default_rng(0).choice(len(X), 256, replace=False)
     out = {"seeds": seeds, "depths": depths, "archs": list(ARCHS), "ratio": {}, "grad_norms": {},
            "verdicts": {}}

@@ -175,9 +175,9 @@ def summary(result):
         return float(result["up_steps"][label].mean())
 
     e = result["epochs"]
-    return (f"After {e} epochs the training loss is {final(batch):.2f} with batch descent "
-            f"({result['updates_per_epoch'][batch]} update per epoch), {final(mini):.2f} with mini-batches "
-            f"({result['updates_per_epoch'][mini]} per epoch) and {final(sgd):.2f} with stochastic descent "
+    return (f"After {e} epochs the training loss is {final(batch):.3g} with batch descent "
+            f"({result['updates_per_epoch'][batch]} update per epoch), {final(mini):.3g} with mini-batches "
+            f"({result['updates_per_epoch'][mini]} per epoch) and {final(sgd):.3g} with stochastic descent "
             f"({result['updates_per_epoch'][sgd]} per epoch); the loss went up in {up(batch):.0%} of batch "
             f"descent's recorded steps, {up(mini):.0%} of mini-batch's and {up(sgd):.0%} of stochastic "
             f"descent's — the price of its noisy gradient.")
