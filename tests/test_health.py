@@ -138,6 +138,7 @@ def test_one_pass_statistics_give_the_verdicts_at_initialization(digits):
     from bpnn.diagnostics import layer_statistics
 
     X, y = digits
+
     def deep(act, init):
         layers = []
         for _ in range(10):
