@@ -33,7 +33,8 @@ from bpnn.diagnostics import diagnose, layer_statistics
 # times a typical :math:`f'`. The four networks answer it differently:
 #
 # * **sigmoid** (Xavier init, :math:`n \operatorname{Var} W \approx 1`):
-#   :math:`\sigma' \le 1/4`, so the error shrinks by about 4× per layer;
+#   :math:`\sigma' \le 1/4` (about 1/5 on average here), so the error shrinks by
+#   4–5× per layer;
 # * **ReLU, He init**: :math:`f' \in \{0, 1\}` passes half the units, and He's
 #   :math:`\operatorname{Var} W = 2/n` doubles the variance back: factor ≈ 1;
 # * **sigmoid + batch norm** (Dense → :class:`bpnn.BatchNorm` → Sigmoid): the
