@@ -6,6 +6,7 @@ and save the model.
     python examples/lenet5_mnist.py --init xavier_uniform --optimizer sgd --lr 0.05 --momentum 0.9
     python examples/lenet5_mnist.py --augment --epochs 30 --out lenet5_aug.bpnn
     python examples/lenet5_mnist.py --data-dir /path/to/mnist         # local IDX files (.gz or plain)
+    python examples/lenet5_mnist.py --samples 300 --test-samples 300 --epochs 1   # a quick check
 
 Images are NCHW (N, 1, 28, 28), as in PyTorch. Without ``--data-dir`` the files are
 looked up in ``$BPNN_MNIST_DIR`` and the cache, and downloaded if missing. The model is
@@ -58,6 +59,7 @@ def main(argv=None):
     ap.add_argument("--augment", action="store_true",
                     help="random shifts, rotations, scaling, shear and elastic distortion of every batch")
     ap.add_argument("--samples", type=int, default=None, help="use only the first N training images")
+    ap.add_argument("--test-samples", type=int, default=None, help="use only the first N test images")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="lenet5_mnist.bpnn", help="where to save the trained model")
@@ -69,6 +71,8 @@ def main(argv=None):
         sys.exit(f"lenet5_mnist.py: MNIST: {exc}")
     if args.samples:
         X, y = X[:args.samples], y[:args.samples]
+    if args.test_samples:
+        X_test, y_test = X_test[:args.test_samples], y_test[:args.test_samples]
     model = lenet5(args.init, args.seed)
     print(model.summary())
     trainer = bpnn.Trainer(model, loss="softmax_cross_entropy", optimizer=make_optimizer(args))

@@ -130,3 +130,24 @@ def test_verdicts_round_trip_as_plain_data():
     v = Verdict("dead_layer", "3", 2, 0.9, "layer 3 (ReLU): 90% ...")
     assert Verdict.from_dict(v.to_dict()) == v
     assert str(v) == v.message
+
+
+def test_one_pass_statistics_give_the_verdicts_at_initialization(digits):
+    # diagnose(layer_statistics(...)): the one record of a single forward/backward pass is
+    # read as the statistics at initialization (it used to be ignored: no verdict at all).
+    from bpnn.diagnostics import layer_statistics
+
+    X, y = digits
+
+    def deep(act, init):
+        layers = []
+        for _ in range(10):
+            layers += [bpnn.Dense(48, init=init), bpnn.nn.layers.get(act)]
+        return bpnn.Sequential(layers + [bpnn.Dense(10)], input_shape=(64,), seed=0)
+
+    st = layer_statistics(deep("sigmoid", "xavier_uniform"), X[:256], y[:256])
+    v = next(v for v in diagnose(st) if v.kind == "vanishing_gradients")
+    assert v.layer == "0" and v.epoch == 0 and v.value < 1e-2 and "at initialization" in v.message
+    first, last = st["record"]["layers"]["0"]["delta_rms"], st["record"]["layers"]["20"]["delta_rms"]
+    assert v.value == pytest.approx(first / last)
+    assert "vanishing_gradients" not in _kinds(diagnose(layer_statistics(deep("relu", "he_normal"), X[:256], y[:256])))

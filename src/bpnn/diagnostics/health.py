@@ -90,6 +90,8 @@ def _as_stats(stats):
         return [], []
     if hasattr(stats, "to_dict"):
         stats = stats.to_dict()
+    if "record" in stats and "records" not in stats:  # one pass: layer_statistics(...)
+        return list(stats.get("layers", [])), [stats["record"]]
     return list(stats.get("layers", [])), list(stats.get("records", []))
 
 
@@ -127,9 +129,11 @@ def _finite(v) -> bool:
 
 
 def diagnose(stats=None, history=None, thresholds: Thresholds | None = None) -> list[Verdict]:
-    """Health verdicts from LayerStats records (``stats``: a :class:`LayerStats` or its
-    ``to_dict()``) and a loss curve (``history``: a History, its dict, or a list of
-    per-epoch losses). Either may be None. Returns the verdicts, most serious first."""
+    """Health verdicts from LayerStats records (``stats``: a :class:`LayerStats`, its
+    ``to_dict()``, or the one-pass result of :func:`~bpnn.diagnostics.layer_statistics`,
+    whose record counts as epoch 0, at initialization) and a loss curve (``history``: a
+    History, its dict, or a list of per-epoch losses). Either may be None. Returns the
+    verdicts, most serious first."""
     t = thresholds or Thresholds()
     layers, records = _as_stats(stats)
     losses, stopped = _losses(history)

@@ -275,6 +275,8 @@ def layer_statistics(model, X, y, loss="softmax_cross_entropy", training: bool =
     updated). The model's parameter gradients are overwritten; its weights are not.
     Use it to look at a network at initialization, e.g. the back-propagated gradient
     variance ``delta_std**2`` per layer (Glorot & Bengio 2010, Figure 7).
+    :func:`~bpnn.diagnostics.diagnose` reads the result as it is:
+    ``diagnose(layer_statistics(model, X, y))`` gives the verdicts at initialization.
     """
     from .. import _checks
 
