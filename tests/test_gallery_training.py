@@ -1,0 +1,91 @@
+"""The training lessons of the gallery (docs/gallery/plot_08 ... plot_13) run in their fast
+mode and assert the lesson each one teaches, on MNIST when the shared copy is there and on
+the bundled digits otherwise."""
+from __future__ import annotations
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from _gallery import SHARED_MNIST, load_example  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def mnist_dir(monkeypatch):
+    if SHARED_MNIST.is_dir():
+        monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
+    else:
+        monkeypatch.delenv("BPNN_MNIST_DIR", raising=False)
+
+
+def check_figure_and_summary(module, result, *numbers):
+    """plot() draws something; summary() says the numbers (each given as the text it must contain)."""
+    fig = module.plot(result)
+    try:
+        assert isinstance(fig, matplotlib.figure.Figure)
+        axes = [ax for ax in fig.axes if ax.has_data()]
+        assert axes, "the figure has no data"
+        assert all(ax.get_title() or ax.get_xlabel() for ax in axes)
+    finally:
+        plt.close(fig)
+    text = module.summary(result)
+    assert isinstance(text, str) and len(text) > 40
+    assert result["data"].split()[0] in text
+    for number in numbers:
+        assert number in text, (number, text)
+    return text
+
+
+def test_08_optimizers_beat_plain_sgd():
+    ex = load_example(8)
+    r = ex.run(fast=True)
+    names, final = r["methods"], r["loss"][:, :, -1]
+    assert r["loss"].shape == (len(names), r["seeds"], r["epochs"]) and r["seeds"] >= 3
+    assert np.isfinite(r["loss"]).all()
+    sgd = names.index("SGD")
+    # every momentum or adaptive method, in every seed, ends far below plain SGD's best seed
+    for i, name in enumerate(names):
+        if i != sgd:
+            assert final[i].max() < 0.5 * final[sgd].min(), (name, final[i], final[sgd])
+    # the two momentum forms take the same steps while the learning rate is constant
+    torch_form, classic = names.index("momentum (torch form)"), names.index("momentum (classic form)")
+    assert np.abs(r["loss"][torch_form] - r["loss"][classic]).max() < 1e-4
+    # K-FAC's curvature-scaled steps reach the lowest training loss
+    assert final.mean(1).argmin() == names.index("K-FAC")
+    acc = r["test_accuracy"]
+    assert acc[sgd].mean() > 0.3  # plain SGD learns, slowly
+    assert all(acc[i].mean() > 0.8 for i in range(len(names)) if i != sgd)
+    check_figure_and_summary(ex, r, f"{final[sgd].mean():.3f}", f"{acc[sgd].mean():.1%}")
+
+
+def test_09_lr_decay_schedules_and_their_loss():
+    ex = load_example(9)
+    r = ex.run(fast=True)
+    names, lr0, lr = r["schedules"], r["lr0"], r["lr"]
+    cfg = r["config"]
+    t = np.arange(r["epochs"])
+    step, expo, inv, sgdr = (names.index(n) for n in ("step", "exponential", "inverse time", "warm restarts"))
+    # the schedule objects give their formulas ...
+    assert np.allclose(lr[names.index("constant")], lr0)
+    s, g = cfg["step"]["step_size"], cfg["step"]["gamma"]
+    assert np.allclose(lr[step], lr0 * g ** (t // s))
+    assert np.allclose(lr[expo], lr0 * cfg["exponential"]["gamma"] ** t)
+    assert np.allclose(lr[inv], lr0 / (1 + cfg["inverse time"]["decay_rate"] * t))
+    t0, eta_min = cfg["warm restarts"]["T_0"], cfg["warm restarts"]["eta_min"]
+    assert np.allclose(lr[sgdr], eta_min + (lr0 - eta_min) * (1 + np.cos(np.pi * (t % t0) / t0)) / 2)
+    # ... warm restarts go back to η₀ at each restart, after η fell within the cycle ...
+    assert r["restarts"] and all(r["restarts"][k] == (k + 1) * t0 for k in range(len(r["restarts"])))
+    for e in r["restarts"]:
+        assert lr[sgdr, e] == pytest.approx(lr0) and lr[sgdr, e - 1] < 0.2 * lr0
+    # ... and the trainer trained with exactly those rates
+    assert np.allclose(r["history_lr"], lr)
+    # every decayed run ends with a lower training loss than the constant rate
+    final = r["final_loss"].mean(1)
+    const = final[names.index("constant")]
+    for i in (step, expo, inv, sgdr):
+        assert final[i] < 0.5 * const, (names[i], final[i], const)
+    check_figure_and_summary(ex, r, f"{const:.3f}", f"{final[sgdr]:.3f}")
