@@ -89,3 +89,26 @@ def test_09_lr_decay_schedules_and_their_loss():
     for i in (step, expo, inv, sgdr):
         assert final[i] < 0.5 * const, (names[i], final[i], const)
     check_figure_and_summary(ex, r, f"{const:.3f}", f"{final[sgdr]:.3f}")
+
+
+def test_10_overfitting_and_its_remedies():
+    ex = load_example(10)
+    r = ex.run(fast=True)
+    names, gap, loss_gap = r["variants"], r["gap"], r["loss_gap"]
+    none, l2, stop = names.index("none"), names.index("L2"), names.index("early stopping")
+    assert r["seeds"] >= 3
+    # without regularization 300 images are learned by heart and the test accuracy lags
+    assert r["train_accuracy"][none].min() >= 0.99
+    assert gap[none].min() > 0.04
+    # L1, L2 and dropout each narrow the cross-entropy gap clearly, in every seed
+    for name in ("L1", "L2", "dropout"):
+        i = names.index(name)
+        assert loss_gap[i].mean() < 0.85 * loss_gap[none].mean(), (name, loss_gap[i], loss_gap[none])
+        assert (loss_gap[i] < loss_gap[none]).all(), name
+    # and L2 narrows the accuracy gap too
+    assert gap[l2].mean() < gap[none].mean() - 0.005, (gap[l2], gap[none])
+    # early stopping stops before the last epoch, every seed (and its 50 held-out images cost
+    # it test accuracy: the summary says how much)
+    assert (r["stopped_epoch"] > 0).all() and (r["stopped_epoch"] < r["epochs"]).all()
+    check_figure_and_summary(ex, r, f"{gap[none].mean():.1%}", f"{loss_gap[none].mean():.2f}",
+                             f"{r['test_accuracy'][stop].mean():.1%}")
