@@ -112,3 +112,21 @@ def test_10_overfitting_and_its_remedies():
     assert (r["stopped_epoch"] > 0).all() and (r["stopped_epoch"] < r["epochs"]).all()
     check_figure_and_summary(ex, r, f"{gap[none].mean():.1%}", f"{loss_gap[none].mean():.2f}",
                              f"{r['test_accuracy'][stop].mean():.1%}")
+
+
+def test_11_batchnorm_learns_from_almost_every_weight_scale():
+    ex = load_example(11)
+    r = ex.run(fast=True)
+    acc = r["accuracy"]
+    assert acc.shape == (2, 16, r["seeds"]) and r["seeds"] >= 3
+    assert np.isclose(r["scales"][0], 1.0) and np.isclose(r["scales"][-1], 1e-4)
+    mean = acc.mean(2)
+    with_bn, without = (mean[1] > r["threshold"]).sum(), (mean[0] > r["threshold"]).sum()
+    assert (with_bn, without) == (r["learns_with_bn"], r["learns_without_bn"])
+    assert with_bn >= 12 and without <= 6, (with_bn, without)
+    # without batch norm every scale below 0.01 stays near chance (10 classes); with it none does
+    small = r["scales"] < 0.01
+    assert mean[0, small].max() < 0.25 and mean[1, small].min() > 0.3
+    # at the largest scales the plain network's loss overflows (bpnn stops the run); never with batch norm
+    assert r["diverged"][0, :2].any() and not r["diverged"][0, small].any() and not r["diverged"][1].any()
+    check_figure_and_summary(ex, r, f"from {with_bn} of the 16", f"from {without};")
