@@ -130,3 +130,21 @@ def test_11_batchnorm_learns_from_almost_every_weight_scale():
     # at the largest scales the plain network's loss overflows (bpnn stops the run); never with batch norm
     assert r["diverged"][0, :2].any() and not r["diverged"][0, small].any() and not r["diverged"][1].any()
     check_figure_and_summary(ex, r, f"from {with_bn} of the 16", f"from {without};")
+
+
+def test_12_augmentation_helps_on_translated_images():
+    ex = load_example(12)
+    r = ex.run(fast=True)
+    plain, moved = r["test_accuracy"], r["translated_accuracy"]
+    assert plain.shape == moved.shape == (2, r["seeds"]) and r["seeds"] >= 3
+    # the plain network is lost once the digits move ...
+    assert (plain[0] - moved[0]).min() > 0.3
+    # ... the augmented one, seed for seed, keeps far more of its accuracy ...
+    assert (moved[1] - moved[0]).min() > 0.15, moved
+    # ... at a cost of at most a few points on the centred images
+    assert plain[1].mean() > plain[0].mean() - 0.06
+    # the augmentation changed the images it showed; the translation moved them
+    ex_imgs = r["examples"]
+    assert not np.allclose(ex_imgs["augmented"], ex_imgs["original"])
+    assert not np.allclose(ex_imgs["translated"], ex_imgs["original"])
+    check_figure_and_summary(ex, r, f"{moved[0].mean():.1%}", f"{moved[1].mean():.1%}")
