@@ -148,3 +148,34 @@ def test_12_augmentation_helps_on_translated_images():
     assert not np.allclose(ex_imgs["augmented"], ex_imgs["original"])
     assert not np.allclose(ex_imgs["translated"], ex_imgs["original"])
     check_figure_and_summary(ex, r, f"{moved[0].mean():.1%}", f"{moved[1].mean():.1%}")
+
+
+def test_13_health_verdicts_name_each_runs_problem():
+    ex = load_example(13)
+    r = ex.run(fast=True)
+    runs, expected = r["runs"], r["expected"]
+    assert r["seeds"] >= 3 and set(runs) == set(expected)
+    kinds = {name: [{v["kind"] for v in run["verdicts"]} for run in rs] for name, rs in runs.items()}
+    # the healthy run gets no warning, in any seed, and its ReLUs are alive
+    assert all(not k for k in kinds["healthy"])
+    assert max(run["dead_fraction"] for run in runs["healthy"]) < 0.3
+    # every other run is flagged in every seed, by the verdict naming its problem in most seeds
+    for name, kind in expected.items():
+        if kind is None:
+            continue
+        assert all(kinds[name]), name
+        assert sum(kind in k for k in kinds[name]) >= len(kinds[name]) - 1, (name, kinds[name])
+    far, little, sigmoid = (runs[n] for n in ("learning rate far too high", "learning rate a little too high",
+                                               "saturated sigmoid"))
+    # the overflow stopped training within the first epochs, and the verdict says where
+    assert all(run["stopped"] and len(run["step_loss"]) < 2 * r["steps_per_epoch"] for run in far)
+    assert all("at fault: layer" in v["message"] for run in far for v in run["verdicts"]
+               if v["kind"] == "non_finite_loss")
+    # dead ReLUs: most of a layer's units in the seeds flagged so; saturated sigmoids: most outputs
+    assert all(run["dead_fraction"] >= 0.5 for run in little if "dead_layer" in {v["kind"] for v in run["verdicts"]})
+    assert min(run["saturation"] for run in sigmoid) > 0.5
+    # the recorded histograms are there to read: weights at init and later, gradients per layer
+    rec = runs["healthy"][0]["stats"]["records"]
+    assert sum("hist" in e for rec_ in rec for e in rec_["layers"].values()) >= 2
+    assert all(h is not None for h in runs["healthy"][0]["grad_hist"].values())
+    check_figure_and_summary(ex, r, f"no warning in {r['seeds']} of {r['seeds']} seeds")
