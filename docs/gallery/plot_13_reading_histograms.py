@@ -43,7 +43,7 @@ Fast mode (the default, a few seconds): 1,000 MNIST images pooled to 14x14, 10 e
 # matrix's histogram. A four-line :class:`bpnn.Callback` keeps the loss of every step. At
 # the end, :func:`~bpnn.diagnostics.layer_statistics` runs one more forward and backward
 # pass so that the gradients of the final weights can be binned with the same histogram
-# helper (:func:`bpnn.diagnostics.stats.histogram`).
+# helper (``bpnn.diagnostics.stats.histogram``).
 import os
 
 import matplotlib.pyplot as plt
