@@ -83,6 +83,7 @@ def test_09_lr_decay_schedules_and_their_loss():
     assert r["restarts"] and all(r["restarts"][k] == (k + 1) * t0 for k in range(len(r["restarts"])))
     for e in r["restarts"]:
         assert lr[sgdr, e] == pytest.approx(lr0) and lr[sgdr, e - 1] < 0.2 * lr0
+    assert lr[sgdr, -1] < 0.2 * lr0  # the run ends at the end of a cycle
     # ... and the trainer trained with exactly those rates
     assert np.allclose(r["history_lr"], lr)
     # every decayed run ends with a lower training loss than the constant rate
