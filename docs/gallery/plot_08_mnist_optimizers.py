@@ -49,10 +49,11 @@ same network on 5,000 images, 15 epochs, 5 seeds.
 #   Fisher matrix :math:`F` approximated per layer by a Kronecker product :math:`A \otimes G`
 #   of the layer's input and output-gradient covariances (Martens & Grosse 2015).
 #
-# The learning rates are the book's (SGD and momentum 0.01, Adam 0.001) or the usual
-# defaults; each is a fair setting for its method, not a tuned one. K-FAC runs without
-# momentum: its step is already scaled by the curvature, and with its default momentum of
-# 0.9 (kfac-pytorch's) the steps were too long for this network and it ended behind Adam.
+# The learning rates: 0.01 for SGD, momentum and Nesterov and 0.001 for Adam, as in the
+# book; 0.001 for RMSprop, 0.05 for AdaGrad and 0.01 for K-FAC -- a fair setting for each
+# method, not a tuned one. K-FAC runs without momentum: its step is already scaled by the
+# curvature, and with its default momentum of 0.9 (kfac-pytorch's) the steps were too
+# long for this network and it ended behind Adam.
 import os
 
 import matplotlib.pyplot as plt
