@@ -15,7 +15,7 @@ same setting is run from several seeds against four remedies of the BP literatur
   :math:`\\lambda_2 w` is the "weight decay" of SGD), which keeps all weights small;
 * dropout (:class:`bpnn.nn.Dropout`), which silences a random fraction of the hidden units
   at every step, so no unit can rely on a few others;
-* early stopping (:class:`bpnn.EarlyStopping`), which holds out part of the 300 images,
+* early stopping (:class:`bpnn.train.EarlyStopping`), which holds out part of the 300 images,
   watches the loss on them, and keeps the weights of the epoch where it was lowest.
 
 What it shows: without regularization the training accuracy reaches 100 % while the

@@ -12,7 +12,7 @@ reaches the next layer.
 
 The from-scratch book shows it by training the same ReLU MLP on a small MNIST subset
 from 16 weight scales, standard deviations from 1 down to :math:`10^{-4}` on a log scale,
-with and without :class:`bpnn.BatchNorm` after each hidden :class:`bpnn.Dense`. Here the
+with and without :class:`bpnn.nn.BatchNorm` after each hidden :class:`bpnn.nn.Dense`. Here the
 same experiment runs over several seeds.
 
 What it shows: with batch norm the network learns from almost every scale; without it,

@@ -11,7 +11,7 @@ Simard, Steinkraus & Platt (2003) added elastic distortions.
 
 :class:`bpnn.data.ImageAugment` draws a fresh random shift, rotation, scaling (and, if
 asked, elastic distortion) for every image of every training batch; give it to
-:meth:`bpnn.Trainer.fit` as ``augment=`` and the test images are left as they are. Here a
+:meth:`bpnn.train.Trainer.fit` as ``augment=`` and the test images are left as they are. Here a
 small MLP is trained on a few hundred MNIST images with and without it, from the same
 seeds, and tested on the plain test images and on the same images moved by a few pixels.
 

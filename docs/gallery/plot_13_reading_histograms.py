@@ -40,7 +40,7 @@ Fast mode (the default, a few seconds): 1,000 MNIST images pooled to 14x14, 10 e
 # initialization) and the last batch of every epoch: each layer's output mean and
 # spread, the fraction of dead ReLUs and of saturated sigmoid outputs, the
 # back-propagated gradient :math:`\delta = \partial L / \partial s` and each weight
-# matrix's histogram. A four-line :class:`bpnn.Callback` keeps the loss of every step. At
+# matrix's histogram. A four-line :class:`bpnn.train.Callback` keeps the loss of every step. At
 # the end, :func:`~bpnn.diagnostics.layer_statistics` runs one more forward and backward
 # pass so that the gradients of the final weights can be binned with the same histogram
 # helper (``bpnn.diagnostics.stats.histogram``).
