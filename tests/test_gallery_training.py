@@ -46,8 +46,8 @@ def one_blas_thread():
     """BLAS on one thread while a lesson runs, where threadpoolctl is installed (it comes with
     scikit-learn). K-FAC inverts its factors through SciPy, whose OpenBLAS has a thread pool
     of its own besides NumPy's: on a small machine shared with other jobs the two pools'
-    threads wait on each other, and lesson 8 took 10x longer (see the K-FAC notes in
-    benchmarks/README.md on SciPy's thread pool). The lesson's products are small."""
+    threads wait on each other, and lesson 8 took 3.5 to 8 times longer (benchmarks/README.md,
+    bench_gallery_training.py). The lesson's products are small."""
     try:
         import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS now, so that the limit reaches it
         from threadpoolctl import threadpool_limits
