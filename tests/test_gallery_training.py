@@ -3,8 +3,6 @@ mode and assert the lesson each one teaches, on MNIST when the shared copy is th
 the bundled digits otherwise."""
 from __future__ import annotations
 
-import contextlib
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,6 +20,24 @@ def mnist_dir(monkeypatch):
         monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
     else:
         monkeypatch.delenv("BPNN_MNIST_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """BLAS on one thread while a lesson runs, where threadpoolctl is installed (it comes with
+    scikit-learn). The lessons' matrix products are small (batches of 50 to 100, layers of
+    64 to 128): on a 2-core machine shared with other jobs, OpenBLAS's two threads wait on
+    each other and lesson 10 took 15 s of CPU instead of 3; K-FAC (lesson 8) also loads
+    SciPy's OpenBLAS, a second pool that fights NumPy's (3.5 to 8 times longer;
+    benchmarks/README.md, bench_gallery_training.py)."""
+    try:
+        import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS now, so that the limit reaches it
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn (and SciPy) are test dependencies
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def check_figure_and_summary(module, result, *numbers):
@@ -42,24 +58,9 @@ def check_figure_and_summary(module, result, *numbers):
     return text
 
 
-def one_blas_thread():
-    """BLAS on one thread while a lesson runs, where threadpoolctl is installed (it comes with
-    scikit-learn). K-FAC inverts its factors through SciPy, whose OpenBLAS has a thread pool
-    of its own besides NumPy's: on a small machine shared with other jobs the two pools'
-    threads wait on each other, and lesson 8 took 3.5 to 8 times longer (benchmarks/README.md,
-    bench_gallery_training.py). The lesson's products are small."""
-    try:
-        import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS now, so that the limit reaches it
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn (and SciPy) are test dependencies
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def test_08_optimizers_beat_plain_sgd():
     ex = load_example(8)
-    with one_blas_thread():
-        r = ex.run(fast=True)
+    r = ex.run(fast=True)
     names, final = r["methods"], r["loss"][:, :, -1]
     assert r["loss"].shape == (len(names), r["seeds"], r["epochs"]) and r["seeds"] >= 3
     assert np.isfinite(r["loss"]).all()
