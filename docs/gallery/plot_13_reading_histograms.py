@@ -17,8 +17,9 @@ side, each from several seeds:
 * **healthy**: ReLU, He initialization, plain SGD at :math:`\\eta = 0.1`;
 * **learning rate far too high** (:math:`\\eta = 30`): the loss explodes within a few steps;
 * **learning rate a little too high** (:math:`\\eta = 1`): one huge early step pushes
-  every ReLU's input below 0 for every sample -- the ReLUs *die*, pass no gradient, and
-  the loss sits at :math:`\\ln 10`, the loss of a uniform guess over 10 classes;
+  the inputs of most of a layer's ReLUs below 0 for every sample -- those ReLUs *die* and
+  pass no gradient, and the loss sits near :math:`\\ln 10`, the loss of a uniform guess over
+  10 classes;
 * **saturated sigmoid**: sigmoid units with weights drawn with std 4, so that most
   pre-activations are far from 0 where :math:`\\sigma'(s) = \\sigma(s)(1 - \\sigma(s))` is
   nearly 0, the gradient is damped at every layer and learning crawls.
