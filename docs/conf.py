@@ -48,10 +48,11 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-# gallery/ holds the scripts (sphinx-gallery renders them into auto_examples/); _ext is
-# code, not pages; sphinx-gallery's time reports stay files (read by tests/_docs.py), not
+# gallery/ holds the scripts (sphinx-gallery renders them into auto_examples/); _ext and
+# _templates are code, not pages; sphinx-gallery's time reports stay files (read by tests/_docs.py), not
 # pages: their page would load DataTables from a CDN
-exclude_patterns = ["_build", "gallery", "_ext", "sg_execution_times.rst", "**/sg_execution_times.rst",
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "gallery", "_ext", "_templates", "sg_execution_times.rst", "**/sg_execution_times.rst",
                     "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip"]
 
 # -- strictness ---------------------------------------------------------------------
@@ -108,6 +109,9 @@ html_title = f"bpnn {release}"
 html_static_path: list[str] = []
 html_last_updated_fmt = None
 html_show_sourcelink = False
+# furo's sidebar, with a link to the same page in the other language under the search box
+html_sidebars = {"**": ["sidebar/brand.html", "sidebar/search.html", "sidebar/language.html",
+                        "sidebar/scroll-start.html", "sidebar/navigation.html", "sidebar/scroll-end.html"]}
 
 
 def _drop_empty_globs(app, docname, source):
@@ -140,8 +144,20 @@ def _language_pages(app, config):
         config.exclude_patterns.append("zh_CN/**")
 
 
+def _translate_run_time(app, docname, source):
+    """sphinx-gallery's line "Total running time of the script: (m minutes s seconds)"
+    carries each build's own time, so no catalog can hold it: the Chinese edition words it
+    here (the rest of a lesson's page is translated by its catalog)."""
+    import re
+
+    if docname.startswith("auto_examples/") and (app.config.language or "en").startswith("zh"):
+        source[0] = re.sub(r"\*\*Total running time of the script:\*\*\s*\(\s*(\d+) minutes\s+([\d.]+) seconds\)",
+                           r"**脚本总运行时间：** \1 分 \2 秒", source[0])
+
+
 def setup(app):
     # served from the site, as SVG: no web fonts to load (file:// pages may not load them)
     app.config.mathjax_path = "mathjax/tex-svg.js"
     app.connect("source-read", _drop_empty_globs)
+    app.connect("source-read", _translate_run_time)
     app.connect("config-inited", _language_pages)

@@ -62,7 +62,7 @@ def conv_product(request, monkeypatch):
 @pytest.fixture(scope="session")
 def docs_site(tmp_path_factory):
     """The documentation site, built once per session by ``tests/_docs.py`` (strict:
-    ``sphinx -W``); skipped when the docs extra is not installed, failed when the build is."""
+    ``sphinx -W``), with its translated editions in ``html/<language>/``; skipped when the docs extra is not installed, failed when the build is."""
     import _docs
 
     absent = _docs.missing()
@@ -70,8 +70,10 @@ def docs_site(tmp_path_factory):
         pytest.skip(f"the docs build needs {', '.join(absent)} (pip install -e '.[docs]')")
     site = _docs.build(tmp_path_factory.mktemp("docs-site"))
     _docs.BUILT.append(site)
-    if site.returncode != 0:
-        pytest.fail(f"sphinx -W failed (exit {site.returncode}):\n{site.log[-6000:]}", pytrace=False)
+    for edition in (site, *site.translations.values()):
+        if edition.returncode != 0:
+            pytest.fail(f"sphinx -W failed for {edition.html.name} (exit {edition.returncode}):\n{edition.log[-6000:]}",
+                        pytrace=False)
     return site
 
 

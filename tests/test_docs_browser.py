@@ -8,11 +8,19 @@ Reuses the session's build (``docs_site`` in ``tests/conftest.py``). Needs Playw
 Python package (its bundled browsers are NOT needed) and a Chromium on the PATH or named
 by ``$BPNN_CHROMIUM``, as ``tests/test_report_browser.py``; skipped with the reason
 otherwise.
+
+The Chinese edition (``zh_CN/``) is opened the same way, its index, a guide page and a
+gallery page, and its Chinese text must be drawn with a font that has the characters:
+Chromium reports (DevTools ``CSS.getPlatformFontsForNode``) which fonts drew a probe
+made of the page's own Chinese characters, and each must be a font that fontconfig
+lists for Chinese (``fc-list :lang=zh``). A missing glyph would be drawn as a box by a
+Latin font, which this check refuses (``.ci/run`` installs a CJK font when there is none).
 """
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from _docs import DOCS, gallery_scripts
@@ -84,6 +92,43 @@ def visit(browser, url: str) -> dict:
     return result
 
 
+def _zh_pages() -> dict[str, str]:
+    """The Chinese edition's index, first guide page and first gallery example."""
+    return {what: f"zh_CN/{page}" for what, page in _pages().items() if what != "formulas"}
+
+
+def cjk_fonts() -> set[str]:
+    """The font families fontconfig has for Chinese (every name of each family)."""
+    if shutil.which("fc-list") is None:
+        return set()
+    out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout
+    return {name.strip() for line in out.splitlines() for name in line.split(",") if name.strip()}
+
+
+def fonts_drawing(browser, url: str, text_js: str) -> tuple[str, list[dict]]:
+    """The text a probe holds (``text_js`` evaluated in the page, appended to the article
+    as a span with its styles) and the platform fonts Chromium drew it with."""
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_load_state("load")
+    text = page.evaluate("""(textJs) => { const probe = document.createElement('span');
+        probe.id = 'bpnn-font-probe'; probe.textContent = eval(textJs);
+        document.querySelector('article').appendChild(probe); return probe.textContent; }""", text_js)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#bpnn-font-probe"})["nodeId"]
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    page.close()
+    return text, fonts
+
+
+# the page's own Chinese characters, up to 300 of them
+PAGE_CJK = ("Array.from(document.querySelector('article').innerText)"
+            ".filter(c => /[\\u3400-\\u9fff]/.test(c)).slice(0, 300).join('')")
+
+
 @pytest.fixture(scope="module")
 def browser():
     if _chromium() is None:
@@ -123,3 +168,36 @@ def test_the_guard_sees_an_external_request_and_a_broken_image(browser, tmp_path
     assert seen["blocked"] == ["https://example.org/x.png"]
     assert [i["ok"] for i in seen["images"]] == [False, False]
     assert seen["h1"] == ["T"]
+
+
+@pytest.mark.parametrize("what", sorted(_zh_pages()))
+def test_chinese_page_in_headless_chromium(docs_site, browser, what):
+    path = docs_site.html / _zh_pages()[what]
+    assert path.is_file(), f"{_zh_pages()[what]} was not built"
+    seen = visit(browser, path.as_uri())
+    assert seen["console"] == [] and seen["errors"] == [], (seen["console"], seen["errors"])
+    assert seen["blocked"] == [], f"external requests: {seen['blocked']}"
+    assert all(u.startswith(("file://", "data:", "blob:")) for u in seen["requests"]), seen["requests"]
+    broken = [i["src"] for i in seen["images"] if not i["ok"]]
+    assert not broken, f"broken images: {broken}"
+    assert len(seen["h1"]) == 1 and seen["h1"][0], f"main heading: {seen['h1']}"
+    if seen["math"]:
+        assert seen["typeset"] and seen["typeset"] >= seen["math"], "MathJax did not typeset the page's mathematics"
+    families = cjk_fonts()
+    if not families:
+        pytest.skip("fontconfig lists no font for Chinese (apt-get install fonts-noto-cjk)")
+    text, fonts = fonts_drawing(browser, path.as_uri(), PAGE_CJK)
+    assert len(text) >= 20, f"the page has little Chinese text: {text!r}"
+    assert sum(f["glyphCount"] for f in fonts) == len(text)
+    latin = [f["familyName"] for f in fonts if f["familyName"] not in families]
+    assert not latin, f"Chinese characters drawn by fonts without them (boxes): {latin}; Chinese fonts: {sorted(families)}"
+
+
+def test_the_font_check_sees_characters_no_font_has(docs_site, browser):
+    families = cjk_fonts()
+    if not families:
+        pytest.skip("fontconfig lists no font for Chinese")
+    # Tangut: no font on the machine has it, so it is drawn as boxes by the default font
+    text, fonts = fonts_drawing(browser, (docs_site.html / "zh_CN" / "index.html").as_uri(), "'\\u{17000}\\u{17001}'")
+    assert len(text) == 2
+    assert [f["familyName"] for f in fonts if f["familyName"] not in families]
