@@ -1,4 +1,4 @@
-"""The Python code blocks of README.md and docs/getting-started.md run, as a reader runs them.
+"""The Python code blocks of README.md, README.zh-CN.md and docs/getting-started.md run, as a reader runs them.
 
 The convention, for every ```python fence of these files:
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["README.md", "docs/getting-started.md"]
+FILES = ["README.md", "README.zh-CN.md", "docs/getting-started.md"]
 NO_RUN = re.compile(r"<!--\s*no-run\s*(?::\s*(?P<reason>.*?))?\s*-->")
 
 
