@@ -229,3 +229,20 @@ def test_checkpoints_store_the_state_of_callbacks_that_override_get_state(tmp_pa
 
     with pytest.raises(NotImplementedError, match="HalfDone stores state .* does not define set_state"):
         HalfDone().set_state({"n": 1})
+
+
+def test_history_names_a_missing_key_and_a_run_that_completed_no_epoch():
+    import warnings
+    X = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = np.zeros(64, dtype=int)
+    model = bpnn.Sequential([bpnn.Dense(8), bpnn.ReLU(), bpnn.Dense(2)], input_shape=(4,), seed=0)
+    trainer = bpnn.Trainer(model, optimizer=bpnn.optim.SGD(lr=1e30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the non-finite loss's warning and NumPy's overflow
+        history = trainer.fit(X, y, epochs=3, batch_size=8, verbose=False)
+    with pytest.raises(KeyError, match=r"History\['loss'\]: no epoch was completed \(training stopped: .*non-finite"):
+        history["loss"]
+    good = bpnn.Trainer(bpnn.Sequential([bpnn.Dense(2)], input_shape=(4,), seed=0)).fit(X, y, epochs=1, verbose=False)
+    assert len(good["loss"]) == 1
+    with pytest.raises(KeyError, match=r"History\['val_loss'\]: not recorded; the recorded keys are \['accuracy', 'loss'"):
+        good["val_loss"]

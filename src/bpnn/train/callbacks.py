@@ -255,7 +255,13 @@ class History(Callback):
             self.history.setdefault(k, []).append(v)
 
     def __getitem__(self, key):
-        return self.history[key]
+        try:
+            return self.history[key]
+        except KeyError:
+            if not self.epoch:
+                why = f" (training stopped: {self.stopped_reason})" if self.stopped_reason else ""
+                raise KeyError(f"History[{key!r}]: no epoch was completed{why}, so nothing is recorded") from None
+            raise KeyError(f"History[{key!r}]: not recorded; the recorded keys are {sorted(self.history)}") from None
 
     def __repr__(self):
         last = {k: v[-1] for k, v in self.history.items()}
