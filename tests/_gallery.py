@@ -38,3 +38,32 @@ def load_example(number: int):
 # The MNIST lessons read the IDX files named by $BPNN_MNIST_DIR (and fall back to the
 # bundled 8×8 digits without them); the tests point it at the shared copy when present.
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def check_figure_and_summary(example, result, *numbers, titled_plots: bool = True) -> str:
+    """``plot(result)`` gives a Figure with data drawn, each plot titled (a twin axis may
+    share its twin's title; colorbars aside) unless ``titled_plots`` is false (a grid
+    labelled by rows and columns); ``summary(result)`` is the text that names each of
+    ``numbers`` (given as the text it must contain). Returns the summary."""
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    fig = example.plot(result)
+    try:
+        assert isinstance(fig, matplotlib.figure.Figure)
+        drawn = sum(len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images) for ax in fig.axes)
+        assert drawn > 0, "the figure has no data"
+        plots = [ax for ax in fig.axes if ax.has_data() and getattr(ax, "_colorbar", None) is None]
+        titled = {tuple(ax.get_position().bounds) for ax in plots if ax.get_title()}
+        assert plots, "the figure has no plot"
+        if titled_plots:
+            assert all(tuple(ax.get_position().bounds) in titled for ax in plots), "an untitled plot"
+        else:
+            assert all(ax.get_title() or ax.get_xlabel() for ax in plots), "a plot with neither title nor label"
+    finally:
+        plt.close(fig)
+    text = example.summary(result)
+    assert isinstance(text, str) and text
+    for number in numbers:
+        assert number in text, (number, text)
+    return text

@@ -18,7 +18,6 @@ Latin font, which this check refuses (``.ci/run`` installs a CJK font when there
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
@@ -26,19 +25,7 @@ import pytest
 from _docs import DOCS, gallery_scripts
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
-
-
-def _chromium():
-    for name in (os.environ.get("BPNN_CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
-                 "google-chrome-stable"):
-        path = name and shutil.which(name)
-        if path:
-            return path
-    return None
-
+from _browser import FLAGS, chromium  # noqa: E402
 
 def _pages() -> dict[str, str]:
     """``{what: page}``: the index, the first user-guide page (the architecture page while
@@ -129,16 +116,30 @@ PAGE_CJK = ("Array.from(document.querySelector('article').innerText)"
             ".filter(c => /[\\u3400-\\u9fff]/.test(c)).slice(0, 300).join('')")
 
 
+def assert_clean(seen: dict) -> None:
+    """What :func:`visit` saw is a sound page: no console error or warning, no request
+    leaving the site's files, every image decoded, one main heading, and the mathematics
+    (where there is some) typeset."""
+    assert seen["console"] == [] and seen["errors"] == [], (seen["console"], seen["errors"])
+    assert seen["blocked"] == [], f"external requests: {seen['blocked']}"
+    assert all(u.startswith(("file://", "data:", "blob:")) for u in seen["requests"]), seen["requests"]
+    broken = [i["src"] for i in seen["images"] if not i["ok"]]
+    assert not broken, f"broken images: {broken}"
+    assert len(seen["h1"]) == 1 and seen["h1"][0], f"main heading: {seen['h1']}"
+    if seen["math"]:
+        assert seen["typeset"] and seen["typeset"] >= seen["math"], "MathJax did not typeset the page's mathematics"
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if _chromium() is None:
+    if chromium() is None:
         pytest.skip("no Chromium found (apt-get install chromium, or set BPNN_CHROMIUM)")
     with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=_chromium(), args=FLAGS)
+        launched = p.chromium.launch(executable_path=chromium(), args=FLAGS)
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
 
 @pytest.mark.parametrize("what", sorted(_pages()))
@@ -146,18 +147,11 @@ def test_page_in_headless_chromium(docs_site, browser, what):
     path = docs_site.html / _pages()[what]
     assert path.is_file(), f"{_pages()[what]} was not built"
     seen = visit(browser, path.as_uri())
-    assert seen["console"] == [] and seen["errors"] == [], (seen["console"], seen["errors"])
-    assert seen["blocked"] == [], f"external requests: {seen['blocked']}"
-    assert all(u.startswith(("file://", "data:", "blob:")) for u in seen["requests"]), seen["requests"]
-    broken = [i["src"] for i in seen["images"] if not i["ok"]]
-    assert not broken, f"broken images: {broken}"
-    assert len(seen["h1"]) == 1 and seen["h1"][0], f"main heading: {seen['h1']}"
+    assert_clean(seen)
     if what == "index":
         assert seen["h1"][0].startswith("bpnn")
     if what == "gallery" and gallery_scripts():
         assert any("sphx_glr_" in i["src"] for i in seen["images"]), "the example's figure is not on its page"
-    if seen["math"]:
-        assert seen["typeset"] and seen["typeset"] >= seen["math"], "MathJax did not typeset the page's mathematics"
 
 
 def test_the_guard_sees_an_external_request_and_a_broken_image(browser, tmp_path):
@@ -175,14 +169,7 @@ def test_chinese_page_in_headless_chromium(docs_site, browser, what):
     path = docs_site.html / _zh_pages()[what]
     assert path.is_file(), f"{_zh_pages()[what]} was not built"
     seen = visit(browser, path.as_uri())
-    assert seen["console"] == [] and seen["errors"] == [], (seen["console"], seen["errors"])
-    assert seen["blocked"] == [], f"external requests: {seen['blocked']}"
-    assert all(u.startswith(("file://", "data:", "blob:")) for u in seen["requests"]), seen["requests"]
-    broken = [i["src"] for i in seen["images"] if not i["ok"]]
-    assert not broken, f"broken images: {broken}"
-    assert len(seen["h1"]) == 1 and seen["h1"][0], f"main heading: {seen['h1']}"
-    if seen["math"]:
-        assert seen["typeset"] and seen["typeset"] >= seen["math"], "MathJax did not typeset the page's mathematics"
+    assert_clean(seen)
     families = cjk_fonts()
     if not families:
         pytest.skip("fontconfig lists no font for Chinese (apt-get install fonts-noto-cjk)")

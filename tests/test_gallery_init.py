@@ -7,10 +7,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from _gallery import SHARED_MNIST, load_example  # noqa: E402
+from _gallery import SHARED_MNIST, check_figure_and_summary, load_example  # noqa: E402
 
 pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-learn (bpnn[datasets])")
 
@@ -21,23 +20,6 @@ def mnist_dir(monkeypatch):
     # that starts to cannot download
     if SHARED_MNIST.is_dir():
         monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
-
-
-def _check_figure_and_summary(example, result, *numbers):
-    """plot() gives a Figure with drawn data and titled axes; summary() names the numbers."""
-    fig = example.plot(result)
-    try:
-        assert isinstance(fig, matplotlib.figure.Figure)
-        drawn = sum(len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images) for ax in fig.axes)
-        assert drawn > 0, "the figure has no data"
-        assert all(ax.get_title() for ax in fig.axes if ax.get_visible() and ax.has_data()), "an untitled axes"
-    finally:
-        plt.close(fig)
-    text = example.summary(result)
-    assert isinstance(text, str) and text
-    for number in numbers:
-        assert number in text, (number, text)
-    return text
 
 
 # --------------------------------------------------------------------------- 1
@@ -60,7 +42,7 @@ def test_01_zero_and_constant_init_leave_units_identical():
     learned = max(result["loss"][label][:, -1].max() for label in ("Xavier (uniform)", "He (normal)"))
     assert learned < 0.25 * stalled, (learned, stalled)
     assert result["accuracy"]["He (normal)"].min() > 0.9 > 0.5 > result["accuracy"]["zeros"].max()
-    _check_figure_and_summary(example, result, f"{result['loss']['zeros'][:, -1].mean():.2f}",
+    check_figure_and_summary(example, result, f"{result['loss']['zeros'][:, -1].mean():.2f}",
                               f"{result['loss']['He (normal)'][:, -1].mean():.3f}")
 
 
@@ -89,7 +71,7 @@ def test_02_activation_histograms_over_depth():
     assert np.all((xav > 0.15) & (xav < 0.4)), xav
     per_layer = (std["ReLU, Xavier"][:, 1:] / std["ReLU, Xavier"][:, :-1]).mean()
     assert 0.55 < per_layer < 0.85, per_layer
-    _check_figure_and_summary(example, result, f"{xav.mean():.2f}", f"{he.mean():.2f}")
+    check_figure_and_summary(example, result, f"{xav.mean():.2f}", f"{he.mean():.2f}")
 
 
 # --------------------------------------------------------------------------- 3
@@ -116,7 +98,7 @@ def test_03_vanishing_gradients_over_depth():
     assert np.all(norms[:, 0] < 1e-8 * norms[:, -1])
     bn = result["grad_norms"]["sigmoid + BatchNorm", deepest]
     assert np.all(bn[:, 0] > 0.1 * bn[:, -1])
-    _check_figure_and_summary(example, result, f"{np.exp(np.log(ratio['sigmoid', deepest]).mean()):.1e}")
+    check_figure_and_summary(example, result, f"{np.exp(np.log(ratio['sigmoid', deepest]).mean()):.1e}")
 
 
 # --------------------------------------------------------------------------- 4
@@ -138,7 +120,7 @@ def test_04_glorot_bengio_gradient_variance():
     # the weight gradients vary far less across layers than δ under the standard init
     w = result["weight_grad_var"][result["inits"][0]]
     assert np.all(w.max(1) / w.min(1) < 3)
-    _check_figure_and_summary(example, result, f"{s_std.mean():.0f}", f"{s_xav.mean():.2f}")
+    check_figure_and_summary(example, result, f"{s_std.mean():.0f}", f"{s_xav.mean():.2f}")
 
 
 # --------------------------------------------------------------------------- 5
@@ -163,7 +145,7 @@ def test_05_he_thirty_layers():
     assert drop_he.min() > 0.3 and drop_xav.max() < 0.05, (drop_he, drop_xav)
     assert np.all(np.abs(result["loss"][xav][:, -1] - math.log(10)) < 0.01)
     assert all({"vanishing_gradients", "loss_plateau"} & set(kinds) for kinds in result["verdicts"][xav])
-    _check_figure_and_summary(example, result, f"{ratio_xav.mean():.1e}", f"{ratio_he.mean():.2f}")
+    check_figure_and_summary(example, result, f"{ratio_xav.mean():.1e}", f"{ratio_he.mean():.2f}")
 
 
 # --------------------------------------------------------------------------- 6
@@ -185,7 +167,7 @@ def test_06_saxe_orthogonal_learning_time_is_flat_over_depth():
     assert not np.isfinite(result["epochs"][gauss, 64]).any()
     final = [np.mean([c[-1] for c in result["curves"][gauss, d]]) for d in result["depths"]]
     assert all(a < b for a, b in zip(final, final[1:])), final
-    _check_figure_and_summary(example, result, f"{mean.max() / mean.min():.2f}")
+    check_figure_and_summary(example, result, f"{mean.max() / mean.min():.2f}")
 
 
 # --------------------------------------------------------------------------- 7
@@ -207,4 +189,4 @@ def test_07_batch_stochastic_and_minibatch_descent():
     # the same seeds start from the same weights in every mode
     starts = np.array([result["loss"][label][:, 0] for label in result["modes"]])
     np.testing.assert_allclose(starts, starts[:1].repeat(3, axis=0), rtol=1e-6)
-    _check_figure_and_summary(example, result, f"{end[batch].mean():.3g}", f"{end[sgd].mean():.3g}")
+    check_figure_and_summary(example, result, f"{end[batch].mean():.3g}", f"{end[sgd].mean():.3g}")

@@ -7,35 +7,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from _gallery import SHARED_MNIST, load_example  # noqa: E402
+from _gallery import SHARED_MNIST, check_figure_and_summary, load_example  # noqa: E402
 
 import bpnn  # noqa: E402
 import bpnn.data  # noqa: E402
 
 pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-learn (bpnn[datasets])")
-
-
-def _check_figure_and_summary(example, result, *numbers):
-    """plot() gives a Figure with drawn data; summary() names the measured numbers."""
-    fig = example.plot(result)
-    try:
-        assert isinstance(fig, matplotlib.figure.Figure)
-        drawn = sum(len(ax.lines) + len(ax.patches) + len(ax.collections) + len(ax.images) for ax in fig.axes)
-        assert drawn > 0, "the figure has no data"
-        # every axes with data has a title, or overlays one that has (a twin axis); colorbars aside
-        plots = [ax for ax in fig.axes if ax.has_data() and getattr(ax, "_colorbar", None) is None]
-        titled = {tuple(ax.get_position().bounds) for ax in plots if ax.get_title()}
-        assert plots and all(tuple(ax.get_position().bounds) in titled for ax in plots), "an untitled plot"
-    finally:
-        plt.close(fig)
-    text = example.summary(result)
-    assert isinstance(text, str) and text
-    for number in numbers:
-        assert number in text, (number, text)
-    return text
 
 
 @pytest.fixture
@@ -64,7 +43,7 @@ def test_16_restarts_escape_local_minima():
         half = study["curves"].shape[1] // 2
         flat = study["curves"][stuck][:, half:]
         assert np.all(flat.max(axis=1) - flat.min(axis=1) < 0.01)
-    _check_figure_and_summary(example, result, f"{100 * result['stuck_mean']:.0f}")
+    check_figure_and_summary(example, result, f"{100 * result['stuck_mean']:.0f}")
 
 
 # --------------------------------------------------------------------------- 18
@@ -90,7 +69,7 @@ def test_18_gradcheck_passes_the_correct_layer_and_catches_the_planted_bug():
     history = trainer.fit(X, y, epochs=30, batch_size=16, verbose=False)
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert not np.array_equal(model[1].params["beta"], beta0)
-    _check_figure_and_summary(example, result, f"{max(good['layer_max'] + good['net_max']):.1e}")
+    check_figure_and_summary(example, result, f"{max(good['layer_max'] + good['net_max']):.1e}")
 
 
 # --------------------------------------------------------------------------- 14
@@ -112,7 +91,7 @@ def test_14_weight_sharing_counts_toeplitz_and_shift():
     tap = result["tap"]
     C, H, W, O, k = result["counts"][0]["geometry"]
     np.testing.assert_array_equal(np.bincount(tap[tap >= 0]), np.full(O * C * k * k, (H - k + 1) * (W - k + 1)))
-    _check_figure_and_summary(example, result, "156", "2,712,960")
+    check_figure_and_summary(example, result, "156", "2,712,960")
 
 
 # --------------------------------------------------------------------------- 17
@@ -133,7 +112,7 @@ def test_17_lm_beats_gradient_descent_and_br_generalizes():
     assert all(0 < g < br["n_weights"] for g in br["gamma"]), br["gamma"]
     assert np.all(np.array(br["br_error"]) <= np.array(br["lm_error"])), (br["br_error"], br["lm_error"])
     assert np.mean(br["br_error"]) < 0.2 * np.mean(br["lm_error"])
-    _check_figure_and_summary(example, result, f"{np.mean(fit['lm'][:, -1]):.1e}", f"{np.mean(br['gamma']):.1f}")
+    check_figure_and_summary(example, result, f"{np.mean(fit['lm'][:, -1]):.1e}", f"{np.mean(br['gamma']):.1f}")
 
 
 # --------------------------------------------------------------------------- 20
@@ -160,7 +139,7 @@ def test_20_random_search_draws_log_uniformly_and_finds_a_narrow_good_band():
     # the good region is narrower than the search: the five best lrs span under a quarter of the decades
     assert result["search_lr_span"] == pytest.approx(np.log10(lr_high / lr_low))
     assert result["top5_lr_span"] < 0.25 * result["search_lr_span"]
-    _check_figure_and_summary(example, result, f"{100 * best['accuracy']:.1f}", f"{result['top5_lr_span']:.2f}")
+    check_figure_and_summary(example, result, f"{100 * best['accuracy']:.1f}", f"{result['top5_lr_span']:.2f}")
 
 
 # --------------------------------------------------------------------------- 15
@@ -179,7 +158,7 @@ def test_15_transfer_beats_scratch_with_few_samples_and_frozen_layers_stay_bit_e
     # the counter-example the lesson shows: features of 0-4 do not help with 5-9 on these images
     counter = result["classes"]["accuracy"]
     assert np.mean(counter["frozen"]) < np.mean(counter["scratch"]), counter
-    _check_figure_and_summary(example, result, f"{100 * np.mean(few['frozen']):.1f}",
+    check_figure_and_summary(example, result, f"{100 * np.mean(few['frozen']):.1f}",
                               f"{100 * np.mean(few['scratch']):.1f}")
 
 
@@ -202,7 +181,7 @@ def test_19_lenet5_beats_the_baselines_and_its_confusion_matrix_counts_the_test_
     assert np.all(wrong["true"] != wrong["predicted"])
     for curve in result["curves"]:
         assert len(curve["loss"]) == result["epochs"] and curve["loss"][-1] < curve["loss"][0]
-    text = _check_figure_and_summary(example, result, f"{100 * acc.mean():.1f}", f"{100 * logistic.mean():.1f}")
+    text = check_figure_and_summary(example, result, f"{100 * acc.mean():.1f}", f"{100 * logistic.mean():.1f}")
     assert text.startswith("On MNIST" if result["data"] == "mnist" else "On the 8×8 digits (MNIST not found")
 
 

@@ -8,7 +8,6 @@ by ``$BPNN_CHROMIUM``; skipped with the reason otherwise. The study is the defau
 test short; ``BPNN_TEST_FULL_DEFAULT=1`` runs the default exactly (20 epochs).
 """
 import os
-import shutil
 
 import pytest
 
@@ -17,23 +16,11 @@ from bpnn import cli
 pytest.importorskip("matplotlib", reason="the report needs matplotlib (bpnn[report])")
 pytest.importorskip("sklearn", reason="the digits data needs scikit-learn (bpnn[datasets])")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
-
-
-def _chromium():
-    for name in (os.environ.get("BPNN_CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
-                 "google-chrome-stable"):
-        path = name and shutil.which(name)
-        if path:
-            return path
-    return None
-
+from _browser import FLAGS, chromium  # noqa: E402
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory):
-    if _chromium() is None:
+    if chromium() is None:
         pytest.skip("no Chromium found (apt-get install chromium, or set BPNN_CHROMIUM)")
     out = tmp_path_factory.mktemp("compare") / "run"
     argv = ["compare", "--out", str(out), "--quiet"]
@@ -46,7 +33,7 @@ def default_report(tmp_path_factory):
 def test_default_report_in_headless_chromium(default_report):
     console, page_errors, requests, blocked = [], [], [], []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=FLAGS)
+        browser = p.chromium.launch(executable_path=chromium(), args=FLAGS)
         try:
             page = browser.new_page()
             page.on("console", lambda m: console.append((m.type, m.text)))
