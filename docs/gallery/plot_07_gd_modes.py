@@ -31,7 +31,7 @@ from bpnn.data import load_digits
 #
 # and ``batch_size`` picks *B*: ``"full"`` (*B* = *N*, one update per epoch),
 # ``1`` or ``"stochastic"`` (*N* updates per epoch, in a new random order each epoch)
-# or an integer (⌈*N*/*B*⌉ updates). The learning rate is the same for all three
+# or an integer (⌈\ *N*/*B*\ ⌉ updates). The learning rate is the same for all three
 # (plain :class:`bpnn.optim.SGD`, η = 0.1): because the loss is a mean, one step of
 # each mode has the same expected size, and only the number of steps and their noise
 # differ. The stochastic gradient is an unbiased but noisy estimate of the full one;
