@@ -40,6 +40,15 @@ def load_example(number: int):
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
+def use_local_mnist(monkeypatch) -> None:
+    """Point ``$BPNN_MNIST_DIR`` at the shared MNIST when it is there, else unset it: a
+    lesson then reads the local files or falls back to the digits, and never downloads."""
+    if SHARED_MNIST.is_dir():
+        monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
+    else:
+        monkeypatch.delenv("BPNN_MNIST_DIR", raising=False)
+
+
 def check_figure_and_summary(example, result, *numbers, titled_plots: bool = True) -> str:
     """``plot(result)`` gives a Figure with data drawn, each plot titled (a twin axis may
     share its twin's title; colorbars aside) unless ``titled_plots`` is false (a grid

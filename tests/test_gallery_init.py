@@ -9,17 +9,14 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from _gallery import SHARED_MNIST, check_figure_and_summary, load_example  # noqa: E402
+from _gallery import check_figure_and_summary, load_example, use_local_mnist  # noqa: E402
 
 pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-learn (bpnn[datasets])")
 
 
 @pytest.fixture(autouse=True)
 def mnist_dir(monkeypatch):
-    # none of these lessons reads MNIST; set as every gallery test does, so that one
-    # that starts to cannot download
-    if SHARED_MNIST.is_dir():
-        monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
+    use_local_mnist(monkeypatch)
 
 
 # --------------------------------------------------------------------------- 1

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from _gallery import SHARED_MNIST, check_figure_and_summary, load_example  # noqa: E402
+from _gallery import SHARED_MNIST, check_figure_and_summary, load_example, use_local_mnist  # noqa: E402
 
 import bpnn  # noqa: E402
 import bpnn.data  # noqa: E402
@@ -19,8 +19,7 @@ pytest.importorskip("sklearn", reason="the gallery's digits data needs scikit-le
 
 @pytest.fixture
 def mnist_dir(monkeypatch):
-    if SHARED_MNIST.is_dir():
-        monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
+    use_local_mnist(monkeypatch)
 
 
 # --------------------------------------------------------------------------- 16

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from _gallery import SHARED_MNIST, load_example
+from _gallery import load_example, use_local_mnist
 from _gallery import check_figure_and_summary as gallery_check  # noqa: E402
 
 import bpnn  # noqa: E402
@@ -16,10 +16,7 @@ import bpnn  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def mnist_dir(monkeypatch):
-    if SHARED_MNIST.is_dir():
-        monkeypatch.setenv("BPNN_MNIST_DIR", str(SHARED_MNIST))
-    else:
-        monkeypatch.delenv("BPNN_MNIST_DIR", raising=False)
+    use_local_mnist(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
