@@ -5,7 +5,7 @@
 
 The study: digits (all 1347 training samples), 4 initializations × 8 seeds, one hidden
 layer of 128 ReLU units, 8 epochs of mini-batches of 32, per-layer statistics every epoch:
-32 runs of about 0.15 s each on an idle core of the machine below. Every process computes with one BLAS and one numba
+32 runs of about 40 ms each on an idle core of the machine in `benchmarks/README.md`. Every process computes with one BLAS and one numba
 thread (this process through the environment set below; loky's workers through joblib;
 the Dask workers through bpnn's pinning), so that the three ways differ only in how runs
 are spread.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import socket
 import sys
 import time
@@ -47,6 +48,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 #: Ray: how many times a run goes again after the worker running it died.
 RAY_RETRIES = 3
 _PINNED = None          # threads this process was pinned to
+_PINNED_COUNTS = None   # thread_counts() once pinned (they do not change after that)
 
 
 def cores() -> int:
@@ -65,10 +67,11 @@ def pin_threads(n: int) -> int:
     imported, so that is set if numba is not loaded yet; a process that loaded numba
     keeps what it has (a worker started by bpnn has the variable set at start-up).
     """
-    global _PINNED
+    global _PINNED, _PINNED_COUNTS
     n = max(1, int(n))
     if _PINNED == n:
         return n
+    _PINNED_COUNTS = None
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = str(n)
     try:
@@ -82,7 +85,19 @@ def pin_threads(n: int) -> int:
 
 
 def thread_counts() -> dict:
-    """BLAS threads and numba threads in force in this process (None where unknown)."""
+    """BLAS threads and numba threads in force in this process (None where unknown).
+
+    A process pinned by :func:`pin_threads` asks once and keeps the answer: threadpoolctl
+    scans the loaded libraries on every call (a few ms, paid per run otherwise)."""
+    global _PINNED_COUNTS
+    if _PINNED is not None:
+        if _PINNED_COUNTS is None:
+            _PINNED_COUNTS = _thread_counts()
+        return dict(_PINNED_COUNTS)
+    return _thread_counts()
+
+
+def _thread_counts() -> dict:
     blas = numba = None
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_info
@@ -96,6 +111,13 @@ def thread_counts() -> dict:
     elif os.environ.get("NUMBA_NUM_THREADS", "").isdigit():
         numba = int(os.environ["NUMBA_NUM_THREADS"])
     return {"blas_threads": blas, "numba_threads": numba}
+
+
+def run_task_pickled(run: dict, data, spec, threads) -> bytes:
+    """:func:`run_task`, its result pickled: Dask weighs every task result with ``sizeof``,
+    which walks a nested dict (about 1 ms per run's statistics); bytes it weighs at once.
+    Unpickled by the client that submitted it (the same trust as Dask's own pickling)."""
+    return pickle.dumps(run_task(run, data, spec, threads), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def run_task(run: dict, data, spec, threads):
@@ -302,12 +324,12 @@ class Backend:
 
         client = self.client
         data_f, spec_f = client.scatter([data, spec], broadcast=True)  # to every worker, once
-        futures = [client.submit(run_task, run, data_f, spec_f, self.threads, pure=False) for run in runs]
+        futures = [client.submit(run_task_pickled, run, data_f, spec_f, self.threads, pure=False) for run in runs]
         try:
             for future in as_completed(futures, loop=client.loop):
                 result = future.result()  # KilledWorker once a run took down too many workers
                 future.release()
-                yield result
+                yield pickle.loads(result)  # noqa: S301 - from this study's own workers
         finally:
             client.cancel(futures)  # a study stopped early leaves nothing queued
 
