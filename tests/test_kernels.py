@@ -211,3 +211,40 @@ def test_compiled_kernels_are_found_again_by_numbas_disk_cache():
     # it ran at about half the speed (see bpnn._kernels.gemm_tiles.gemm)
     uncached = {name for name, d in compiled.items() if d._cache.__class__.__name__ != "FunctionCache"}
     assert uncached == {f"gemm_{bits}" for bits in widths}, "cache=True on every other kernel"
+
+
+# Batch norm's row kernels run over chunks of ⌈256 / C⌉ rows with per-channel vectors
+# repeated per row; these shapes leave a partial chunk, one row, one channel, C > 256.
+@pytest.mark.parametrize("m, c", [(1, 1), (3, 5), (17, 16), (50, 16), (100, 6), (7, 300), (1000, 1), (513, 32)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_row_kernels_match_their_formulas(kernels, m, c, dtype, rng):
+    from bpnn._kernels import batchnorm as k
+
+    x = (rng.normal(size=(m, c)) * 3 + rng.normal(size=c) * 10).astype(dtype)
+    g = rng.normal(size=(m, c)).astype(dtype)
+    x64 = x.astype(np.float64)
+    mean, var = k.rows_stats(x)
+    np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-12, atol=1e-12)
+    # (the NumPy fallback takes the deviations in the data's dtype; the kernels in float64)
+    rtol = 1e-6 if dtype == np.float32 and not _kernels.enabled() else 1e-10
+    np.testing.assert_allclose(var, ((x64 - x64.mean(axis=0)) ** 2).mean(axis=0), rtol=rtol, atol=1e-12)
+    center, inv, gamma, beta = (rng.normal(size=c).astype(dtype) for _ in range(4))
+    xhat = (x - center) * inv
+    y = k.rows_apply(x, center, inv, gamma, beta)
+    np.testing.assert_array_equal(y, xhat * gamma + beta)  # the same operations, element by element
+    dbeta, dgamma = k.rows_grad_sums(g, x, center, inv)
+    np.testing.assert_allclose(dbeta, g.astype(np.float64).sum(axis=0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dgamma, (g * xhat).astype(np.float64).sum(axis=0), rtol=1e-10, atol=1e-10)
+    a, shift, slope = (rng.normal(size=c).astype(dtype) for _ in range(3))
+    dx = k.rows_input_grad(g, x, center, inv, a, shift, slope)
+    np.testing.assert_array_equal(dx, a * g - shift - xhat * slope)
+
+
+def test_batchnorm_statistics_keep_their_digits_far_from_zero(kernels, rng):
+    # values 1e4 ± 1e-2: a plain Σx² − (Σx)²/m would lose every digit of the variance
+    from bpnn._kernels import batchnorm as k
+
+    x = 1e4 + 1e-2 * rng.normal(size=(4000, 16))
+    mean, var = k.rows_stats(x)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(var, x.var(axis=0), rtol=1e-7)

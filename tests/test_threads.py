@@ -56,15 +56,16 @@ def test_batch_norm_kernels_split_between_threads_equal_numpy(split_batch_norm):
     mean, var = k.rows_stats(x, split=True)
     np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(var, x.var(axis=0), rtol=1e-11)
-    shift, inv, gamma, beta = mean, 1 / np.sqrt(var + 1e-5), rng.random(5), rng.random(5)
-    xhat, y = k.rows_apply(x, shift, inv, gamma, beta, split=True)
-    np.testing.assert_allclose(xhat, (x - shift) * inv, rtol=1e-12)
+    center, inv, gamma, beta = mean, 1 / np.sqrt(var + 1e-5), rng.random(5), rng.random(5)
+    xhat = (x - center) * inv
+    y = k.rows_apply(x, center, inv, gamma, beta, split=True)
     np.testing.assert_allclose(y, xhat * gamma + beta, rtol=1e-12)
-    dbeta, dgamma = k.rows_grad_sums(g, xhat, split=True)
+    dbeta, dgamma = k.rows_grad_sums(g, x, center, inv, split=True)
     np.testing.assert_allclose(dbeta, g.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(dgamma, (g * xhat).sum(axis=0), rtol=1e-12)
     a, s, sl = rng.random(5), rng.random(5), rng.random(5)
-    np.testing.assert_allclose(k.rows_input_grad(g, xhat, a, s, sl, split=True), a * g - s - xhat * sl, rtol=1e-12)
+    np.testing.assert_allclose(k.rows_input_grad(g, x, center, inv, a, s, sl, split=True), a * g - s - xhat * sl,
+                               rtol=1e-12)
 
 
 def test_batch_norm_splits_images_only(split_batch_norm, monkeypatch):

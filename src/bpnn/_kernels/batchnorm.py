@@ -17,63 +17,123 @@ from .parallel import split_rows
 
 
 # ----------------------------------------------------------------------------- compiled
+# With few channels (16 in an image layer) a loop over the C values of one row is too
+# short to vectorize well: each row pays the loop's set-up, and an accumulator per
+# channel makes every row wait for the row before. So the loops run over chunks of
+# r = ⌈256 / C⌉ rows, against per-channel vectors repeated r times ("tiled", length
+# L = r·C): one long vector loop per chunk, and L independent accumulators, folded per
+# channel at the end (sums of sums, float64). Arithmetic per element is unchanged.
+
 @kernel(fastmath=False, error_model="numpy")
-def _stats(x, m, c, mean, var):
-    # mean, var come zeroed
-    uc = np.uint64(c)
-    for i in range(np.uint64(m)):
-        b = i * uc
-        for j in range(uc):
-            mean[j] += x[b + j]
-    for j in range(uc):
-        mean[j] /= m
-    for i in range(np.uint64(m)):
-        b = i * uc
-        for j in range(uc):
-            d = x[b + j] - mean[j]
-            var[j] += d * d
-    for j in range(uc):
-        var[j] /= m
+def _tile_len(c):
+    # L = r·C, r = ⌈256 / C⌉ rows
+    return ((256 + c - 1) // c) * c
 
 
 @kernel(fastmath=False, error_model="numpy")
-def _apply(x, m, c, shift, inv, gamma, beta, xhat, y):
-    # x̂ = (x − shift)·inv,  y = γ x̂ + β   (per channel, all in the arrays' dtype)
-    uc = np.uint64(c)
-    for i in range(np.uint64(m)):
-        b = i * uc
-        for j in range(uc):
-            h = (x[b + j] - shift[j]) * inv[j]
-            xhat[b + j] = h
-            y[b + j] = h * gamma[j] + beta[j]
+def _tiled(v, n):
+    # v repeated to length n (a multiple of len(v)), float64
+    c = v.shape[0]
+    out = np.empty(n)
+    for k in range(n):
+        out[k] = v[k % c]
+    return out
 
 
 @kernel(fastmath=False, error_model="numpy")
-def _grad_sums(g, xhat, m, c, dbeta, dgamma):
-    # dbeta, dgamma come zeroed
-    uc = np.uint64(c)
-    for i in range(np.uint64(m)):
-        b = i * uc
-        for j in range(uc):
-            gj = g[b + j]
-            dbeta[j] += gj
-            dgamma[j] += gj * xhat[b + j]
+def _fold(acc, c, out):
+    # out[j] += Σ_r acc[r·C + j]
+    for k in range(acc.shape[0]):
+        out[k % c] += acc[k]
 
 
 @kernel(fastmath=False, error_model="numpy")
-def _input_grad(g, xhat, m, c, a, shift, slope, dx):
+def _stats(x, m, c, mean, var):
+    # mean, var come zeroed. One pass over x, shifted by its first row K (float64):
+    #   S₁ = Σ (x − K),  S₂ = Σ (x − K)²,  μ = K + S₁/m,  σ² = S₂/m − (S₁/m)²
+    # (the shifted-data form of the two sums: with K a sample of the channel, (μ − K)² is
+    # of the order of σ², so the subtraction loses only a few float64 digits)
+    n = np.uint64(m) * np.uint64(c)
+    tl = np.uint64(_tile_len(c))
+    full = n - n % tl
+    first = np.empty(c)
+    for j in range(c):
+        first[j] = x[j]
+    kt = _tiled(first, tl)
+    s1, s2 = np.zeros(tl), np.zeros(tl)
+    for b in range(np.uint64(0), full, tl):
+        for k in range(tl):
+            d = x[b + k] - kt[k]
+            s1[k] += d
+            s2[k] += d * d
+    for k in range(n - full):
+        d = x[full + k] - kt[k]
+        s1[k] += d
+        s2[k] += d * d
+    _fold(s1, c, mean)
+    _fold(s2, c, var)
+    for j in range(c):
+        d = mean[j] / m
+        mean[j] = first[j] + d
+        var[j] = max(var[j] / m - d * d, 0.0)
+
+
+@kernel(fastmath=False, error_model="numpy")
+def _apply(x, m, c, center, inv, gamma, beta, y):
+    # y = γ x̂ + β with x̂ = (x − center)·inv   (per channel, all in the arrays' dtype)
+    n = np.uint64(m) * np.uint64(c)
+    tl = np.uint64(_tile_len(c))
+    full = n - n % tl
+    ct, it = _tiled(center, tl).astype(x.dtype), _tiled(inv, tl).astype(x.dtype)
+    gt, bt = _tiled(gamma, tl).astype(x.dtype), _tiled(beta, tl).astype(x.dtype)
+    for b in range(np.uint64(0), full, tl):
+        for k in range(tl):
+            y[b + k] = ((x[b + k] - ct[k]) * it[k]) * gt[k] + bt[k]
+    for k in range(n - full):
+        y[full + k] = ((x[full + k] - ct[k]) * it[k]) * gt[k] + bt[k]
+
+
+@kernel(fastmath=False, error_model="numpy")
+def _grad_sums(g, x, m, c, center, inv, dbeta, dgamma):
+    # dbeta, dgamma come zeroed; x̂ = (x − center)·inv as in _apply
+    n = np.uint64(m) * np.uint64(c)
+    tl = np.uint64(_tile_len(c))
+    full = n - n % tl
+    ct, it = _tiled(center, tl).astype(x.dtype), _tiled(inv, tl).astype(x.dtype)
+    ab, ag = np.zeros(tl), np.zeros(tl)
+    for b in range(np.uint64(0), full, tl):
+        for k in range(tl):
+            gk = g[b + k]
+            ab[k] += gk
+            ag[k] += gk * ((x[b + k] - ct[k]) * it[k])
+    for k in range(n - full):
+        gk = g[full + k]
+        ab[k] += gk
+        ag[k] += gk * ((x[full + k] - ct[k]) * it[k])
+    _fold(ab, c, dbeta)
+    _fold(ag, c, dgamma)
+
+
+@kernel(fastmath=False, error_model="numpy")
+def _input_grad(g, x, m, c, center, inv, a, shift, slope, dx):
     # ∂L/∂x = a·G − shift − x̂·slope  with a = γ/σ, shift = a ∂L/∂β / m, slope = a ∂L/∂γ / m
-    uc = np.uint64(c)
-    for i in range(np.uint64(m)):
-        b = i * uc
-        for j in range(uc):
-            dx[b + j] = a[j] * g[b + j] - shift[j] - xhat[b + j] * slope[j]
+    n = np.uint64(m) * np.uint64(c)
+    tl = np.uint64(_tile_len(c))
+    full = n - n % tl
+    ct, it = _tiled(center, tl).astype(g.dtype), _tiled(inv, tl).astype(g.dtype)
+    at, st, lt = _tiled(a, tl).astype(g.dtype), _tiled(shift, tl).astype(g.dtype), _tiled(slope, tl).astype(g.dtype)
+    for b in range(np.uint64(0), full, tl):
+        for k in range(tl):
+            dx[b + k] = at[k] * g[b + k] - st[k] - ((x[b + k] - ct[k]) * it[k]) * lt[k]
+    for k in range(n - full):
+        dx[full + k] = at[k] * g[full + k] - st[k] - ((x[full + k] - ct[k]) * it[k]) * lt[k]
 
 
 # ----------------------------------------------------------------------------- API
 def rows_stats(x2, split: bool = False):
     """Per-column mean and biased variance of the C-contiguous (M, C) array ``x2``, as
-    float64 arrays (two passes: the variance is a mean of squared deviations). Parts
+    float64 arrays (compiled: one pass of shifted sums, see ``_stats``; NumPy: two
+    passes, the variance a mean of squared deviations). Parts
     of the rows (``split``) are combined as Chan et al. (1979): with part sizes m_p,
     means μ_p and variances σ²_p, μ = Σ m_p μ_p / m and σ² = Σ m_p (σ²_p + (μ_p − μ)²) / m."""
     xp = backend.xp
@@ -94,48 +154,53 @@ def rows_stats(x2, split: bool = False):
     return mean, (d * d).mean(axis=0, dtype=xp.float64)
 
 
-def rows_apply(x2, shift, inv, gamma, beta, split: bool = False):
-    """(x̂, y) with x̂ = (x − shift)·inv and y = γ x̂ + β per column of the (M, C) array;
-    the per-column vectors come in ``x2``'s dtype."""
+def rows_xhat(x2, center, inv):
+    """x̂ = (x − center)·inv per column, in ``x2``'s dtype (as the kernels below form it)."""
+    return (x2 - center) * inv
+
+
+def rows_apply(x2, center, inv, gamma, beta, split: bool = False):
+    """y = γ x̂ + β per column of the (M, C) array, x̂ = (x − center)·inv; the per-column
+    vectors come in ``x2``'s dtype. x̂ is not kept: backward forms it again from x (one
+    write of the whole array less per forward, and no array of x̂ alive until backward)."""
     xp = backend.xp
-    xhat, y = xp.empty_like(x2), xp.empty_like(x2)
-    if use_compiled(x2, shift, inv, gamma, beta):
+    y = xp.empty_like(x2)
+    if use_compiled(x2, center, inv, gamma, beta):
         c = x2.shape[1]
-        split_rows(x2, lambda a, b: _apply(x2[a:b].reshape(-1), b - a, c, shift, inv, gamma, beta,
-                                           xhat[a:b].reshape(-1), y[a:b].reshape(-1)), split)
-        return xhat, y
-    xp.subtract(x2, shift, out=xhat)
-    xhat *= inv
-    xp.multiply(xhat, gamma, out=y)
+        split_rows(x2, lambda a, b: _apply(x2[a:b].reshape(-1), b - a, c, center, inv, gamma, beta,
+                                           y[a:b].reshape(-1)), split)
+        return y
+    xp.multiply(rows_xhat(x2, center, inv), gamma, out=y)
     y += beta
-    return xhat, y
+    return y
 
 
-def rows_grad_sums(g2, xhat2, split: bool = False):
-    """(Σ_rows G, Σ_rows G x̂) per column, float64."""
+def rows_grad_sums(g2, x2, center, inv, split: bool = False):
+    """(Σ_rows G, Σ_rows G x̂) per column, float64, x̂ = (x − center)·inv."""
     xp = backend.xp
     m, c = g2.shape
-    if use_compiled(g2, xhat2):
+    if use_compiled(g2, x2, center, inv):
         def part(a, b):
             dbeta, dgamma = np.zeros(c), np.zeros(c)
-            _grad_sums(g2[a:b].reshape(-1), xhat2[a:b].reshape(-1), b - a, c, dbeta, dgamma)
+            _grad_sums(g2[a:b].reshape(-1), x2[a:b].reshape(-1), b - a, c, center, inv, dbeta, dgamma)
             return dbeta, dgamma
 
         parts = split_rows(g2, part, split)
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
-    return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
+    return g2.sum(axis=0, dtype=xp.float64), (g2 * rows_xhat(x2, center, inv)).sum(axis=0, dtype=xp.float64)
 
 
-def rows_input_grad(g2, xhat2, a, shift, slope, split: bool = False):
-    """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm)."""
+def rows_input_grad(g2, x2, center, inv, a, shift, slope, split: bool = False):
+    """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm),
+    x̂ = (x − center)·inv."""
     xp = backend.xp
     dx = xp.empty_like(g2)
-    if use_compiled(g2, xhat2, a, shift, slope):
+    if use_compiled(g2, x2, center, inv, a, shift, slope):
         c = g2.shape[1]
-        split_rows(g2, lambda i, j: _input_grad(g2[i:j].reshape(-1), xhat2[i:j].reshape(-1), j - i, c, a, shift,
-                                                slope, dx[i:j].reshape(-1)), split)
+        split_rows(g2, lambda i, j: _input_grad(g2[i:j].reshape(-1), x2[i:j].reshape(-1), j - i, c, center, inv,
+                                                a, shift, slope, dx[i:j].reshape(-1)), split)
         return dx
     xp.multiply(g2, a, out=dx)
     dx -= shift
-    dx -= xhat2 * slope
+    dx -= rows_xhat(x2, center, inv) * slope
     return dx

@@ -65,9 +65,10 @@ class BatchNorm(Module):
         self.eps = float(positive("eps", eps))
         self.affine = bool(affine)
         self._bshape = None  # (1, C, 1, ...): the per-channel vectors' broadcast shape
-        # what forward keeps for backward: x̂ as (M, C) rows, 1/σ, the rows' count m, whether
-        # the input was images (channels moved last) and how to move them back, the mode
-        self._xhat2 = self._inv_std = self._m = self._images = self._unrows = self._training = None
+        # what forward keeps for backward: x as (M, C) rows (x̂ is formed again from it), the
+        # mean it was centred by and 1/σ (in x's dtype), the rows' count m, whether the input
+        # was images (channels moved last) and how to move them back, the mode
+        self._x2 = self._center = self._inv_std = self._m = self._images = self._unrows = self._training = None
 
     def _build(self, input_shape):
         if len(input_shape) < 1:
@@ -109,20 +110,21 @@ class BatchNorm(Module):
             gamma, beta = self.params["weight"], self.params["bias"]
         else:
             gamma, beta = xp.ones(c, dtype=dtype), xp.zeros(c, dtype=dtype)
-        xhat2, y2 = kernels.rows_apply(x2, mean.astype(dtype), inv_std, gamma, beta, split=self._images)
-        self._xhat2, self._unrows = xhat2, unrows
+        center = mean.astype(dtype)
+        y2 = kernels.rows_apply(x2, center, inv_std, gamma, beta, split=self._images)
+        self._x2, self._center, self._unrows = x2, center, unrows
         self._inv_std, self._training, self._m = inv_std, training, m
         return unrows(y2)
 
     @property
     def _xhat(self):
-        """x̂ in the input's (N, C, ...) shape (a view)."""
-        return self._unrows(self._xhat2)
+        """x̂ in the input's (N, C, ...) shape, formed from the kept input."""
+        return self._unrows(kernels.rows_xhat(self._x2, self._center, self._inv_std))
 
     def backward(self, grad_out, input_grad=True):
         g2, _ = _rows(grad_out)
-        xhat2 = self._xhat2
-        dbeta, dgamma = kernels.rows_grad_sums(g2, xhat2, split=self._images)  # float64
+        x2, center, inv = self._x2, self._center, self._inv_std
+        dbeta, dgamma = kernels.rows_grad_sums(g2, x2, center, inv, split=self._images)  # float64
         if self.affine and self._trainable:
             self.grads["weight"][...] = dgamma
             self.grads["bias"][...] = dbeta
@@ -133,7 +135,7 @@ class BatchNorm(Module):
             return self._unrows(g2 * scale)
         m, s64 = self._m, scale.astype(backend.xp.float64)
         dtype = g2.dtype
-        dx2 = kernels.rows_input_grad(g2, xhat2, scale, (s64 * dbeta / m).astype(dtype),
+        dx2 = kernels.rows_input_grad(g2, x2, center, inv, scale, (s64 * dbeta / m).astype(dtype),
                                        (s64 * dgamma / m).astype(dtype), split=self._images)
         return self._unrows(dx2)
 
