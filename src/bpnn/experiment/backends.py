@@ -324,7 +324,8 @@ class Backend:
 
         client = self.client
         data_f, spec_f = client.scatter([data, spec], broadcast=True)  # to every worker, once
-        futures = [client.submit(run_task_pickled, run, data_f, spec_f, self.threads, pure=False) for run in runs]
+        # one map: the runs reach the scheduler as one graph, not one message per run
+        futures = client.map(run_task_pickled, runs, data=data_f, spec=spec_f, threads=self.threads, pure=False)
         try:
             for future in as_completed(futures, loop=client.loop):
                 result = future.result()  # KilledWorker once a run took down too many workers
