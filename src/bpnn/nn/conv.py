@@ -116,6 +116,10 @@ class Conv2D(WindowedLayer):
 
         - :class:`~bpnn.nn._conv_strategies.Pointwise` for a 1×1 kernel with stride 1 and
           no padding: X_col is the input itself, nothing to fill;
+        - :class:`~bpnn.nn._conv_strategies.Direct` for one input channel where it runs
+          (below): its forward is 2.5–3× the row tiles' speed and, in a first layer (no
+          input gradient, the usual place of a one-channel convolution), the whole step
+          is faster at both vector widths (``benchmarks/README.md``, "Dispatch per width");
         - :class:`~bpnn.nn._conv_strategies.RowTiles` for at most ``ROW_MAX_CHANNELS``
           input channels: X_col would be kh·kw times the image, filled in runs of only
           kw·C values; rows of input under tiles of outputs times a banded weight matrix
@@ -131,6 +135,8 @@ class Conv2D(WindowedLayer):
         """
         if self._pointwise:
             return strategies.Pointwise
+        if xl.shape[3] == 1 and strategies.Direct.applies(xl.dtype, self.out_channels):
+            return strategies.Direct
         if xl.shape[3] <= strategies.ROW_MAX_CHANNELS:
             return strategies.RowTiles
         if strategies.Direct.applies(xl.dtype, self.out_channels):
