@@ -177,6 +177,16 @@ def test_few_input_channels_take_the_row_tile_product(channels, rows):
         assert conv._strategy.cols.shape == (2 * 9 * 2, 5 * 10 * channels + 1)
 
 
+@pytest.mark.parametrize("out_channels,wo,tile", [(8, 9, 2), (16, 10, 2), (32, 1, 1), (6, 28, 7), (4, 9, 6)])
+def test_row_tiles_are_two_outputs_wide_once_the_output_channels_fill_a_vector(out_channels, wo, tile):
+    """Tiles of 2 outputs from 8 output channels on (measured at both vector widths), the
+    divisors from 8 down to 4 below."""
+    conv = _built(Conv2D(out_channels, 3, padding=1), (3, 5, wo))
+    conv.forward(np.random.default_rng(0).standard_normal((2, 3, 5, wo)), training=True)
+    (tl, _), = conv._row_plans.values()
+    assert tl.tile == tile and tl.nt == -(-wo // tile)
+
+
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, "same"), (2, 2, 0)])
 def test_kept_and_recomputed_columns_give_the_same_gradients(kernels, conv_product, monkeypatch, stride, dilation, padding):
     from bpnn.nn import _conv_strategies as strategies
