@@ -2,9 +2,10 @@
 
     PYTHONPATH=src python benchmarks/bench_study.py                    # 3 repeats
     PYTHONPATH=src python benchmarks/bench_study.py --repeats 5 --json results/bench_study.json
+    PYTHONPATH=src python benchmarks/bench_study.py --epochs 40     # runs 5x as long
 
 The study: digits (all 1347 training samples), 4 initializations × 8 seeds, one hidden
-layer of 128 ReLU units, 8 epochs of mini-batches of 32, per-layer statistics every epoch:
+layer of 128 ReLU units, 8 epochs (``--epochs``) of mini-batches of 32, per-layer statistics every epoch:
 32 runs of about 40 ms each on an idle core of the machine in `benchmarks/README.md`. Every process computes with one BLAS and one numba
 thread (this process through the environment set below; loky's workers through joblib;
 the Dask workers through bpnn's pinning), so that the three ways differ only in how runs
@@ -36,11 +37,11 @@ import time  # noqa: E402
 from _harness import cpu_ticks, foreign_cores, machine_header, rotation, wait_quiet, write_json  # noqa: E402
 
 
-def study():
+def study(epochs: int = 8):
     from bpnn.experiment import StudySpec
 
     return StudySpec(inits=["he_normal", "xavier_uniform", "lecun_normal", "orthogonal"], seeds=list(range(8)),
-                     hidden=[128], epochs=8, batch_size=32, n_jobs=1)
+                     hidden=[128], epochs=epochs, batch_size=32, n_jobs=1)
 
 
 def own_cpu() -> dict:
@@ -74,6 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-wait", type=float, default=20.0, help="wait this long for a quiet machine")
     parser.add_argument("--json", help="write the timings to this file")
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="epochs per run (8: runs of ~40 ms; more: longer runs, the same 32 of them)")
     args = parser.parse_args(argv)
 
     import distributed
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     from bpnn.experiment import load_study_data, run_study
 
     header = machine_header(threads=1)
-    spec = study()
+    spec = study(args.epochs)
     data = load_study_data(spec)
     n_runs = len(spec.runs())
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
               f"{', '.join(f'{e:.3f}' for e in eff[k])}); of medians {med['serial'] / (2 * med[k]):.3f}")
     print(f"dask overhead per run vs local processes: median {statistics.median(overhead):.1f} ms (per repeat "
           f"{', '.join(f'{o:.1f}' for o in overhead)})")
-    write_json(args.json, {"machine": header, "n_runs": n_runs, "seconds": times, "others_load_cores": loads,
+    write_json(args.json, {"machine": header, "n_runs": n_runs, "epochs": args.epochs, "seconds": times, "others_load_cores": loads,
                            "median_seconds": med, "efficiency": eff, "dask_overhead_ms_per_run": overhead})
     return 0
 
