@@ -246,3 +246,31 @@ def test_history_names_a_missing_key_and_a_run_that_completed_no_epoch():
     assert len(good["loss"]) == 1
     with pytest.raises(KeyError, match=r"History\['val_loss'\]: not recorded; the recorded keys are \['accuracy', 'loss'"):
         good["val_loss"]
+
+
+def test_csv_logger_and_checkpoints_create_their_directory_or_fail_before_training(tmp_path):
+    """A missing directory is made (as Keras' ModelCheckpoint does), also one named by a
+    template field; a place that cannot hold it fails when training begins, naming it."""
+    import bpnn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((20, 3)), rng.integers(0, 2, 20)
+    trainer = bpnn.Trainer(bpnn.Sequential([bpnn.Dense(2)], input_shape=(3,), seed=0))
+    trainer.fit(X, y, epochs=2, verbose=False,
+                callbacks=[bpnn.train.CSVLogger(tmp_path / "logs" / "run" / "log.csv"),
+                           bpnn.train.ModelCheckpoint(str(tmp_path / "ckpt" / "e{epoch}" / "m.bpnn"))])
+    assert (tmp_path / "logs" / "run" / "log.csv").read_text().count("\n") == 3
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["e0", "e1"]
+    (tmp_path / "a_file").write_text("")
+    for cb in (bpnn.train.CSVLogger(tmp_path / "a_file" / "log.csv"),
+               bpnn.train.ModelCheckpoint(str(tmp_path / "a_file" / "x" / "m{epoch}.bpnn"))):
+        epochs = []
+
+        class Counter(bpnn.train.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                epochs.append(epoch)
+
+        counter = Counter()
+        with pytest.raises(ValueError, match=r"path: cannot create the directory .*a_file"):
+            trainer.fit(X, y, epochs=1, verbose=False, callbacks=[counter, cb])
+        assert epochs == []  # refused before the first epoch

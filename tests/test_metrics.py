@@ -67,9 +67,16 @@ def test_the_trainer_reports_names_instances_and_callables_under_their_names():
     def error_rate(pred, target):
         return 1 - metrics.accuracy(pred, target)
 
-    for acc in ("accuracy", metrics.Accuracy()):
+    # a config dict, as every registry of bpnn takes (it failed with an AttributeError before)
+    for acc in ("accuracy", metrics.Accuracy(), {"class_name": "accuracy", "config": {}}, metrics.Accuracy):
         model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(3,), seed=0)
         trainer = bpnn.Trainer(model, metrics=[acc, error_rate], seed=0)
         hist = trainer.fit(X, y, epochs=1, batch_size=10, verbose=False)
         assert set(hist.history) >= {"accuracy", "error_rate"}
         assert hist.history["accuracy"][0] + hist.history["error_rate"][0] == pytest.approx(1.0)
+
+
+def test_a_metric_config_without_its_class_name_gets_a_clear_error():
+    model = bpnn.Sequential([bpnn.Dense(3)], input_shape=(3,), seed=0)
+    with pytest.raises(ValueError, match="class_name"):
+        bpnn.Trainer(model, metrics=[{"name": "accuracy"}])

@@ -19,6 +19,20 @@ def _umask() -> int:
     return mask
 
 
+def ensure_parent(path, argument: str, directory=None) -> None:
+    """Create the directory ``path`` goes in (its dirname, or ``directory`` when given)
+    and its parents if missing, as Keras' ModelCheckpoint does; a place where that
+    cannot be done (a file in the way, no permission) is a ``ValueError`` naming
+    ``argument``, the directory and ``path``."""
+    path = os.fspath(path)
+    directory = os.path.abspath(os.fspath(directory) if directory is not None else os.path.dirname(path) or ".")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{argument}: cannot create the directory {directory!r} for {path!r} "
+                         f"({exc.strerror or exc}); give a path in a writable directory") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb", *, encoding: str | None = None, newline: str | None = None):
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.

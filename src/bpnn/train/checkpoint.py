@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from .. import _checks
-from .._atomic import atomic_write, remove_stale_temps
+from .._atomic import atomic_write, ensure_parent, remove_stale_temps
 from .._json import json_safe
 from .._tensorfile import TensorFile, TensorFileError, encode, strict_json
 from ..nn import layers
@@ -618,7 +618,12 @@ class ModelCheckpoint(Callback):
                              f"log; fields: epoch, {', '.join(sorted(logs))}") from None
 
     def on_train_begin(self, logs=None):
-        """Remove the temporary files that killed writes of this callback's files left."""
+        """Create the checkpoints' directory when its name has no template field (so that a
+        place that cannot hold them fails now, not after the first epoch), and remove the
+        temporary files that killed writes of this callback's files left."""
+        pieces = _template_fields(os.path.dirname(self.path))
+        if all(field is None for _, field, _, _ in pieces):
+            ensure_parent(self.path, "path", directory="".join(literal for literal, *_ in pieces))
         remove_stale_temps(_glob(self.path))
 
     def flush(self, epoch) -> None:
@@ -626,6 +631,7 @@ class ModelCheckpoint(Callback):
         seen the epoch, so the saved state of the other callbacks includes it."""
         path, self._pending = self._pending, None
         if path is not None:
+            ensure_parent(path, "path")  # e.g. a directory named by a template field
             save_checkpoint(path, self.trainer, epoch, self.trainer.callbacks)
             self.last_path = path
             self._written[path] = None

@@ -4,14 +4,15 @@ from __future__ import annotations
 import csv
 import os
 
-from .._atomic import atomic_write, remove_stale_temps
+from .._atomic import atomic_write, ensure_parent, remove_stale_temps
 from .callbacks import Callback
 
 
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` then every log key) to ``path`` — Keras' CSVLogger.
 
-    The header is written with the first row; with ``append`` an existing file is
+    A missing directory of ``path`` is created when training begins. The header is
+    written with the first row; with ``append`` an existing file is
     continued (useful when resuming). Each row is flushed as soon as it is written.
 
     A run resumed from a checkpoint (``Trainer.fit(resume_from=...)``) with ``append``
@@ -29,6 +30,7 @@ class CSVLogger(Callback):
         self._writer = None  # open between on_train_begin and on_train_end only
 
     def on_train_begin(self, logs=None):
+        ensure_parent(self.path, "path")  # a missing directory is made, before the first epoch
         remove_stale_temps(self.path)
         exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
         start = getattr(self.trainer, "initial_epoch", 0) if self.trainer is not None else 0

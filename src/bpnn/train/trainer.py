@@ -50,7 +50,10 @@ class Trainer(CallbackHost):
         self.loss = losses.get(loss)
         self.optimizer = optim.get(optimizer)
         names = self.loss.default_metrics if metrics is None else tuple(metrics)
-        self.metrics = {(m if isinstance(m, str) else m.__name__): metrics_mod.get(m) for m in names}
+        self.metrics = {}
+        for m in names:  # a name, config dict, class, instance or callable; reported under its name
+            fn = metrics_mod.get(m)
+            self.metrics[m if isinstance(m, str) else getattr(fn, "__name__", type(fn).__name__)] = fn
         self.rng = getattr(model, "rng", None) if seed is None else backend.rng(seed)
         if self.rng is None:
             self.rng = backend.rng(None)
