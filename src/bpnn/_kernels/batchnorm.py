@@ -160,23 +160,27 @@ def rows_xhat(x2, center, inv):
 
 
 def rows_apply(x2, center, inv, gamma, beta, split: bool = False):
-    """y = γ x̂ + β per column of the (M, C) array, x̂ = (x − center)·inv; the per-column
-    vectors come in ``x2``'s dtype. x̂ is not kept: backward forms it again from x (one
-    write of the whole array less per forward, and no array of x̂ alive until backward)."""
+    """(y, x̂ or None): y = γ x̂ + β per column of the (M, C) array, x̂ = (x − center)·inv;
+    the per-column vectors come in ``x2``'s dtype. The compiled path does not keep x̂
+    (None): backward forms it again from x (one write of the whole array less per
+    forward, and no array of x̂ alive until backward). The NumPy path forms x̂ as an array
+    anyway and returns it, so that its backward need not form it twice more."""
     xp = backend.xp
     y = xp.empty_like(x2)
     if use_compiled(x2, center, inv, gamma, beta):
         c = x2.shape[1]
         split_rows(x2, lambda a, b: _apply(x2[a:b].reshape(-1), b - a, c, center, inv, gamma, beta,
                                            y[a:b].reshape(-1)), split)
-        return y
-    xp.multiply(rows_xhat(x2, center, inv), gamma, out=y)
+        return y, None
+    xhat = rows_xhat(x2, center, inv)
+    xp.multiply(xhat, gamma, out=y)
     y += beta
-    return y
+    return y, xhat
 
 
-def rows_grad_sums(g2, x2, center, inv, split: bool = False):
-    """(Σ_rows G, Σ_rows G x̂) per column, float64, x̂ = (x − center)·inv."""
+def rows_grad_sums(g2, x2, center, inv, split: bool = False, xhat2=None):
+    """(Σ_rows G, Σ_rows G x̂) per column, float64, x̂ = (x − center)·inv (or ``xhat2``,
+    the NumPy forward's, when given)."""
     xp = backend.xp
     m, c = g2.shape
     if use_compiled(g2, x2, center, inv):
@@ -187,12 +191,14 @@ def rows_grad_sums(g2, x2, center, inv, split: bool = False):
 
         parts = split_rows(g2, part, split)
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
-    return g2.sum(axis=0, dtype=xp.float64), (g2 * rows_xhat(x2, center, inv)).sum(axis=0, dtype=xp.float64)
+    if xhat2 is None:
+        xhat2 = rows_xhat(x2, center, inv)
+    return g2.sum(axis=0, dtype=xp.float64), (g2 * xhat2).sum(axis=0, dtype=xp.float64)
 
 
-def rows_input_grad(g2, x2, center, inv, a, shift, slope, split: bool = False):
+def rows_input_grad(g2, x2, center, inv, a, shift, slope, split: bool = False, xhat2=None):
     """a·G − shift − x̂·slope per column (the training-mode input gradient of batch norm),
-    x̂ = (x − center)·inv."""
+    x̂ = (x − center)·inv (or ``xhat2``, the NumPy forward's, when given)."""
     xp = backend.xp
     dx = xp.empty_like(g2)
     if use_compiled(g2, x2, center, inv, a, shift, slope):
@@ -200,7 +206,9 @@ def rows_input_grad(g2, x2, center, inv, a, shift, slope, split: bool = False):
         split_rows(g2, lambda i, j: _input_grad(g2[i:j].reshape(-1), x2[i:j].reshape(-1), j - i, c, center, inv,
                                                 a, shift, slope, dx[i:j].reshape(-1)), split)
         return dx
+    if xhat2 is None:
+        xhat2 = rows_xhat(x2, center, inv)
     xp.multiply(g2, a, out=dx)
     dx -= shift
-    dx -= rows_xhat(x2, center, inv) * slope
+    dx -= xhat2 * slope
     return dx

@@ -65,10 +65,12 @@ class BatchNorm(Module):
         self.eps = float(positive("eps", eps))
         self.affine = bool(affine)
         self._bshape = None  # (1, C, 1, ...): the per-channel vectors' broadcast shape
-        # what forward keeps for backward: x as (M, C) rows (x̂ is formed again from it), the
-        # mean it was centred by and 1/σ (in x's dtype), the rows' count m, whether the input
-        # was images (channels moved last) and how to move them back, the mode
-        self._x2 = self._center = self._inv_std = self._m = self._images = self._unrows = self._training = None
+        # what forward keeps for backward: x as (M, C) rows (the compiled kernels form x̂ again
+        # from it; the NumPy path keeps its x̂ too), the mean it was centred by and 1/σ (in
+        # x's dtype), the rows' count m, whether the input was images (channels moved last)
+        # and how to move them back, the mode
+        self._x2 = self._xhat2 = self._center = self._inv_std = None
+        self._m = self._images = self._unrows = self._training = None
 
     def _build(self, input_shape):
         if len(input_shape) < 1:
@@ -111,7 +113,7 @@ class BatchNorm(Module):
         else:
             gamma, beta = xp.ones(c, dtype=dtype), xp.zeros(c, dtype=dtype)
         center = mean.astype(dtype)
-        y2 = kernels.rows_apply(x2, center, inv_std, gamma, beta, split=self._images)
+        y2, self._xhat2 = kernels.rows_apply(x2, center, inv_std, gamma, beta, split=self._images)
         self._x2, self._center, self._unrows = x2, center, unrows
         self._inv_std, self._training, self._m = inv_std, training, m
         return unrows(y2)
@@ -119,12 +121,13 @@ class BatchNorm(Module):
     @property
     def _xhat(self):
         """x̂ in the input's (N, C, ...) shape, formed from the kept input."""
-        return self._unrows(kernels.rows_xhat(self._x2, self._center, self._inv_std))
+        xhat2 = self._xhat2 if self._xhat2 is not None else kernels.rows_xhat(self._x2, self._center, self._inv_std)
+        return self._unrows(xhat2)
 
     def backward(self, grad_out, input_grad=True):
         g2, _ = _rows(grad_out)
         x2, center, inv = self._x2, self._center, self._inv_std
-        dbeta, dgamma = kernels.rows_grad_sums(g2, x2, center, inv, split=self._images)  # float64
+        dbeta, dgamma = kernels.rows_grad_sums(g2, x2, center, inv, split=self._images, xhat2=self._xhat2)
         if self.affine and self._trainable:
             self.grads["weight"][...] = dgamma
             self.grads["bias"][...] = dbeta
@@ -136,7 +139,7 @@ class BatchNorm(Module):
         m, s64 = self._m, scale.astype(backend.xp.float64)
         dtype = g2.dtype
         dx2 = kernels.rows_input_grad(g2, x2, center, inv, scale, (s64 * dbeta / m).astype(dtype),
-                                       (s64 * dgamma / m).astype(dtype), split=self._images)
+                                       (s64 * dgamma / m).astype(dtype), split=self._images, xhat2=self._xhat2)
         return self._unrows(dx2)
 
     def backward_per_sample(self, grad_out, sink, prefix="", input_grad=True):
