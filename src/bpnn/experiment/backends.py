@@ -88,7 +88,7 @@ def thread_counts() -> dict:
     """BLAS threads and numba threads in force in this process (None where unknown).
 
     A process pinned by :func:`pin_threads` asks once and keeps the answer: threadpoolctl
-    scans the loaded libraries on every call (a few ms, paid per run otherwise)."""
+    scans the loaded libraries on every call (paid per run otherwise)."""
     global _PINNED_COUNTS
     if _PINNED is not None:
         if _PINNED_COUNTS is None:
@@ -115,7 +115,7 @@ def _thread_counts() -> dict:
 
 def run_task_pickled(run: dict, data, spec, threads) -> bytes:
     """:func:`run_task`, its result pickled: Dask weighs every task result with ``sizeof``,
-    which walks a nested dict (about 1 ms per run's statistics); bytes it weighs at once.
+    which walks a nested dict (a run's statistics, at a cost per run); bytes it weighs at once.
     Unpickled by the client that submitted it (the same trust as Dask's own pickling)."""
     return pickle.dumps(run_task(run, data, spec, threads), protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -140,8 +140,8 @@ def _matmul_tn_chunked(a, g):
 def _row_tile(wo: int, o: int) -> int:
     """Outputs per tile of the row-tile product. With at least 8 output channels, 2 (or
     W_out if smaller): the tile's 2·O columns fill the product's vectors, and every
-    output more per tile adds kh·s_w·C multiply-adds per output row for nothing (measured
-    1.0–1.7× faster than 4–8 at both vector widths, benchmarks/README.md). With fewer
+    output more per tile adds kh·s_w·C multiply-adds per output row for nothing (faster
+    than 4–8 at both vector widths, as measured in benchmarks/README.md). With fewer
     channels a divisor of W_out from 8 down to 4 (no outputs past the image), else 6 (or
     W_out if smaller): 1 output per tile would be im2col with a vector mostly empty."""
     if o >= 8:

@@ -120,7 +120,7 @@ class BatchNorm(Module):
 
     @property
     def _xhat(self):
-        """x̂ in the input's (N, C, ...) shape, formed from the kept input."""
+        """x̂ in the input's (N, C, ...) shape: the NumPy path's kept x̂, or formed again from x."""
         xhat2 = self._xhat2 if self._xhat2 is not None else kernels.rows_xhat(self._x2, self._center, self._inv_std)
         return self._unrows(xhat2)
 

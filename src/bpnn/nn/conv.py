@@ -117,9 +117,9 @@ class Conv2D(WindowedLayer):
         - :class:`~bpnn.nn._conv_strategies.Pointwise` for a 1×1 kernel with stride 1 and
           no padding: X_col is the input itself, nothing to fill;
         - :class:`~bpnn.nn._conv_strategies.Direct` for one input channel where it runs
-          (below): its forward is 2.5–3× the row tiles' speed and, in a first layer (no
-          input gradient, the usual place of a one-channel convolution), the whole step
-          is faster at both vector widths (``benchmarks/README.md``, "Dispatch per width");
+          (below): its forward is much faster than the row tiles' and, in a first layer
+          (no input gradient, the usual place of a one-channel convolution), so is the
+          whole step at both vector widths (``benchmarks/README.md``, "Dispatch per width");
         - :class:`~bpnn.nn._conv_strategies.RowTiles` for at most ``ROW_MAX_CHANNELS``
           input channels: X_col would be kh·kw times the image, filled in runs of only
           kw·C values; rows of input under tiles of outputs times a banded weight matrix
