@@ -31,10 +31,10 @@ def _tile_len(c):
 
 
 @kernel(fastmath=False, error_model="numpy")
-def _tiled(v, n):
-    # v repeated to length n (a multiple of len(v)), float64
+def _tiled(v, n, like):
+    # v repeated to length n (a multiple of len(v)), in like's dtype
     c = v.shape[0]
-    out = np.empty(n)
+    out = np.empty(n, dtype=like.dtype)
     for k in range(n):
         out[k] = v[k % c]
     return out
@@ -55,21 +55,16 @@ def _stats(x, m, c, mean, var):
     # of the order of σ², so the subtraction loses only a few float64 digits)
     n = np.uint64(m) * np.uint64(c)
     tl = np.uint64(_tile_len(c))
-    full = n - n % tl
     first = np.empty(c)
     for j in range(c):
         first[j] = x[j]
-    kt = _tiled(first, tl)
+    kt = _tiled(first, tl, first)
     s1, s2 = np.zeros(tl), np.zeros(tl)
-    for b in range(np.uint64(0), full, tl):
-        for k in range(tl):
+    for b in range(np.uint64(0), n, tl):  # chunks of tl values, the last one partial
+        for k in range(min(tl, n - b)):
             d = x[b + k] - kt[k]
             s1[k] += d
             s2[k] += d * d
-    for k in range(n - full):
-        d = x[full + k] - kt[k]
-        s1[k] += d
-        s2[k] += d * d
     _fold(s1, c, mean)
     _fold(s2, c, var)
     for j in range(c):
@@ -83,14 +78,10 @@ def _apply(x, m, c, center, inv, gamma, beta, y):
     # y = γ x̂ + β with x̂ = (x − center)·inv   (per channel, all in the arrays' dtype)
     n = np.uint64(m) * np.uint64(c)
     tl = np.uint64(_tile_len(c))
-    full = n - n % tl
-    ct, it = _tiled(center, tl).astype(x.dtype), _tiled(inv, tl).astype(x.dtype)
-    gt, bt = _tiled(gamma, tl).astype(x.dtype), _tiled(beta, tl).astype(x.dtype)
-    for b in range(np.uint64(0), full, tl):
-        for k in range(tl):
+    ct, it, gt, bt = _tiled(center, tl, x), _tiled(inv, tl, x), _tiled(gamma, tl, x), _tiled(beta, tl, x)
+    for b in range(np.uint64(0), n, tl):
+        for k in range(min(tl, n - b)):
             y[b + k] = ((x[b + k] - ct[k]) * it[k]) * gt[k] + bt[k]
-    for k in range(n - full):
-        y[full + k] = ((x[full + k] - ct[k]) * it[k]) * gt[k] + bt[k]
 
 
 @kernel(fastmath=False, error_model="numpy")
@@ -98,18 +89,13 @@ def _grad_sums(g, x, m, c, center, inv, dbeta, dgamma):
     # dbeta, dgamma come zeroed; x̂ = (x − center)·inv as in _apply
     n = np.uint64(m) * np.uint64(c)
     tl = np.uint64(_tile_len(c))
-    full = n - n % tl
-    ct, it = _tiled(center, tl).astype(x.dtype), _tiled(inv, tl).astype(x.dtype)
+    ct, it = _tiled(center, tl, x), _tiled(inv, tl, x)
     ab, ag = np.zeros(tl), np.zeros(tl)
-    for b in range(np.uint64(0), full, tl):
-        for k in range(tl):
+    for b in range(np.uint64(0), n, tl):
+        for k in range(min(tl, n - b)):
             gk = g[b + k]
             ab[k] += gk
             ag[k] += gk * ((x[b + k] - ct[k]) * it[k])
-    for k in range(n - full):
-        gk = g[full + k]
-        ab[k] += gk
-        ag[k] += gk * ((x[full + k] - ct[k]) * it[k])
     _fold(ab, c, dbeta)
     _fold(ag, c, dgamma)
 
@@ -119,14 +105,11 @@ def _input_grad(g, x, m, c, center, inv, a, shift, slope, dx):
     # ∂L/∂x = a·G − shift − x̂·slope  with a = γ/σ, shift = a ∂L/∂β / m, slope = a ∂L/∂γ / m
     n = np.uint64(m) * np.uint64(c)
     tl = np.uint64(_tile_len(c))
-    full = n - n % tl
-    ct, it = _tiled(center, tl).astype(g.dtype), _tiled(inv, tl).astype(g.dtype)
-    at, st, lt = _tiled(a, tl).astype(g.dtype), _tiled(shift, tl).astype(g.dtype), _tiled(slope, tl).astype(g.dtype)
-    for b in range(np.uint64(0), full, tl):
-        for k in range(tl):
+    ct, it = _tiled(center, tl, g), _tiled(inv, tl, g)
+    at, st, lt = _tiled(a, tl, g), _tiled(shift, tl, g), _tiled(slope, tl, g)
+    for b in range(np.uint64(0), n, tl):
+        for k in range(min(tl, n - b)):
             dx[b + k] = at[k] * g[b + k] - st[k] - ((x[b + k] - ct[k]) * it[k]) * lt[k]
-    for k in range(n - full):
-        dx[full + k] = at[k] * g[full + k] - st[k] - ((x[full + k] - ct[k]) * it[k]) * lt[k]
 
 
 # ----------------------------------------------------------------------------- API
