@@ -11,9 +11,11 @@ thread (this process through the environment set below; loky's workers through j
 the Dask workers through bpnn's pinning), so that the three ways differ only in how runs
 are spread.
 
-- serial: ``backend="sequential"`` in this process;
+- serial: ``backend="sequential"`` in a process of its own (spawned once, warm; not
+  this process, which hosts the Dask scheduler and nannies);
 - 2 local processes: ``backend="loky", n_jobs=2`` (joblib's reusable executor, warm);
-- Dask: a LocalCluster of 2 single-threaded worker processes on 127.0.0.1, started once
+- Dask: the LocalCluster of 2 single-threaded worker processes on 127.0.0.1 that
+  ``backend="dask"`` starts without an address (``local_dask_cluster``), started once
   before the timings; each timed study connects a Client and scatters the data.
 
 Each repeat times the three in a rotating order, after a warm-up of each, and waits for
@@ -30,9 +32,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before NumPy loads: one thread in this process, as in each worker
 
 import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 from _harness import cpu_ticks, foreign_cores, machine_header, rotation, wait_quiet, write_json  # noqa: E402
 
@@ -42,6 +46,13 @@ def study(epochs: int = 8):
 
     return StudySpec(inits=["he_normal", "xavier_uniform", "lecun_normal", "orthogonal"], seeds=list(range(8)),
                      hidden=[128], epochs=epochs, batch_size=32, n_jobs=1)
+
+
+def serial_study(spec, data):
+    """The study with ``backend="sequential"``, in the process that calls it."""
+    from bpnn.experiment import run_study
+
+    return run_study(spec, data, progress=False, backend="sequential")
 
 
 def own_cpu() -> dict:
@@ -79,18 +90,19 @@ def main(argv=None) -> int:
                         help="epochs per run (8: runs of ~40 ms; more: longer runs, the same 32 of them)")
     args = parser.parse_args(argv)
 
-    import distributed
-
     from bpnn.experiment import load_study_data, run_study
+    from bpnn.experiment.backends import local_dask_cluster
 
     header = machine_header(threads=1)
     spec = study(args.epochs)
     data = load_study_data(spec)
     n_runs = len(spec.runs())
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as cluster:
+    spawn = multiprocessing.get_context("spawn")
+    with local_dask_cluster(2) as cluster, ProcessPoolExecutor(1, mp_context=spawn) as alone:
+        # the local cluster is started once here, as `--backend dask` starts it; the serial
+        # study runs in a process of its own, not in this one, which hosts the scheduler
         ways = {
-            "serial": lambda: run_study(spec, data, progress=False, backend="sequential"),
+            "serial": lambda: alone.submit(serial_study, spec, data).result(),
             "local_2": lambda: run_study(spec, data, progress=False, backend="loky", n_jobs=2),
             "dask_2": lambda: run_study(spec, data, progress=False, backend="dask", address=cluster.scheduler_address,
                                         n_jobs=-1),

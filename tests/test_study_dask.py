@@ -116,6 +116,37 @@ def test_without_an_address_a_local_cluster_of_n_jobs_workers_is_started(tmp_pat
     assert len({r["placement"]["pid"] for r in saved.runs} - {os.getpid()}) >= 1  # not in this process
 
 
+LOCAL_CLUSTER_PROBE = """
+import json, os
+if __name__ == "__main__":
+    import dask, distributed
+    from bpnn.experiment.backends import local_dask_cluster
+    with local_dask_cluster(2) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+        workers = client.run(lambda: [os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                      dask.config.get("distributed.worker.profile.enabled"),
+                                      os.environ.get("OPENBLAS_NUM_THREADS")])
+        print(json.dumps({"workers": list(workers.values()), "caller": os.environ.get("MALLOC_TRIM_THRESHOLD_")}))
+"""
+
+
+def test_the_local_cluster_runs_without_the_profiler_or_dask_s_malloc_setting(tmp_path):
+    """The LocalCluster bpnn starts: no statistical profiler in its workers, no glibc trim
+    threshold in them nor left in the calling process (dask's nannies set one by default),
+    and the threads of each worker's share of the cores. In a process of its own: a nanny
+    started earlier in this process left the variable in its environment."""
+    script = tmp_path / "probe.py"
+    script.write_text(LOCAL_CLUSTER_PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert probe == {"workers": [[None, False, share], [None, False, share]], "caller": None}
+
+
 def test_a_cluster_without_workers_fails_within_the_timeout(tmp_path):
     with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as empty:
         started = time.monotonic()

@@ -15,8 +15,9 @@ a message that says what to do.
 - ``loky`` (default), ``multiprocessing``, ``threading``: joblib's local workers,
   ``n_jobs`` of them; joblib limits each worker's BLAS and numba threads to its share.
 - ``dask``: a ``dask.distributed`` Client, to ``address`` or, without one, to a
-  LocalCluster of ``n_jobs`` single-threaded worker processes on 127.0.0.1 (``-1``: one
-  per core; 1 is one worker process, not this process). The data and the spec are
+  LocalCluster of ``n_jobs`` single-threaded worker processes on 127.0.0.1
+  (:func:`local_dask_cluster`; ``-1``: one per core; 1 is one worker process, not this
+  process). The data and the spec are
   scattered to every worker once; a worker that dies has its runs rescheduled elsewhere
   by the scheduler (a run that kills ``distributed.scheduler.allowed-failures`` + 1
   workers, 4 by default, stops the study); ``n_jobs`` with an address is refused (the
@@ -180,6 +181,34 @@ def _check_reachable(address: str, backend: str, timeout: float, default_port: i
                      f"or leave --address out to start a local one")
 
 
+#: dask config under which :func:`local_dask_cluster` starts its workers.
+LOCAL_DASK_CONFIG = {
+    # the statistical profiler samples the running task's stack every 10 ms under the GIL
+    "distributed.worker.profile.enabled": False,
+    # dask's nannies set glibc's trim threshold in every worker (and in the calling process,
+    # so in processes it spawns later); any such setting also fixes glibc's mmap threshold,
+    # so every NumPy temporary above 128 KiB is mapped and its pages faulted in afresh
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
+
+
+def local_dask_cluster(n_workers: int):
+    """A ``dask.distributed`` LocalCluster for the runs of a study on this machine:
+    ``n_workers`` single-threaded worker processes on 127.0.0.1, each started with its
+    BLAS, OpenMP and numba threads at cores ÷ ``n_workers``, under
+    :data:`LOCAL_DASK_CONFIG` (a run trains as fast there as in a process of its own:
+    ``benchmarks/README.md``, "bench_study.py"). The caller closes it."""
+    try:
+        import dask
+        from dask.distributed import LocalCluster
+    except ImportError as exc:
+        raise missing_dependency("backend 'dask'", "dask.distributed", "'bpnn[dask]'", exc) from exc
+    per_worker = str(max(1, cores() // n_workers))
+    with dask.config.set(LOCAL_DASK_CONFIG):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=":0", env={v: per_worker for v in THREAD_VARIABLES})
+
+
 class Backend:
     """Runs of a study on one backend (see the module docstring): a context manager
     whose :meth:`map` yields results in the order they end."""
@@ -232,7 +261,7 @@ class Backend:
 
     def _open_dask(self, n_jobs):
         try:
-            from dask.distributed import Client, LocalCluster
+            from dask.distributed import Client
         except ImportError as exc:
             raise missing_dependency("backend 'dask'", "dask.distributed", "'bpnn[dask]'", exc) from exc
         spec, timeout = self.spec, self.spec.timeout
@@ -247,9 +276,7 @@ class Backend:
                 raise ValueError(f"address: cannot connect to the dask scheduler at {spec.address!r} within "
                                  f"{timeout:g} s ({exc})") from None
         else:
-            per_worker = str(max(1, cores() // n_jobs))
-            cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=":0", env={v: per_worker for v in THREAD_VARIABLES})
+            cluster = local_dask_cluster(n_jobs)
             self._stack.callback(cluster.close)
             client = Client(cluster, set_as_default=False)
         self._stack.callback(client.close)
