@@ -171,6 +171,7 @@ CASES = {
     # LSUV's data-free part is an orthogonal pre-initialization (its data step is tested below).
     "lsuv": [case(lambda: init.LSUV(gain=1.5), T(nn_init.orthogonal_, 1.5), _ortho(1.5))],
     "identity": "special",  # square 2-d only: see test_identity_* below
+    "sparse": "special",  # k nonzero inputs a unit: see test_sparse_* below
 }
 
 
@@ -317,6 +318,53 @@ def test_identity_is_eye_like_torch(gain):
 def test_identity_rejects_non_square(shape):
     with pytest.raises(ValueError, match="square"):
         init.Identity()(shape, np.random.default_rng(0))
+
+
+def _units(w):
+    """A weight as (units, fan_in): Dense columns, conv output channels."""
+    return w.T if w.ndim == 2 else w.reshape(w.shape[0], -1)
+
+
+@pytest.mark.parametrize("shape", [(200, 300), (16, 8, 3, 3)])
+def test_sparse_gives_every_unit_k_standard_normal_inputs(shape):
+    w = bpnn_draw(init.Sparse(), shape)
+    units = _units(w)
+    np.testing.assert_array_equal((units != 0).sum(axis=1), 15)
+    values = units[units != 0]
+    n = values.size
+    assert abs(values.mean()) < 6 / math.sqrt(n) and values.std() == pytest.approx(1.0, rel=6 / math.sqrt(2 * n))
+    assert scipy.stats.kstest(values, "norm").pvalue > 1e-4
+    fan_in = units.shape[1]
+    assert w.var() == pytest.approx(15 / fan_in, rel=0.15)  # Var(W) = std² k / fan_in
+    # which inputs: each unit its own draw, every input about as often (k / fan_in of the units)
+    assert len({tuple(np.flatnonzero(u)) for u in units}) == units.shape[0]
+    hits = (units != 0).sum(axis=0)
+    expected = units.shape[0] * 15 / fan_in
+    assert scipy.stats.chisquare(hits, np.full(fan_in, expected)).pvalue > 1e-4
+
+
+def test_sparse_options_seed_and_small_fan_in():
+    w = bpnn_draw(init.Sparse(nonzero=4, std=0.5), (50, 400))
+    units = _units(w)
+    np.testing.assert_array_equal((units != 0).sum(axis=1), 4)
+    assert units[units != 0].std() == pytest.approx(0.5, rel=0.1)
+    np.testing.assert_array_equal(bpnn_draw(init.Sparse(), (40, 30), seed=3), bpnn_draw(init.Sparse(), (40, 30), seed=3))
+    assert not np.array_equal(bpnn_draw(init.Sparse(), (40, 30), seed=3), bpnn_draw(init.Sparse(), (40, 30), seed=4))
+    assert np.count_nonzero(bpnn_draw(init.Sparse(), (10, 6))) == 60  # fan_in 10 < 15: every input
+    assert init.get({"class_name": "sparse", "config": {"nonzero": 4, "std": 0.5}}).get_config() == \
+        {"nonzero": 4, "std": 0.5}
+
+
+@pytest.mark.parametrize("kwargs, match", [({"nonzero": 0}, "nonzero: got 0"), ({"nonzero": 2.5}, "nonzero: got 2.5"),
+                                           ({"std": 0.0}, "std: got 0.0"), ({"std": -1}, "std: got -1")])
+def test_sparse_rejects_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        init.Sparse(**kwargs)
+
+
+def test_sparse_needs_a_weight_not_a_vector():
+    with pytest.raises(ValueError, match=r"shape: got \(5,\); sparse init needs a weight"):
+        init.Sparse()((5,), np.random.default_rng(0))
 
 
 def test_lecun_variance_is_one_over_fan_in():

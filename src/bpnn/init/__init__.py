@@ -9,14 +9,14 @@ initializer with ``@bpnn.init.registry.register("my_init")``). The classes live 
 from .fans import calculate_gain, compute_fans
 from .initializers import (
     Constant, HeNormal, HeUniform, Identity, Initializer, LecunNormal, LecunUniform, Normal,
-    Ones, Orthogonal, SmallNormal, TruncatedNormal, Uniform, VarianceScaling, XavierNormal,
+    Ones, Orthogonal, SmallNormal, Sparse, TruncatedNormal, Uniform, VarianceScaling, XavierNormal,
     XavierUniform, Zeros, get, registry, serialize,
 )
 from .lsuv import LSUV, lsuv
 
 __all__ = [
     "registry", "get", "serialize", "compute_fans", "calculate_gain", "Initializer", "Zeros", "Constant",
-    "Ones", "Uniform", "Normal", "SmallNormal", "TruncatedNormal", "VarianceScaling", "XavierUniform",
+    "Ones", "Uniform", "Normal", "SmallNormal", "Sparse", "TruncatedNormal", "VarianceScaling", "XavierUniform",
     "XavierNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal", "Orthogonal",
     "Identity", "LSUV", "lsuv",
 ]

@@ -308,6 +308,49 @@ class Orthogonal(Initializer):
         return {"gain": self.gain}
 
 
+@registry.register("sparse")
+class Sparse(Initializer):
+    r"""Martens (2010)'s sparse initialization: every unit gets ``nonzero`` incoming weights
+    drawn from N(0, std²), all its other incoming weights 0 (defaults 15 and 1, the
+    convention of Martens 2010 §5 and Sutskever et al. 2013 for deep sigmoid and tanh
+    autoencoders; biases stay at their own initializer, zeros by default).
+
+    A unit is an output column of a Dense weight (n_in, n_out) or an output channel of a
+    convolution kernel (O, C, kh, kw); its fan_in incoming weights are chosen without
+    replacement, min(``nonzero``, fan_in) of them, so
+
+        Var(W) = std² · min(k, fan_in) / fan_in   over all entries,
+
+    and a unit's input sum has variance std² · k · E[x²] whatever the layer's width: wide
+    layers do not shrink each weight (as 1/fan_in scalings do), so units start far from
+    saturation yet different from each other. ``torch.nn.init.sparse_`` is another rule
+    under the same citation: it zeroes a fraction ``sparsity`` of the rows of each column
+    of a 2-d (out, in) weight and draws the rest from N(0, 0.01²).
+    """
+
+    def __init__(self, nonzero: int = 15, std: float = 1.0):
+        self.nonzero = int(_checks.positive("nonzero", nonzero, integer=True))
+        self.std = float(_checks.positive("std", std))
+
+    def sample(self, shape, rng):
+        if len(shape) < 2:
+            raise ValueError(f"shape: got {shape}; sparse init needs a weight of at least 2 dimensions "
+                             f"(Dense (n_in, n_out) or a conv kernel OIHW)")
+        fan_in, _ = compute_fans(shape)
+        units = shape[1] if len(shape) == 2 else shape[0]
+        k = min(self.nonzero, fan_in)
+        # per unit: a random permutation of its fan_in inputs, the first k of which are kept
+        chosen = np.argsort(rng.random((units, fan_in)), axis=1)[:, :k]
+        flat = np.zeros((units, fan_in))
+        np.put_along_axis(flat, chosen, self.std * rng.standard_normal((units, k)), axis=1)
+        if len(shape) == 2:
+            return flat.T  # (n_in, n_out): unit j is column j
+        return flat.reshape(shape)  # OIHW: unit o is W[o], its C·kh·kw inputs in C, H, W order
+
+    def get_config(self):
+        return {"nonzero": self.nonzero, "std": self.std}
+
+
 @registry.register("identity", "eye")
 class Identity(Initializer):
     """W = gain · I for a square 2-d weight (``torch.nn.init.eye_``); identity mapping at init."""
