@@ -183,7 +183,7 @@ def _check_reachable(address: str, backend: str, timeout: float, default_port: i
 
 #: dask config under which :func:`local_dask_cluster` starts its workers.
 LOCAL_DASK_CONFIG = {
-    # the statistical profiler samples the running task's stack every 10 ms under the GIL
+    # the statistical profiler samples the running task's stack many times a second, under the GIL
     "distributed.worker.profile.enabled": False,
     # dask's nannies set glibc's trim threshold in every worker (and in the calling process,
     # so in processes it spawns later); any such setting also fixes glibc's mmap threshold,
