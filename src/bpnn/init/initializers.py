@@ -321,9 +321,9 @@ class Sparse(Initializer):
 
         Var(W) = std² · min(k, fan_in) / fan_in   over all entries,
 
-    and a unit's input sum has variance std² · k · E[x²] whatever the layer's width: wide
-    layers do not shrink each weight (as 1/fan_in scalings do), so units start far from
-    saturation yet different from each other. ``torch.nn.init.sparse_`` is another rule
+    and a unit's input sum has variance std² · k · E[x²] whatever the layer's width: unlike
+    the 1/fan_in rules, a unit's weights do not shrink as its layer widens, and no two
+    units share their inputs by construction. ``torch.nn.init.sparse_`` is another rule
     under the same citation: it zeroes a fraction ``sparsity`` of the rows of each column
     of a 2-d (out, in) weight and draws the rest from N(0, 0.01²).
     """
