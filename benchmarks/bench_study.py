@@ -32,6 +32,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before NumPy loads: one thread in this process, as in each worker
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -46,13 +47,6 @@ def study(epochs: int = 8):
 
     return StudySpec(inits=["he_normal", "xavier_uniform", "lecun_normal", "orthogonal"], seeds=list(range(8)),
                      hidden=[128], epochs=epochs, batch_size=32, n_jobs=1)
-
-
-def serial_study(spec, data):
-    """The study with ``backend="sequential"``, in the process that calls it."""
-    from bpnn.experiment import run_study
-
-    return run_study(spec, data, progress=False, backend="sequential")
 
 
 def own_cpu() -> dict:
@@ -102,7 +96,8 @@ def main(argv=None) -> int:
         # the local cluster is started once here, as `--backend dask` starts it; the serial
         # study runs in a process of its own, not in this one, which hosts the scheduler
         ways = {
-            "serial": lambda: alone.submit(serial_study, spec, data).result(),
+            "serial": lambda: alone.submit(functools.partial(run_study, progress=False, backend="sequential"),
+                                           spec, data).result(),
             "local_2": lambda: run_study(spec, data, progress=False, backend="loky", n_jobs=2),
             "dask_2": lambda: run_study(spec, data, progress=False, backend="dask", address=cluster.scheduler_address,
                                         n_jobs=-1),
