@@ -25,16 +25,18 @@ and the update counts compare), 16 epochs = 1,280 updates per setting. The grid:
            (= {0.0013, 0.0038, 0.013} on the paper's summed objective; from the
            sparse start 3 leaves the plateau within the budget, 10 and 30 do not)
     adam   Adam, betas (0.9, 0.999), lr in {1e-4, 3e-4, 1e-3}
-    kfac   bpnn.optim.KFAC, lr in {0.3, 1, 3}, damping 0.01, momentum 0.9,
-           factor_decay 0.95, factors every 5 steps, inverses every 40,
-           kl_clip 1e-2, Fisher from sampled targets ("true")
+    kfac   bpnn.optim.KFAC, lr in {0.3, 1, 3}, damping 0.01, momentum 0.8,
+           factor_decay 0.95, factors every 10 steps, inverses every 40,
+           kl_clip 3e-2, Fisher from sampled targets ("true")
 
-K-FAC's damping, KL clip and update intervals come from 160-update probes of one seed
-(``benchmarks/README.md``): a clip of 1e-2 reached the target in fewer updates than 1e-3
-and 1e-1; damping 0.003 was no better, 0.03 worse; factors every step reached it after
-as many updates at a third more time each; inverses every 5 or 10 steps saved 10
-updates at 15 % more time each, every 40 reached it after as many updates as every 20
-in 5 % less time.
+K-FAC's damping, momentum, KL clip and update intervals come from 160- and 240-update
+probes of one seed (``benchmarks/README.md``): damping 0.003 was no better than 0.01,
+0.03 worse; with momentum 0.9 a clip of 1e-2 reached the target in fewer updates than
+1e-3, 3e-3, 3e-2 and 1e-1, but momentum 0.8 with a clip of 3e-2 in fewer still (0.5,
+0.7 and 0.95: more updates, or not within the probe); factors every 10 steps reached
+it after as many updates as every 5 (and every step) at less time each; inverses every
+20 after as many as every 40, at more time each. SGD's momentum and Adam's betas were
+not tuned; Adam's grid has its best at 1e-3, 3e-3 being slower.
 
 Martens & Grosse start their adaptive damping at λ = 150 on the summed objective,
 ≈ 0.19 on this mean one if the Fisher scales with the loss, and it falls from there;
@@ -61,8 +63,8 @@ the wall time and updates to reach it (at the resolution of ``--eval-every``); t
 Run time on the 2-core development machine, measured with ``--threads 1`` beside a
 colleague's job on the other core: 46 ms an SGD update, 51 ms an Adam update, 0.15 s an
 evaluation (not timed, but run: 129 a setting), so ~80 s a setting and ~8 min for the
-six SGD and Adam settings; the three K-FAC settings add ~5–6 min if a K-FAC update
-costs ~1.6 × an SGD one (bench_kfac_cost.py's goal): ~14 min in all. With two BLAS
+six SGD and Adam settings; a K-FAC update costs ~2.4 × an SGD one here (0.11 s), so
+the three K-FAC settings add ~8 min: ~18 min in all. With two BLAS
 threads beside such a job an update took 160–230 ms (threads waiting at barriers for
 a descheduled sibling), so on a shared machine run it with ``--threads 1``; on a quiet
 one the default (all cores) is faster. ``--quick`` (a smoke test: 1,024 images,
@@ -254,11 +256,11 @@ def main(argv=None):
     ap.add_argument("--kfac-lr", type=_floats, default=GRIDS["kfac"], help="default 0.3,1,3")
     ap.add_argument("--kfac-damping", type=_floats, default=(0.01,), help="comma-separated (default 0.01)")
     ap.add_argument("--momentum", type=float, default=0.9, help="SGD's Nesterov momentum (default 0.9)")
-    ap.add_argument("--kfac-momentum", type=float, default=0.9)
+    ap.add_argument("--kfac-momentum", type=float, default=0.8)
     ap.add_argument("--factor-decay", type=float, default=0.95)
-    ap.add_argument("--factor-update-steps", type=int, default=5)
+    ap.add_argument("--factor-update-steps", type=int, default=10)
     ap.add_argument("--inv-update-steps", type=int, default=40)
-    ap.add_argument("--kl-clip", type=float, default=1e-2)
+    ap.add_argument("--kl-clip", type=float, default=3e-2)
     ap.add_argument("--adapt-damping", action="store_true",
                     help="K-FAC adapts its damping from the reduction ratio (Martens & Grosse §6.5)")
     ap.add_argument("--samples", type=int, default=20_480, help="training images (default 20480)")

@@ -570,20 +570,19 @@ class KFAC(Optimizer):
         adapt, self._batch = self._batch, None
         u = self._u
         u[...] = flat.grads
-        vg = 0.0
+        vg = natural2 = 0.0  # ⟨ΔW̄, ∇W̄⟩ and ‖ΔW̄‖² summed over the blocks (dot products: no temporaries)
         for i, b in enumerate(self._blocks):
             grad = b.matrix(flat.grads)
             delta = self._low_rank(i, grad)
             if delta is None:
                 delta = self.precondition(i, grad)
-            vg += float((delta * grad).sum())
+            vg += float(xp.vdot(delta, grad))
+            natural2 += float(xp.vdot(delta, delta))
             b.write(u, delta)
         if adapt is not None:  # after the blocks: its forward replaces the layers' kept inputs
             h_before = self._eval_loss(adapt)
             before = flat.params.copy()
-        natural = math.sqrt(sum(float((u[b.w_slice] ** 2).sum())
-                                + (float((u[b.b_slice] ** 2).sum()) if b.b_slice is not None else 0.0)
-                                for b in self._blocks))
+        natural = math.sqrt(natural2)
         nu = 1.0
         if self.kl_clip is not None and vg * lr * lr > 0:
             nu = min(1.0, math.sqrt(self.kl_clip / (vg * lr * lr)))
