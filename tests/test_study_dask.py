@@ -122,9 +122,10 @@ if __name__ == "__main__":
     import dask, distributed
     from bpnn.experiment.backends import local_dask_cluster
     with local_dask_cluster(2) as cluster, distributed.Client(cluster, set_as_default=False) as client:
-        workers = client.run(lambda: [os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                                      dask.config.get("distributed.worker.profile.enabled"),
-                                      os.environ.get("OPENBLAS_NUM_THREADS")])
+        workers = client.run(lambda dask_worker: [os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+                                                  dask.config.get("distributed.worker.profile.enabled"),
+                                                  os.environ.get("OPENBLAS_NUM_THREADS"),
+                                                  dask_worker.periodic_callbacks["tick"].callback_time])
         print(json.dumps({"workers": list(workers.values()), "caller": os.environ.get("MALLOC_TRIM_THRESHOLD_")}))
 """
 
@@ -132,8 +133,9 @@ if __name__ == "__main__":
 def test_the_local_cluster_runs_without_the_profiler_or_dask_s_malloc_setting(tmp_path):
     """The LocalCluster bpnn starts: no statistical profiler in its workers, no glibc trim
     threshold in them nor left in the calling process (dask's nannies set one by default),
-    and the threads of each worker's share of the cores. In a process of its own: a nanny
-    started earlier in this process left the variable in its environment."""
+    the workers' event-loop tick every second (dask's default: every 20 ms), and the
+    threads of each worker's share of the cores. In a process of its own: a nanny started
+    earlier in this process left the variable in its environment."""
     script = tmp_path / "probe.py"
     script.write_text(LOCAL_CLUSTER_PROBE)
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
@@ -144,7 +146,7 @@ def test_the_local_cluster_runs_without_the_profiler_or_dask_s_malloc_setting(tm
 
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     share = str(max(1, len(os.sched_getaffinity(0)) // 2))
-    assert probe == {"workers": [[None, False, share], [None, False, share]], "caller": None}
+    assert probe == {"workers": [[None, False, share, 1000], [None, False, share, 1000]], "caller": None}
 
 
 def test_a_cluster_without_workers_fails_within_the_timeout(tmp_path):

@@ -189,6 +189,9 @@ LOCAL_DASK_CONFIG = {
     # so in processes it spawns later); any such setting also fixes glibc's mmap threshold,
     # so every NumPy temporary above 128 KiB is mapped and its pages faulted in afresh
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # every server (scheduler, nanny, worker) wakes its event loop each tick to measure its
+    # latency; in a worker each wake takes the GIL from the run's thread (dask's default: 20 ms)
+    "distributed.admin.tick.interval": "1s",
 }
 
 
