@@ -190,7 +190,7 @@ LOCAL_DASK_CONFIG = {
     # so every NumPy temporary above 128 KiB is mapped and its pages faulted in afresh
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     # every server (scheduler, nanny, worker) wakes its event loop each tick to measure its
-    # latency; in a worker each wake takes the GIL from the run's thread (dask's default: 20 ms)
+    # latency; in a worker each wake takes the GIL from the run's thread, so tick rarely
     "distributed.admin.tick.interval": "1s",
 }
 
