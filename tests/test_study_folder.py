@@ -158,6 +158,20 @@ def test_resume_runs_only_what_is_missing_and_rebuilds_the_files(tmp_path, monke
         assert (out / name).is_file()
 
 
+def test_resume_removes_what_a_killed_writer_left_in_the_folder_and_in_runs(tmp_path):
+    """A study killed during an atomic write leaves that write's temporary file; the resumed
+    study removes it, whether it was a run file's (runs/) or a table's (the folder itself,
+    e.g. results.csv being rewritten after a run)."""
+    out = tmp_path / "run"
+    run_study(tiny(), progress=False, out=out)
+    stale = [out / ".tmp-results.csv-999999-abcd_123", out / "runs" / ".tmp-run-000001.json-999999-abcd_123"]
+    for path in stale:
+        path.write_text("half of a file")
+    run_study(None, progress=False, out=out, resume=True)
+    assert not [p for p in stale if p.exists()]
+    assert not [n for n in os.listdir(out) + os.listdir(out / "runs") if n.startswith(".tmp-")]
+
+
 def test_resume_refuses_run_files_of_another_study(tmp_path):
     out = tmp_path / "run"
     run_study(tiny(), progress=False, out=out)

@@ -136,11 +136,14 @@ class RunFolder:
         except OSError as exc:
             self.release()
             raise ValueError(f"out: {self.path!r} is not writable ({exc.strerror or exc})") from None
-        # Leftovers of a killed writer: temporary files of atomic writes that never finished.
-        for name in os.listdir(self.file(RUNS)):
-            if name.startswith(".tmp-"):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.file(RUNS), name))
+        # Leftovers of a killed writer: temporary files of atomic writes that never finished,
+        # of run files (runs/) and of the tables, results.json and the report (the folder
+        # itself). The lock is held, so no other writer's file can be among them.
+        for folder in (self.file(RUNS), self.path):
+            for name in os.listdir(folder):
+                if name.startswith(".tmp-"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
         return self
 
     def holder(self) -> str:
