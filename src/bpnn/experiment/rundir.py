@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 
-from .._atomic import write_text_atomic
+from .._atomic import remove_stale_temps, write_text_atomic
 
 try:
     import fcntl
@@ -137,13 +137,9 @@ class RunFolder:
             self.release()
             raise ValueError(f"out: {self.path!r} is not writable ({exc.strerror or exc})") from None
         # Leftovers of a killed writer: temporary files of atomic writes that never finished,
-        # of run files (runs/) and of the tables, results.json and the report (the folder
-        # itself). The lock is held, so no other writer's file can be among them.
+        # of run files (runs/) and of the tables, results.json and the report (the folder itself)
         for folder in (self.file(RUNS), self.path):
-            for name in os.listdir(folder):
-                if name.startswith(".tmp-"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, name))
+            remove_stale_temps(os.path.join(folder, "*"))
         return self
 
     def holder(self) -> str:
